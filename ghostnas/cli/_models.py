@@ -1,0 +1,76 @@
+"""``ghostnas models`` and ``ghostnas profile``: the model library from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from ghostnas.cli._format import print_json, print_table
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models with params and MACs")
+    p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "profile",
+        help="params and MACs of a model name or config JSON",
+        description="Closed-form params and MACs (conv+linear multiply-accumulates, the "
+        "GhostNet paper's FLOPs) of a registered model or a config JSON file.",
+    )
+    p.add_argument("model", help="registered name (see `ghostnas models`) or path to a config .json")
+    p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--num-classes", type=_non_negative, default=1000, help="classifier width (default 1000)")
+    p.add_argument("--verify", action="store_true", help="also build the model and count with hooks")
+    p.add_argument("--json", action="store_true", help="print JSON (keys include params and macs)")
+    p.set_defaults(func=cmd_profile)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ghostnas.profiling import model_table
+
+    rows = model_table(args.input_size)
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["name", "source", "params", "macs"])
+        print(f"\nMACs: conv+linear multiply-accumulates at {args.input_size}x{args.input_size}, 1000 classes")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from ghostnas.profiling import profile_model
+
+    info = profile_model(args.model, args.input_size, args.num_classes, verify=args.verify)
+    if args.json:
+        print_json(info)
+        return 0
+    print(f"model       {info['model']}")
+    print(f"arch        {info['arch']}")
+    print(f"params      {info['params']:,}")
+    print(f"macs        {info['macs']:,}  ({info['macs'] / 1e6:.1f}M at {args.input_size}px, {args.num_classes} classes)")
+    if args.verify:
+        print(f"hook count  params {info['hook_params']:,}  macs {info['hook_macs']:,}")
+    print(f"convention  {info['macs_convention']}")
+    return 0

@@ -1,0 +1,58 @@
+"""A deterministic, instant evaluator for tests and for exercising the search loop.
+
+Its score rises with log MACs and with a few architecture choices and has a small config-hashed
+jitter, so a search has a real trade-off to find, but it trains nothing. Results from it are
+labelled ``fake`` wherever they are shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+
+from ghostnas.config import GhostNetConfig
+from ghostnas.cost import count_cost
+from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
+
+__all__ = ["FakeEvaluator"]
+
+
+class FakeEvaluator:
+    """Instant pseudo-accuracy in (0, 1) from the config alone.
+
+    Args:
+        steps: How many intermediate values to report (exercises pruning paths).
+        fail_if: Optional predicate; configs it accepts raise :class:`EvaluationFailed`.
+        sleep: Seconds to sleep per evaluation (to test time-outs and progress).
+    """
+
+    name = "fake"
+
+    def __init__(
+        self,
+        steps: int = 3,
+        fail_if: Callable[[GhostNetConfig], bool] | None = None,
+        sleep: float = 0.0,
+    ) -> None:
+        self.steps = steps
+        self.fail_if = fail_if
+        self.sleep = sleep
+
+    def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
+        start = time.perf_counter()
+        if self.fail_if is not None and self.fail_if(cfg):
+            raise EvaluationFailed("fake evaluator: configured to fail on this config")
+        if self.sleep:
+            time.sleep(self.sleep)
+        macs = count_cost(cfg, 32, 10, stem_stride=1).macs
+        digest = hashlib.sha256(cfg.short().encode()).digest()
+        jitter = (int.from_bytes(digest[:4], "little") / 2**32 - 0.5) * 0.02
+        se_bonus = 0.005 * sum(b.se_ratio > 0 for b in cfg.blocks()) / cfg.num_blocks
+        base = 0.5 + 0.08 * math.log10(max(macs, 1) / 1e5) + se_bonus + jitter
+        score = min(max(base, 0.01), 0.99)
+        for step in range(1, self.steps + 1):
+            if report is not None:
+                report(step, score * step / self.steps)
+        return EvalResult(score=score, metrics={"fake": 1}, seconds=time.perf_counter() - start)

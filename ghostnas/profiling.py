@@ -1,0 +1,60 @@
+"""What ``ghostnas models`` and ``ghostnas profile`` report: costs of named or file configs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ghostnas.config import GhostNetConfig, config_to_dict
+from ghostnas.cost import count_cost, measure_cost
+from ghostnas.errors import GhostnasError
+from ghostnas.registry import create_model, model_entries, resolve_config
+
+__all__ = ["MACS_CONVENTION", "model_table", "profile_model"]
+
+MACS_CONVENTION = "conv+linear multiply-accumulates (the papers' FLOPs); BN/activations not counted"
+
+
+def model_table(input_size: int = 224, num_classes: int = 1000) -> list[dict[str, Any]]:
+    """One row per registered model: name, source, params and MACs at ``input_size``."""
+    rows = []
+    for name, entry in sorted(model_entries().items()):
+        try:
+            cost = count_cost(resolve_config(name), input_size, num_classes)
+        except GhostnasError as exc:  # a broken user file must not hide the others
+            rows.append({"name": name, "source": entry.source, "error": str(exc)})
+            continue
+        rows.append({"name": name, "source": entry.source, "params": cost.params, "macs": cost.macs})
+    return rows
+
+
+def profile_model(
+    model: str | os.PathLike[str] | GhostNetConfig | Mapping[str, Any],
+    input_size: int = 224,
+    num_classes: int = 1000,
+    verify: bool = False,
+) -> dict[str, Any]:
+    """Closed-form cost of a model, plus (``verify=True``) a hook count on the built model.
+
+    Returns:
+        A JSON-ready dict with at least ``params`` and ``macs``.
+    """
+    cfg = resolve_config(model)
+    cost = count_cost(cfg, input_size, num_classes)
+    out: dict[str, Any] = {
+        "model": model if isinstance(model, str) else os.fspath(model) if isinstance(model, os.PathLike) else "<config>",
+        "params": cost.params,
+        "macs": cost.macs,
+        "input_size": input_size,
+        "num_classes": num_classes,
+        "macs_convention": MACS_CONVENTION,
+        "blocks": cfg.num_blocks,
+        "arch": cfg.short(),
+        "config": config_to_dict(cfg),
+    }
+    if verify:
+        measured = measure_cost(create_model(cfg, num_classes=num_classes), input_size)
+        out["hook_params"] = measured.params
+        out["hook_macs"] = measured.macs
+    return out

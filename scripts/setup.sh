@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up ghostnas on a fresh machine; safe to run again (it skips what is already done).
+#   - Fashion-MNIST (the default dataset) from Debian's dataset-fashion-mnist package, unless
+#     GHOSTNAS_DATA points elsewhere;
+#   - a virtual environment in .venv with a CPU build of torch and ghostnas (editable) + dev tools.
+# Override the torch requirement with TORCH_SPEC (default torch==2.13.0, a CPU build on our machines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    say "no apt-get here: install $* by hand"; return 1
+  fi
+  $sudo apt-get install -y -qq "$@" >/dev/null 2>&1 || { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq "$@" >/dev/null; }
+}
+
+if [ -z "${GHOSTNAS_DATA:-}" ] && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  say "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
+  apt_install dataset-fashion-mnist || say "could not install dataset-fashion-mnist; set GHOSTNAS_DATA to a folder with the idx files"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+
+stamp=.venv/.ghostnas-setup
+want="$(sha256sum pyproject.toml | cut -c1-16) ${TORCH_SPEC:-torch==2.13.0}"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing ${TORCH_SPEC:-torch==2.13.0} and ghostnas[dev] into .venv"
+  .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+say "ready: .venv/bin/ghostnas"
