@@ -1,6 +1,65 @@
-"""Evaluators score candidate configs; see :mod:`ghostnas.evaluators.base` for the interface."""
+"""Evaluators score candidate configs; see :mod:`ghostnas.evaluators.base` for the interface.
 
+:func:`make_evaluator` builds one by name from the settings the search and the CLI share. Each
+name maps to a factory in a private module, imported only when asked for, so that choosing the
+fake evaluator never imports the training stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ghostnas.errors import GhostnasError
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, Evaluator, ReportFn
 from ghostnas.evaluators.fake import FakeEvaluator
 
-__all__ = ["EvalResult", "EvaluationFailed", "Evaluator", "FakeEvaluator", "ReportFn"]
+__all__ = [
+    "EvalResult",
+    "EvalSettings",
+    "EvaluationFailed",
+    "Evaluator",
+    "FakeEvaluator",
+    "ReportFn",
+    "list_evaluators",
+    "make_evaluator",
+]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Settings every evaluator factory receives; each uses the fields that concern it.
+
+    Attributes:
+        data: Dataset name (``fashion-mnist``, ``cifar10``, ``synthetic``).
+        data_dir: Folder with the dataset files; None means the dataset's default location.
+        epochs: Training budget of the short-training proxy in epochs (None: its default).
+        seed: Seed for data subsets, initialisation and batch order.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+
+# name -> "module:factory"; a factory takes an EvalSettings and returns an Evaluator.
+_FACTORIES: dict[str, str] = {
+    "fake": "ghostnas.evaluators.fake:from_settings",
+}
+
+
+def list_evaluators() -> list[str]:
+    """Names accepted by :func:`make_evaluator` and ``ghostnas search --evaluator``."""
+    return sorted(_FACTORIES)
+
+
+def make_evaluator(name: str, settings: EvalSettings | None = None) -> Evaluator:
+    """Build the evaluator called ``name`` with ``settings`` (defaults when None)."""
+    if name not in _FACTORIES:
+        raise GhostnasError(f"unknown evaluator {name!r}; choose one of {', '.join(list_evaluators())}")
+    module_name, attr = _FACTORIES[name].split(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory(settings or EvalSettings())

@@ -56,3 +56,8 @@ class FakeEvaluator:
             if report is not None:
                 report(step, score * step / self.steps)
         return EvalResult(score=score, metrics={"fake": 1}, seconds=time.perf_counter() - start)
+
+
+def from_settings(settings: object) -> FakeEvaluator:
+    """Factory for :func:`ghostnas.evaluators.make_evaluator`; the fake needs no settings."""
+    return FakeEvaluator()
