@@ -243,14 +243,12 @@ class GhostNetConfig:
         object.__setattr__(self, "width", float(self.width))
         object.__setattr__(self, "dropout", float(self.dropout))
         widest = max(
-            make_divisible(ch * self.width)
-            for st in self.stages
-            for b in st.blocks
-            for ch in (b.exp, b.c)
+            make_divisible(ch * self.width) for st in self.stages for b in st.blocks for ch in (b.exp, b.c)
         )
         if widest > MAX_RESOLVED_CHANNELS:
             raise _fail(
-                "width", self.width,
+                "width",
+                self.width,
                 f"makes a layer {widest} channels wide (limit {MAX_RESOLVED_CHANNELS}); lower it",
             )
 
@@ -269,9 +267,8 @@ class GhostNetConfig:
 
     def short(self) -> str:
         """One line for logs: network settings, then the blocks of each stage separated by ``|``."""
-        head = (
-            f"w{self.width:g} s{self.s} d{self.d} stem{self.stem_chs} head{self.head_chs}"
-            + ("" if self.act == "relu" else f" {self.act}")
+        head = f"w{self.width:g} s{self.s} d{self.d} stem{self.stem_chs} head{self.head_chs}" + (
+            "" if self.act == "relu" else f" {self.act}"
         )
         stages = " | ".join(
             (_override_tag(st.s, st.d) + " " if st.s or st.d else "") + " ".join(b.short() for b in st.blocks)
@@ -418,9 +415,7 @@ def _check_keys(where: str, data: Any, required: tuple[str, ...], optional: tupl
     allowed = required + optional
     unknown = [k for k in data if k not in allowed]
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; allowed keys are {', '.join(allowed)}"
-        )
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {', '.join(allowed)}")
     missing = [k for k in required if k not in data]
     if missing:
         raise ConfigError(f"{where}: missing required key {missing[0]!r}")
@@ -537,4 +532,3 @@ def save_config(cfg: GhostNetConfig, path: str | Path, meta: Mapping[str, Any] |
     if meta is not None:
         body = {"config": body, "meta": dict(meta)}
     atomic_write_text(path, json.dumps(body, indent=2) + "\n")
-

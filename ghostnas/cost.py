@@ -119,7 +119,11 @@ def count_cost(
     Returns:
         The counts; they equal a hook count on the built model to the unit.
     """
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or not 1 <= input_size <= MAX_INPUT_SIZE:
+    if (
+        isinstance(input_size, bool)
+        or not isinstance(input_size, int)
+        or not 1 <= input_size <= MAX_INPUT_SIZE
+    ):
         raise GhostnasError(f"input size {input_size!r} must be an integer in [1, {MAX_INPUT_SIZE}]")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 0 <= num_classes <= 1_000_000:
         raise GhostnasError(f"num_classes {num_classes!r} must be an integer in [0, 1000000]")

@@ -43,7 +43,11 @@ def profile_model(
     cfg = resolve_config(model)
     cost = count_cost(cfg, input_size, num_classes)
     out: dict[str, Any] = {
-        "model": model if isinstance(model, str) else os.fspath(model) if isinstance(model, os.PathLike) else "<config>",
+        "model": model
+        if isinstance(model, str)
+        else os.fspath(model)
+        if isinstance(model, os.PathLike)
+        else "<config>",
         "params": cost.params,
         "macs": cost.macs,
         "input_size": input_size,

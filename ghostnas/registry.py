@@ -137,4 +137,6 @@ def create_model(
             raise ConfigError(f"{name} = {value!r}: must be an integer >= {lo}")
     if stem_stride not in (1, 2):
         raise ConfigError(f"stem_stride = {stem_stride!r}: must be 1 or 2")
-    return GhostNet(resolve_config(model), num_classes=num_classes, in_chans=in_chans, stem_stride=stem_stride)
+    return GhostNet(
+        resolve_config(model), num_classes=num_classes, in_chans=in_chans, stem_stride=stem_stride
+    )

@@ -55,7 +55,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print_json(rows)
     else:
         print_table(rows, ["name", "source", "params", "macs"])
-        print(f"\nMACs: conv+linear multiply-accumulates at {args.input_size}x{args.input_size}, 1000 classes")
+        print(
+            f"\nMACs: conv+linear multiply-accumulates at {args.input_size}x{args.input_size}, 1000 classes"
+        )
     return 0
 
 
@@ -69,7 +71,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"model       {info['model']}")
     print(f"arch        {info['arch']}")
     print(f"params      {info['params']:,}")
-    print(f"macs        {info['macs']:,}  ({info['macs'] / 1e6:.1f}M at {args.input_size}px, {args.num_classes} classes)")
+    print(
+        f"macs        {info['macs']:,}  ({info['macs'] / 1e6:.1f}M at {args.input_size}px, {args.num_classes} classes)"
+    )
     if args.verify:
         print(f"hook count  params {info['hook_params']:,}  macs {info['hook_macs']:,}")
     print(f"convention  {info['macs_convention']}")
