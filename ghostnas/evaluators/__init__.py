@@ -15,6 +15,7 @@ from ghostnas.evaluators.base import EvalResult, EvaluationFailed, Evaluator, Re
 from ghostnas.evaluators.fake import FakeEvaluator
 
 __all__ = [
+    "DEFAULT_EVALUATOR",
     "EvalResult",
     "EvalSettings",
     "EvaluationFailed",
@@ -49,6 +50,11 @@ class EvalSettings:
 _FACTORIES: dict[str, str] = {
     "fake": "ghostnas.evaluators.fake:from_settings",
 }
+
+
+# What `ghostnas search` uses when --evaluator is not given. The proxy issue sets this to the
+# evaluator its fidelity benchmark supports; until then only the fake exists.
+DEFAULT_EVALUATOR = "fake"
 
 
 def list_evaluators() -> list[str]:
