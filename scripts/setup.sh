@@ -2,6 +2,7 @@
 # Set up ghostnas on a fresh machine; safe to run again (it skips what is already done).
 #   - Fashion-MNIST (the default dataset) from Debian's dataset-fashion-mnist package, unless
 #     GHOSTNAS_DATA points elsewhere;
+#   - PostgreSQL server binaries (Debian's postgresql), used by the multi-worker tests;
 #   - a virtual environment in .venv with a CPU build of torch and ghostnas (editable) + dev tools.
 # Override the torch requirement with TORCH_SPEC (default torch==2.13.0, a CPU build on our machines).
 set -euo pipefail
@@ -21,6 +22,12 @@ apt_install() {
 if [ -z "${GHOSTNAS_DATA:-}" ] && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   say "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
   apt_install dataset-fashion-mnist || say "could not install dataset-fashion-mnist; set GHOSTNAS_DATA to a folder with the idx files"
+fi
+
+# PostgreSQL: the storage many search workers share; the tests start a throw-away server.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  say "installing PostgreSQL (Debian package postgresql)"
+  apt_install postgresql || say "could not install PostgreSQL; the PostgreSQL tests will be skipped outside CI"
 fi
 
 PY=${PYTHON:-python3}

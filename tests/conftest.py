@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,17 @@ def random_config(rng: random.Random, max_chs: int = 64) -> GhostNetConfig:
         dropout=rng.choice([0.0, 0.2]),
         act=rng.choice(["relu", "hard_swish", "silu"]),
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a real local PostgreSQL server (skipped only where PostgreSQL is not installed and
+    this is not CI: in CI, scripts/setup.sh installs it and a missing server is a failure)."""
+    from tests import _postgres
+
+    if not _postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; scripts/setup.sh should have installed it")
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
+    with _postgres.postgres_server() as url:
+        yield url
