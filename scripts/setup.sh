@@ -41,8 +41,9 @@ stamp=.venv/.ghostnas-setup
 want="$(sha256sum pyproject.toml | cut -c1-16) ${TORCH_SPEC:-torch==2.13.0}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing ${TORCH_SPEC:-torch==2.13.0} and ghostnas[dev] into .venv"
-  .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  log=.venv/setup-pip.log
+  { .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" &&
+    .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1 || { cat "$log" >&2; say "pip install failed (log above)"; exit 1; }
   echo "$want" > "$stamp"
 fi
 say "ready: .venv/bin/ghostnas"
