@@ -19,6 +19,7 @@ is the resulting absolute channel count, as in the paper's table.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -387,10 +388,7 @@ class SearchSpace:
         monotone (an identity shortcut appears when input and output widths match), so those
         are searched exhaustively by dynamic programming over (channels in, last expansion).
         """
-        key = (input_size, num_classes)
-        if key not in self._cost_cache:
-            self._cost_cache[key] = _cost_range(self, input_size, num_classes)
-        return self._cost_cache[key]
+        return _cached_cost_range(self, input_size, num_classes)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -418,6 +416,12 @@ def _first_difference(want: GhostNetConfig, got: GhostNetConfig) -> str:
 
 # --------------------------------------------------------------------------------------------
 # exact cost range by dynamic programming
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRange:
+    # Spaces are frozen and compare by content, so one computation serves every load of a file.
+    return _cost_range(space, input_size, num_classes)
 
 
 def _cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRange:
