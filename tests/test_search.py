@@ -302,3 +302,30 @@ def test_python_m_ghostnas_bad_budget_subprocess(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "unknown unit 'parsecs'" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_timeout_stops_early_and_a_killed_runs_trial_is_marked_failed(tmp_path):
+    slow = FakeEvaluator(sleep=0.3)
+    result = run_search(settings(tmp_path, trials=50, timeout=0.5), evaluator=slow)
+    assert 1 <= result.evaluated < 50
+    # Simulate a run killed mid-trial: a trial left RUNNING in the run's own SQLite study.
+    study = load_study(tmp_path / "run")
+    study.ask()
+    resumed = run_search(settings(tmp_path, trials=result.evaluated + 1))
+    killed = [
+        t
+        for t in load_study(tmp_path / "run").trials
+        if t.user_attrs.get("reason", "").startswith("interrupted")
+    ]
+    assert len(killed) == 1 and killed[0].state.name == "FAIL"
+    assert resumed.evaluated == result.evaluated + 1
+
+
+def test_reference_widths_of_the_main_job():
+    # The bare command's reference: GhostNet 1.0x (141.2M MACs) is the widest grid width under 150M.
+    from ghostnas.search import _reference_params, _validate
+
+    plan = _validate(SearchSettings(budget=parse_budget("150MFLOPs")))
+    cfg, params = _reference_params(plan)
+    assert cfg == ghostnas.resolve_config("ghostnet_100") and params["width"] == 1.0
+    assert count_cost(cfg.with_width(1.05)).macs > 150e6
