@@ -284,6 +284,7 @@ def test_cli_runs_and_resumes_in_process(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "run folder" in out and "best" in out
     folder = next((tmp_path / "results").iterdir())
+    assert json.loads((folder / "run.json").read_text())["command"] == ["ghostnas", *args("3")]
     assert run_cli(args("5")) == 0
     assert "(2 this run)" in capsys.readouterr().out
     assert json.loads((folder / "run.json").read_text())["counts"]["evaluated"] == 5

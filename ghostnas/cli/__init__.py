@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded by commands that log runs
     try:
         return int(args.func(args) or 0)
     except GhostnasError as exc:

@@ -153,8 +153,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
+            # disable=None: no bar when stderr is not a terminal (logs, CI).
             bar = tqdm(
-                total=p.target, initial=0, desc="search", unit="trial", file=sys.stderr, dynamic_ncols=True
+                total=p.target, desc="search", unit="trial", file=sys.stderr, dynamic_ncols=True, disable=None
             )
         bar.update(max(0, min(p.evaluated, p.target) - bar.n))
         best = "-" if p.best_accuracy is None else f"{p.best_accuracy:.4f}"
@@ -179,9 +180,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         storage=args.storage,
         study=args.study,
         reference=not args.no_reference,
-        command=["ghostnas", *sys.argv[1:]]
-        if sys.argv and sys.argv[0].endswith(("ghostnas", "__main__.py"))
-        else None,
+        command=["ghostnas", *args.argv],
     )
     try:
         result = run_search(settings, progress=progress)
