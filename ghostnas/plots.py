@@ -168,7 +168,7 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
         ax.set_title(title + suffix, fontsize=10)
     ax.grid(True, alpha=0.3)
     if data.points or data.rejected or data.budget is not None:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

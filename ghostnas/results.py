@@ -377,7 +377,8 @@ def write_outputs(
         (out_dir / "best.json").unlink()
 
     data = plots.pareto_plot_data(records, budget, cost_key)
-    plots.render_pareto(data, out_dir / "pareto.png", title=f"{space.name} under {budget.describe()}")
+    title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
+    plots.render_pareto(data, out_dir / "pareto.png", title=title)
     files.append("pareto.png")
     hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
     atomic_write_text(
