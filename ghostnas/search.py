@@ -478,15 +478,20 @@ def _reference_params(plan: _Plan) -> tuple[GhostNetConfig | None, dict[str, Any
     return None, None
 
 
-def _fail_stale(study: optuna.Study) -> int:
-    """Mark trials left RUNNING by a killed run as FAIL (single-writer default storage only)."""
+def _fail_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
+    """Mark trials left RUNNING by a killed run as FAIL.
+
+    Only for the run's own SQLite file, which one process writes at a time; in a shared storage
+    a RUNNING trial may belong to a live worker (use Optuna's heartbeat there).
+    """
     from optuna.trial import TrialState
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "outcome", "failed")
-        study._storage.set_trial_user_attr(t._trial_id, "reason", "interrupted: the run was killed")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        trial_id = t._trial_id  # FrozenTrial exposes the storage id only under this name
+        storage.set_trial_user_attr(trial_id, "outcome", "failed")
+        storage.set_trial_user_attr(trial_id, "reason", "interrupted: the run was killed")
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
     return len(stale)
 
 
@@ -599,8 +604,9 @@ def run_search(
             study.stop()
         elif state["proposals"] >= max_proposals:
             logger.warning(
-                "stopping: %d proposals in a row mostly over budget; the budget may be too tight for the space",
+                "stopping after %d proposals, %d of them over budget: the budget may be too tight for the space",
                 state["proposals"],
+                state["over"],
             )
             study.stop()
 
@@ -710,7 +716,7 @@ def _load_existing(
             f"{','.join(o.name for o in plan.objectives)}; use the same --objectives or another --study"
         )
     if plan.settings.storage is None:
-        stale = _fail_stale(probe)
+        stale = _fail_stale(probe, storage)
         if stale:
             logger.warning("marked %d trial(s) left running by a killed run as failed", stale)
     return probe.get_trials(deepcopy=False)
