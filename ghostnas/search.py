@@ -415,6 +415,10 @@ def _make_objective(
             result = evaluator.evaluate(cfg, report=report if single else None)
         except optuna.TrialPruned:
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("outcome", "interrupted")
+            trial.set_user_attr("reason", "interrupted by the user; not counted, rerun to resume")
+            raise
         except EvaluationFailed as exc:
             _record_failure(trial, str(exc) or "evaluation failed")
         except Exception as exc:  # OOM, NaN, bugs in a plug-in: a failed trial, not a dead search
@@ -462,7 +466,7 @@ def _is_evaluated(t: optuna.trial.FrozenTrial) -> bool:
 
     if t.state not in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED):
         return False
-    return t.user_attrs.get("outcome") != "over_budget" and "cfg" in t.user_attrs
+    return t.user_attrs.get("outcome") not in ("over_budget", "interrupted") and "cfg" in t.user_attrs
 
 
 def _reference_params(plan: _Plan) -> tuple[GhostNetConfig | None, dict[str, Any] | None]:

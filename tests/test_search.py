@@ -330,3 +330,27 @@ def test_reference_widths_of_the_main_job():
     cfg, params = _reference_params(plan)
     assert cfg == ghostnas.resolve_config("ghostnet_100") and params["width"] == 1.0
     assert count_cost(cfg.with_width(1.05)).macs > 150e6
+
+
+class InterruptOnThird:
+    name = "interrupt"
+
+    def __init__(self):
+        self.calls = 0
+
+    def evaluate(self, cfg, report=None):
+        self.calls += 1
+        if self.calls == 3:
+            raise KeyboardInterrupt
+        return FakeEvaluator().evaluate(cfg, report)
+
+
+def test_ctrl_c_writes_outputs_and_the_interrupted_trial_is_not_counted(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_search(settings(tmp_path, trials=6), evaluator=InterruptOnThird())
+    out = tmp_path / "run"
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["outcome"] for r in rows if r["outcome"] != "over_budget"] == ["ok", "ok", "interrupted"]
+    assert json.loads((out / "run.json").read_text())["interrupted"] is True
+    resumed = run_search(settings(tmp_path, trials=6))
+    assert resumed.evaluated == 6 and resumed.evaluated_this_run == 4
