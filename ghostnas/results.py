@@ -86,6 +86,7 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
                 "reason": ua.get("reason", ""),
                 "reference": bool(ua.get("reference", False)),
                 "config": ua.get("cfg", ""),
+                "full_config": ua.get("config"),
                 "trial_params": dict(t.params),
             }
         )
@@ -308,7 +309,10 @@ def _replay(space: SearchSpace, record: Mapping[str, Any]) -> Any:
             f"trial {record['number']} does not replay through space {space.name} ({exc}); "
             "was the space file changed after the study started?"
         ) from None
-    if record["config"] and cfg.short() != record["config"]:
+    stored = record.get("full_config")
+    if (stored is not None and config_to_dict(cfg) != stored) or (
+        record["config"] and cfg.short() != record["config"]
+    ):
         raise GhostnasError(
             f"trial {record['number']} replays to another config than it evaluated; "
             f"was space {space.name} changed after the study started?"

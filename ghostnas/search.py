@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostnas.budget import Budget, Objective, candidate_costs, parse_objectives
-from ghostnas.config import GhostNetConfig
+from ghostnas.config import GhostNetConfig, config_to_dict
 from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import (
     DEFAULT_EVALUATOR,
@@ -393,6 +393,7 @@ def _make_objective(
         for key, value in costs.items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("cfg", cfg.short())
+        trial.set_user_attr("config", config_to_dict(cfg))  # the full config, to check replays against
         if reference is not None and cfg == reference:
             trial.set_user_attr("reference", True)
         excess = budget.excess(costs)

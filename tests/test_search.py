@@ -100,6 +100,7 @@ def test_trials_csv_and_replay_of_every_trial(tmp_path):
         assert set(row) >= {"number", "state", "macs", "params", "accuracy", "seconds", "reason", "config"}
         # The stored params (from the storage and from the CSV) replay to the config evaluated.
         assert space.params_to_config(t.params).short() == t.user_attrs["cfg"] == row["config"]
+        assert space.params_to_config(t.params) == ghostnas.config_from_dict(t.user_attrs["config"])
         assert space.params_to_config(json.loads(row["trial_params"])).short() == row["config"]
         if row["outcome"] == "over_budget":
             assert row["state"] == "PRUNED" and row["accuracy"] == "" and "over budget" in row["reason"]
