@@ -355,3 +355,25 @@ def test_ctrl_c_writes_outputs_and_the_interrupted_trial_is_not_counted(tmp_path
     assert json.loads((out / "run.json").read_text())["interrupted"] is True
     resumed = run_search(settings(tmp_path, trials=6))
     assert resumed.evaluated == 6 and resumed.evaluated_this_run == 4
+
+
+def test_tpe_learns_the_budget_boundary_from_rejected_proposals(tmp_path):
+    # Over-budget proposals end PRUNED with a positive constraint; TPE ranks them as infeasible.
+    # Under a tight budget (5M MACs: most of tiny is over it) it should propose far fewer
+    # over-budget candidates than random sampling, and fewer late than early.
+    shares = {}
+    for sampler in ("tpe", "random"):
+        run = tmp_path / sampler
+        result = run_search(
+            settings(
+                run,
+                trials=30,
+                budget=parse_budget("5M"),
+                sampler=sampler,
+                storage=f"journal:{tmp_path}/{sampler}.log",
+            )
+        )
+        shares[sampler] = result.run_info["over_budget"]
+    assert shares["random"]["share_all"] > 0.8
+    assert shares["tpe"]["share_all"] < shares["random"]["share_all"] - 0.2
+    assert shares["tpe"]["share_second_half"] < shares["tpe"]["share_first_half"]
