@@ -74,6 +74,12 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
     for t in sorted(trials, key=lambda t: t.number):
         ua = t.user_attrs
         outcome = ua.get("outcome") or ("running" if t.state.name == "RUNNING" else t.state.name.lower())
+        reason = ua.get("reason", "")
+        if t.state.name == "FAIL" and outcome in ("evaluating", "fail"):
+            # failed by Optuna's heartbeat check: its worker stopped beating (see ghostnas.workers)
+            outcome, reason = "worker_died", "not counted: its worker stopped sending heartbeats"
+        elif t.state.name == "RUNNING":
+            outcome = "running"
         rows.append(
             {
                 "number": t.number,
@@ -83,7 +89,7 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
                 "params": _int_or_none(ua.get("params")),
                 "accuracy": ua.get("accuracy") if outcome == "ok" else None,
                 "seconds": ua.get("seconds"),
-                "reason": ua.get("reason", ""),
+                "reason": reason,
                 "reference": bool(ua.get("reference", False)),
                 "config": ua.get("cfg", ""),
                 "full_config": ua.get("config"),
@@ -171,7 +177,7 @@ def over_budget_fractions(records: Sequence[Mapping[str, Any]]) -> dict[str, Any
 
 
 def _counts(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    keys = ("ok", "failed", "pruned", "over_budget", "running")
+    keys = ("ok", "failed", "pruned", "over_budget", "running", "worker_died", "surplus")
     out = {k: sum(r["outcome"] == k for r in records) for k in keys}
     out["evaluated"] = out["ok"] + out["failed"] + out["pruned"]
     out["trials"] = len(records)

@@ -48,6 +48,7 @@ from ghostnas.evaluators import (
     list_evaluators,
     make_evaluator,
 )
+from ghostnas import workers
 from ghostnas.space import SearchSpace, load_space
 
 if TYPE_CHECKING:
@@ -234,6 +235,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Open an Optuna storage: an RDB URL (``sqlite:///...``, ``postgresql://...``) or
     ``journal:PATH`` for a journal file.
 
+    RDB storages get Optuna's heartbeat (see :mod:`ghostnas.workers`): a trial whose worker
+    stops beating for :data:`ghostnas.workers.GRACE_PERIOD` seconds is failed by a live worker
+    and its config retried. A PostgreSQL or MySQL server that does not answer fails within
+    10 seconds instead of hanging.
+
     Raises:
         SearchError: the URL cannot be opened; one line with the reason.
     """
@@ -244,6 +250,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             path = Path(url[len("journal:") :])
             if not path.parent.is_dir():
                 raise SearchError(f"storage {url!r}: folder {path.parent} does not exist")
+            if path.is_dir():
+                raise SearchError(f"storage {url!r}: {path} is a folder; give a journal file path")
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
@@ -253,7 +261,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 raise SearchError(f"storage {_redact(url)!r}: folder {Path(db).parent} does not exist")
         if url.startswith("sqlite:"):
             return _fast_sqlite(url)
-        return optuna.storages.RDBStorage(url)
+        engine_kwargs: dict[str, Any] = {}
+        if url.startswith(("postgresql", "mysql")):
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        return _rdb(url, engine_kwargs)
     except SearchError:
         raise
     except Exception as exc:  # sqlalchemy and drivers raise many kinds; all mean "cannot open"
@@ -262,6 +273,21 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             f"cannot open storage {_redact(url)!r}: {reason}; give an Optuna storage URL such as "
             "sqlite:///path/study.db or journal:path/study.log"
         ) from None
+
+
+def _rdb(url: str, engine_kwargs: dict[str, Any] | None = None) -> optuna.storages.RDBStorage:
+    """An RDB storage with the heartbeat on (Optuna marks the heartbeat experimental)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=workers.HEARTBEAT_INTERVAL,
+            grace_period=workers.GRACE_PERIOD,
+            heartbeat_stale_trial_callback=workers.on_heartbeat_stale,
+        )
 
 
 def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
@@ -273,7 +299,6 @@ def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
     (at worst the last commits before a power loss are lost, and a resumed run redoes them);
     readers such as optuna-dashboard can read while the search writes.
     """
-    import optuna
     from sqlalchemy import event
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -282,7 +307,7 @@ def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=False)
+    storage = _rdb(url)
     event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # connections opened while creating the schema do not have the pragmas
     return storage
@@ -378,6 +403,7 @@ def _make_objective(
     evaluator: Evaluator,
     clock: _Clock,
     reference: GhostNetConfig | None,
+    me: workers.WorkerId,
 ) -> Callable[[optuna.Trial], Any]:
     import optuna
 
@@ -386,6 +412,7 @@ def _make_objective(
 
     def objective(trial: optuna.Trial) -> Any:
         clock.objective_calls += 1
+        trial.set_user_attr("worker", me.as_dict())
         cfg = plan.space.suggest(trial)
         t0 = time.perf_counter()
         costs = candidate_costs(cfg)
@@ -403,6 +430,11 @@ def _make_objective(
             trial.set_user_attr("outcome", "over_budget")
             trial.set_user_attr("reason", reason)
             raise optuna.TrialPruned(reason)
+        trial.set_user_attr("outcome", "evaluating")
+        if not workers.claim_slot(trial.study, trial._trial_id, plan.settings.trials):
+            trial.set_user_attr("outcome", "surplus")
+            trial.set_user_attr("reason", "not counted: the study's other trials fill --trials")
+            raise optuna.TrialPruned("surplus")
 
         def report(step: int, value: float) -> None:
             trial.report(value, step)
@@ -414,6 +446,7 @@ def _make_objective(
         t0 = time.perf_counter()
         try:
             result = evaluator.evaluate(cfg, report=report if single else None)
+            score = float(result.score)
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
@@ -422,13 +455,12 @@ def _make_objective(
             raise
         except EvaluationFailed as exc:
             _record_failure(trial, str(exc) or "evaluation failed")
-        except Exception as exc:  # OOM, NaN, bugs in a plug-in: a failed trial, not a dead search
+        except Exception as exc:  # MemoryError, CUDA OOM, NaN checks, plug-in bugs: a failed trial
             _record_failure(trial, f"{type(exc).__name__}: {exc}")
         finally:
             elapsed = time.perf_counter() - t0
             clock.evaluation += elapsed
             trial.set_user_attr("seconds", round(elapsed, 4))
-        score = float(result.score)
         if not math.isfinite(score):
             _record_failure(trial, f"evaluator returned a non-finite score {score!r}")
         trial.set_user_attr("outcome", "ok")
@@ -461,15 +493,6 @@ def _fmt(value: float, metric: str) -> str:
 # the run
 
 
-def _is_evaluated(t: optuna.trial.FrozenTrial) -> bool:
-    """A trial that reached the evaluator (not rejected by the budget, not still running)."""
-    from optuna.trial import TrialState
-
-    if t.state not in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED):
-        return False
-    return t.user_attrs.get("outcome") not in ("over_budget", "interrupted") and "cfg" in t.user_attrs
-
-
 def _reference_params(plan: _Plan) -> tuple[GhostNetConfig | None, dict[str, Any] | None]:
     """The reference network at the widest grid width that fits the budget."""
     space, budget = plan.space, plan.settings.budget
@@ -481,23 +504,6 @@ def _reference_params(plan: _Plan) -> tuple[GhostNetConfig | None, dict[str, Any
             return cfg, space.config_to_params(cfg)
     logger.warning("no width of the reference network fits %s; starting without it", budget.describe())
     return None, None
-
-
-def _fail_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
-    """Mark trials left RUNNING by a killed run as FAIL.
-
-    Only for the run's own SQLite file, which one process writes at a time; in a shared storage
-    a RUNNING trial may belong to a live worker (use Optuna's heartbeat there).
-    """
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        trial_id = t._trial_id  # FrozenTrial exposes the storage id only under this name
-        storage.set_trial_user_attr(trial_id, "outcome", "failed")
-        storage.set_trial_user_attr(trial_id, "reason", "interrupted: the run was killed")
-        storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    return len(stale)
 
 
 def run_search(
@@ -556,7 +562,6 @@ def run_search(
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     if storage is None:
         storage = open_storage(plan.storage_url)
-    evaluated_before = sum(_is_evaluated(t) for t in existing)
     n_objectives = len(plan.objectives)
     if sampler is None:
         # Re-seed by history length so a resumed run does not replay the first run's draws.
@@ -572,11 +577,16 @@ def run_search(
         pruner=pruner,
         load_if_exists=True,
     )
+    me = workers.WorkerId.current()
+    workers.sweep_stale(study, storage, me)
     reference, ref_params = _reference_params(plan) if settings.reference else (None, None)
     if ref_params is not None and not existing:
-        study.enqueue_trial(ref_params, user_attrs={"reference": True})
-    if not existing:
+        # skip_if_exists: workers that start together on a new study enqueue it once between them
+        study.enqueue_trial(ref_params, user_attrs={"reference": True}, skip_if_exists=True)
+    if "ghostnas" not in study.user_attrs:
         study.set_user_attr("ghostnas", plan.fingerprint)
+    existing = study.get_trials(deepcopy=False)
+    evaluated_before = workers.count_evaluated(existing)
 
     remaining = settings.trials - evaluated_before
     clock = _Clock()
@@ -588,11 +598,12 @@ def run_search(
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state["proposals"] += 1
-        if _is_evaluated(trial):
-            state["evaluated"] += 1
-        else:
+        if trial.user_attrs.get("outcome") == "over_budget":
             state["over"] += 1
         tracker.add(trial)
+        if trial.user_attrs.get("outcome") == "surplus":
+            _wait_for_others(study, storage, me, settings.trials)
+        state["evaluated"] = workers.count_evaluated(study.get_trials(deepcopy=False))
         if progress is not None:
             progress(
                 Progress(
@@ -615,7 +626,7 @@ def run_search(
             )
             study.stop()
 
-    objective = _make_objective(plan, evaluator, clock, reference)
+    objective = _make_objective(plan, evaluator, clock, reference, me)
     t_start = time.perf_counter()
     interrupted = False
     if remaining > 0:
@@ -680,7 +691,7 @@ def run_search(
     )
     run_info["timing"]["outputs_seconds"] = round(time.perf_counter() - t_out, 3)
     results.write_run_json(plan.out_dir, run_info)
-    evaluated = sum(_is_evaluated(t) for t in trials)
+    evaluated = workers.count_evaluated(trials)
     result = SearchResult(
         out_dir=plan.out_dir,
         study_name=plan.study_name,
@@ -703,6 +714,24 @@ def run_search(
     return result
 
 
+def _wait_for_others(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, me: workers.WorkerId, target: int
+) -> None:
+    """After a surplus trial: wait while other workers' trials fill the remaining slots, so that
+    a slot freed by a dying worker is taken by this one (its config retried) rather than lost."""
+    from optuna.storages import fail_stale_trials
+
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        if workers.count_evaluated(trials) >= target or workers.in_flight(trials) == 0:
+            return
+        time.sleep(0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fail_stale_trials(study)  # heartbeat storages; a no-op for the others
+        workers.sweep_stale(study, storage, me)
+
+
 def _load_existing(
     storage: optuna.storages.BaseStorage, plan: _Plan, directions: list[str]
 ) -> list[optuna.trial.FrozenTrial]:
@@ -720,10 +749,6 @@ def _load_existing(
             f"study {plan.study_name!r} optimises {len(probe.directions)} objective(s), not "
             f"{','.join(o.name for o in plan.objectives)}; use the same --objectives or another --study"
         )
-    if plan.settings.storage is None:
-        stale = _fail_stale(probe, storage)
-        if stale:
-            logger.warning("marked %d trial(s) left running by a killed run as failed", stale)
     return probe.get_trials(deepcopy=False)
 
 
