@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ghostnas import workers
 from ghostnas.budget import Budget, Objective, candidate_costs, parse_objectives
 from ghostnas.config import GhostNetConfig, config_to_dict
 from ghostnas.errors import GhostnasError
@@ -48,7 +49,6 @@ from ghostnas.evaluators import (
     list_evaluators,
     make_evaluator,
 )
-from ghostnas import workers
 from ghostnas.space import SearchSpace, load_space
 
 if TYPE_CHECKING:
