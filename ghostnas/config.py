@@ -507,7 +507,7 @@ def loads_config(text: str, source: str = "<string>") -> GhostNetConfig:
 def load_config(path: str | Path) -> GhostNetConfig:
     """Read and validate a config JSON file (bare or with an export envelope)."""
     path = Path(path)
-    text = read_user_text(path, MAX_CONFIG_BYTES, "config JSON file", ConfigError)
+    text = read_user_text(path, MAX_CONFIG_BYTES, "config file", ConfigError)
     return loads_config(text, str(path))
 
 

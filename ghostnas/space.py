@@ -722,5 +722,5 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
         raise SpaceError(
             f"unknown search space {text!r}; choose one of {', '.join(list_spaces())} or give a path to a .yaml file"
         )
-    body = read_user_text(path, MAX_SPACE_BYTES, "search-space .yaml file", SpaceError)
+    body = read_user_text(path, MAX_SPACE_BYTES, "search-space file", SpaceError)
     return loads_space(body, str(path))
