@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from typing import Any
 
+from ghostnas.cli._format import positive_float
 from ghostnas.cli._models import _positive
 
 _EPILOG = """\
@@ -19,16 +19,6 @@ Outputs in the run folder (--out): trials.csv, pareto.json, best.json (load it w
 ghostnas.create_model), pareto.png, summary.md, run.json, and the study (study.db).
 Running the same command again resumes the study and runs only the missing trials.
 """
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
 
 
 def _budget(text: str) -> Any:
@@ -75,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"evaluated candidates wanted in the study; over-budget proposals do not count (default {DEFAULT_TRIALS})",
     )
     p.add_argument(
-        "--timeout", type=_positive_float, default=None, help="stop starting trials after this many seconds"
+        "--timeout", type=positive_float, default=None, help="stop starting trials after this many seconds"
     )
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
     p.add_argument(
@@ -95,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="proxy training budget in epochs (training evaluators)",
     )
