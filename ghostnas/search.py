@@ -66,6 +66,7 @@ __all__ = [
     "SearchSettings",
     "default_out_dir",
     "make_sampler",
+    "close_storage",
     "open_storage",
     "run_search",
 ]
@@ -552,166 +553,179 @@ def run_search(
     # other settings stops the run with nothing written.
     directions = [o.direction for o in plan.objectives]
     storage = None
-    fresh_default = settings.storage is None and not (plan.out_dir / "study.db").exists()
-    if not fresh_default:
-        storage = open_storage(plan.storage_url)
-    existing = _load_existing(storage, plan, directions) if storage is not None else []
+    try:
+        fresh_default = settings.storage is None and not (plan.out_dir / "study.db").exists()
+        if not fresh_default:
+            storage = open_storage(plan.storage_url)
+        existing = _load_existing(storage, plan, directions) if storage is not None else []
 
-    # Inputs are valid: from here on the run folder may be created.
-    started = _dt.datetime.now(_dt.timezone.utc)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    if storage is None:
-        storage = open_storage(plan.storage_url)
-    n_objectives = len(plan.objectives)
-    if sampler is None:
-        # Re-seed by history length so a resumed run does not replay the first run's draws.
-        sampler = make_sampler(
-            settings.sampler, settings.seed + 7919 * len(existing), settings.trials, n_objectives
+        # Inputs are valid: from here on the run folder may be created.
+        started = _dt.datetime.now(_dt.timezone.utc)
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+        if storage is None:
+            storage = open_storage(plan.storage_url)
+        n_objectives = len(plan.objectives)
+        if sampler is None:
+            # Re-seed by history length so a resumed run does not replay the first run's draws.
+            sampler = make_sampler(
+                settings.sampler, settings.seed + 7919 * len(existing), settings.trials, n_objectives
+            )
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if n_objectives == 1 else None
         )
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if n_objectives == 1 else None
-    study = optuna.create_study(
-        study_name=plan.study_name,
-        storage=storage,
-        directions=directions,
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
-    me = workers.WorkerId.current()
-    workers.sweep_stale(study, storage, me)
-    reference, ref_params = _reference_params(plan) if settings.reference else (None, None)
-    if ref_params is not None and not existing:
-        # skip_if_exists: workers that start together on a new study enqueue it once between them
-        study.enqueue_trial(ref_params, user_attrs={"reference": True}, skip_if_exists=True)
-    if "ghostnas" not in study.user_attrs:
-        study.set_user_attr("ghostnas", plan.fingerprint)
-    existing = study.get_trials(deepcopy=False)
-    evaluated_before = workers.count_evaluated(existing)
+        study = optuna.create_study(
+            study_name=plan.study_name,
+            storage=storage,
+            directions=directions,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+        me = workers.WorkerId.current()
+        workers.sweep_stale(study, storage, me)
+        reference, ref_params = _reference_params(plan) if settings.reference else (None, None)
+        if ref_params is not None and not existing:
+            # skip_if_exists: workers that start together on a new study enqueue it once between them
+            study.enqueue_trial(ref_params, user_attrs={"reference": True}, skip_if_exists=True)
+        if "ghostnas" not in study.user_attrs:
+            study.set_user_attr("ghostnas", plan.fingerprint)
+        existing = study.get_trials(deepcopy=False)
+        evaluated_before = workers.count_evaluated(existing)
 
-    remaining = settings.trials - evaluated_before
-    clock = _Clock()
-    state = {"evaluated": evaluated_before, "proposals": 0, "over": 0}
-    max_proposals = MAX_PROPOSALS_PER_TRIAL * max(remaining, 1)
-    tracker = results.FrontTracker(plan.objectives)
-    for t in existing:
-        tracker.add(t)
+        remaining = settings.trials - evaluated_before
+        clock = _Clock()
+        state = {"evaluated": evaluated_before, "proposals": 0, "over": 0}
+        max_proposals = MAX_PROPOSALS_PER_TRIAL * max(remaining, 1)
+        tracker = results.FrontTracker(plan.objectives)
+        for t in existing:
+            tracker.add(t)
 
-    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state["proposals"] += 1
-        if trial.user_attrs.get("outcome") == "over_budget":
-            state["over"] += 1
-        tracker.add(trial)
-        if trial.user_attrs.get("outcome") == "surplus":
-            _wait_for_others(study, storage, me, settings.trials)
-        state["evaluated"] = workers.count_evaluated(study.get_trials(deepcopy=False))
-        if progress is not None:
-            progress(
-                Progress(
-                    evaluated=state["evaluated"],
-                    target=settings.trials,
-                    proposals=state["proposals"],
-                    over_budget=state["over"],
-                    best_accuracy=tracker.best_accuracy,
-                    pareto_size=tracker.pareto_size,
-                    last_state=trial.user_attrs.get("outcome", trial.state.name.lower()),
+        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            state["proposals"] += 1
+            if trial.user_attrs.get("outcome") == "over_budget":
+                state["over"] += 1
+            tracker.add(trial)
+            if trial.user_attrs.get("outcome") == "surplus":
+                _wait_for_others(study, storage, me, settings.trials)
+            state["evaluated"] = workers.count_evaluated(study.get_trials(deepcopy=False))
+            if progress is not None:
+                progress(
+                    Progress(
+                        evaluated=state["evaluated"],
+                        target=settings.trials,
+                        proposals=state["proposals"],
+                        over_budget=state["over"],
+                        best_accuracy=tracker.best_accuracy,
+                        pareto_size=tracker.pareto_size,
+                        last_state=trial.user_attrs.get("outcome", trial.state.name.lower()),
+                    )
                 )
-            )
-        if state["evaluated"] >= settings.trials:
-            study.stop()
-        elif state["proposals"] >= max_proposals:
-            logger.warning(
-                "stopping after %d proposals, %d of them over budget: the budget may be too tight for the space",
-                state["proposals"],
-                state["over"],
-            )
-            study.stop()
+            if state["evaluated"] >= settings.trials:
+                study.stop()
+            elif state["proposals"] >= max_proposals:
+                logger.warning(
+                    "stopping after %d proposals, %d of them over budget: the budget may be too tight for the space",
+                    state["proposals"],
+                    state["over"],
+                )
+                study.stop()
 
-    objective = _make_objective(plan, evaluator, clock, reference, me)
-    t_start = time.perf_counter()
-    interrupted = False
-    if remaining > 0:
-        logger.info(
-            "study %s: %d evaluated trial(s) so far, running %d more",
-            plan.study_name,
-            evaluated_before,
-            remaining,
-        )
-        try:
-            study.optimize(
-                objective,
-                timeout=settings.timeout,
-                catch=(_CandidateFailed,),
-                callbacks=[after_trial],
-                gc_after_trial=False,
+        objective = _make_objective(plan, evaluator, clock, reference, me)
+        t_start = time.perf_counter()
+        interrupted = False
+        if remaining > 0:
+            logger.info(
+                "study %s: %d evaluated trial(s) so far, running %d more",
+                plan.study_name,
+                evaluated_before,
+                remaining,
             )
-        except KeyboardInterrupt:
-            interrupted = True
-    else:
-        logger.info(
-            "study %s already has %d evaluated trial(s); writing outputs only",
-            plan.study_name,
-            evaluated_before,
-        )
-    loop_seconds = time.perf_counter() - t_start
+            try:
+                study.optimize(
+                    objective,
+                    timeout=settings.timeout,
+                    catch=(_CandidateFailed,),
+                    callbacks=[after_trial],
+                    gc_after_trial=False,
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+        else:
+            logger.info(
+                "study %s already has %d evaluated trial(s); writing outputs only",
+                plan.study_name,
+                evaluated_before,
+            )
+        loop_seconds = time.perf_counter() - t_start
 
-    t_out = time.perf_counter()
-    trials = study.get_trials(deepcopy=False)
-    ended = _dt.datetime.now(_dt.timezone.utc)
-    timing = {
-        "loop_seconds": round(loop_seconds, 3),
-        "evaluation_seconds": round(clock.evaluation, 3),
-        "cost_model_seconds": round(clock.cost_model, 4),
-        "optuna_seconds": round(max(loop_seconds - clock.evaluation - clock.cost_model, 0.0), 3),
-        "optuna_share": round((loop_seconds - clock.evaluation - clock.cost_model) / loop_seconds, 4)
-        if loop_seconds > 0
-        else None,
-        "proposals_this_run": state["proposals"],
-    }
-    run_info = results.run_record(
-        settings=settings,
-        plan_fields={
-            "space": plan.space.name,
-            "space_source": plan.space.source,
-            "study": plan.study_name,
-            "storage": _redact(plan.storage_url),
-            "out": str(plan.out_dir),
-            "sampler": settings.sampler if isinstance(settings.sampler, str) else type(sampler).__name__,
-            "sampler_class": type(sampler).__name__,
-            "objectives": [o.name for o in plan.objectives],
-            "evaluator_class": type(evaluator).__name__,
-        },
-        trials=trials,
-        started=started,
-        ended=ended,
-        timing=timing,
-        interrupted=interrupted,
-    )
-    outputs = results.write_outputs(
-        plan.out_dir, trials, plan.space, plan.settings.budget, plan.objectives, run_info
-    )
-    run_info["timing"]["outputs_seconds"] = round(time.perf_counter() - t_out, 3)
-    results.write_run_json(plan.out_dir, run_info)
-    evaluated = workers.count_evaluated(trials)
-    result = SearchResult(
-        out_dir=plan.out_dir,
-        study_name=plan.study_name,
-        storage_url=_redact(plan.storage_url),
-        evaluated=evaluated,
-        evaluated_this_run=evaluated - evaluated_before,
-        best=outputs["best"],
-        pareto=outputs["pareto"],
-        run_info=run_info,
-        files=outputs["files"],
-    )
-    if interrupted:
-        raise KeyboardInterrupt
-    if outputs["best"] is None:
-        counts = run_info["counts"]
-        raise NoResultError(
-            f"no candidate was evaluated successfully ({counts['failed']} failed, "
-            f"{counts['over_budget']} over budget); see the reasons in {plan.out_dir / 'trials.csv'}"
+        t_out = time.perf_counter()
+        trials = study.get_trials(deepcopy=False)
+        ended = _dt.datetime.now(_dt.timezone.utc)
+        timing = {
+            "loop_seconds": round(loop_seconds, 3),
+            "evaluation_seconds": round(clock.evaluation, 3),
+            "cost_model_seconds": round(clock.cost_model, 4),
+            "optuna_seconds": round(max(loop_seconds - clock.evaluation - clock.cost_model, 0.0), 3),
+            "optuna_share": round((loop_seconds - clock.evaluation - clock.cost_model) / loop_seconds, 4)
+            if loop_seconds > 0
+            else None,
+            "proposals_this_run": state["proposals"],
+        }
+        run_info = results.run_record(
+            settings=settings,
+            plan_fields={
+                "space": plan.space.name,
+                "space_source": plan.space.source,
+                "study": plan.study_name,
+                "storage": _redact(plan.storage_url),
+                "out": str(plan.out_dir),
+                "sampler": settings.sampler if isinstance(settings.sampler, str) else type(sampler).__name__,
+                "sampler_class": type(sampler).__name__,
+                "objectives": [o.name for o in plan.objectives],
+                "evaluator_class": type(evaluator).__name__,
+            },
+            trials=trials,
+            started=started,
+            ended=ended,
+            timing=timing,
+            interrupted=interrupted,
         )
-    return result
+        outputs = results.write_outputs(
+            plan.out_dir, trials, plan.space, plan.settings.budget, plan.objectives, run_info
+        )
+        run_info["timing"]["outputs_seconds"] = round(time.perf_counter() - t_out, 3)
+        results.write_run_json(plan.out_dir, run_info)
+        evaluated = workers.count_evaluated(trials)
+        result = SearchResult(
+            out_dir=plan.out_dir,
+            study_name=plan.study_name,
+            storage_url=_redact(plan.storage_url),
+            evaluated=evaluated,
+            evaluated_this_run=evaluated - evaluated_before,
+            best=outputs["best"],
+            pareto=outputs["pareto"],
+            run_info=run_info,
+            files=outputs["files"],
+        )
+        if interrupted:
+            raise KeyboardInterrupt
+        if outputs["best"] is None:
+            counts = run_info["counts"]
+            raise NoResultError(
+                f"no candidate was evaluated successfully ({counts['failed']} failed, "
+                f"{counts['over_budget']} over budget); see the reasons in {plan.out_dir / 'trials.csv'}"
+            )
+        return result
+    finally:
+        close_storage(storage)
+
+
+def close_storage(storage: optuna.storages.BaseStorage | None) -> None:
+    """Release an RDB storage's connections (SQLite then folds its WAL back into the database
+    file, so the study is one self-contained file again)."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def _wait_for_others(
