@@ -64,9 +64,9 @@ __all__ = [
     "SearchError",
     "SearchResult",
     "SearchSettings",
+    "close_storage",
     "default_out_dir",
     "make_sampler",
-    "close_storage",
     "open_storage",
     "run_search",
 ]
