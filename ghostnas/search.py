@@ -265,7 +265,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs: dict[str, Any] = {}
         if url.startswith(("postgresql", "mysql")):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        return _rdb(url, engine_kwargs)
+        return _rdb_with_retry(url, engine_kwargs)
     except SearchError:
         raise
     except Exception as exc:  # sqlalchemy and drivers raise many kinds; all mean "cannot open"
@@ -289,6 +289,21 @@ def _rdb(url: str, engine_kwargs: dict[str, Any] | None = None) -> optuna.storag
             grace_period=workers.GRACE_PERIOD,
             heartbeat_stale_trial_callback=workers.on_heartbeat_stale,
         )
+
+
+def _rdb_with_retry(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """:func:`_rdb`, tried again when it lost a race: workers that start together on an empty
+    database all try to create Optuna's tables, and all but one see "already exists"."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(4):
+        try:
+            return _rdb(url, engine_kwargs)
+        except (IntegrityError, ProgrammingError) as exc:
+            if attempt == 3 or "already exists" not in str(exc):
+                raise
+            time.sleep(0.2 + 0.3 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:

@@ -155,21 +155,29 @@ def count_evaluated(trials: list[optuna.trial.FrozenTrial]) -> int:
     return sum(is_evaluated(t) for t in trials)
 
 
+# Outcomes of a RUNNING trial that holds a slot: claimed, or evaluated and about to be stored.
+_HOLDING = ("evaluating", *COUNTED_OUTCOMES)
+
+
 def in_flight(trials: list[optuna.trial.FrozenTrial], exclude: int | None = None) -> int:
-    """RUNNING trials being evaluated (claimed a slot), other than trial id ``exclude``."""
+    """RUNNING trials that hold a slot (being evaluated), other than trial id ``exclude``."""
     from optuna.trial import TrialState
 
     return sum(
-        t.state == TrialState.RUNNING
-        and t.user_attrs.get("outcome") == "evaluating"
-        and t._trial_id != exclude
+        t.state == TrialState.RUNNING and t.user_attrs.get("outcome") in _HOLDING and t._trial_id != exclude
         for t in trials
     )
 
 
 def claim_slot(study: optuna.Study, trial_id: int, target: int) -> bool:
     """Whether the claimed trial ``trial_id`` may be evaluated without the study exceeding
-    ``target`` evaluated trials (the trial must already have outcome ``evaluating``)."""
+    ``target`` evaluated trials (the trial must already have outcome ``evaluating``).
+
+    Only trials with a lower id are counted ahead of it: those that hold a slot, and those not
+    yet decided (RUNNING without an outcome, or WAITING: an enqueued config some worker is
+    popping), which it waits for. So of two trials racing for the last slot the later one
+    always sees the earlier one, and at most one takes it.
+    """
     from optuna.trial import TrialState
 
     deadline = time.monotonic() + UNDECIDED_WAIT_SECONDS
@@ -177,13 +185,15 @@ def claim_slot(study: optuna.Study, trial_id: int, target: int) -> bool:
         trials = study.get_trials(deepcopy=False)
         ahead, undecided = 0, False
         for t in trials:
-            if t.state != TrialState.RUNNING or t._trial_id >= trial_id:
+            if t._trial_id >= trial_id:
                 continue
             outcome = t.user_attrs.get("outcome")
-            if outcome == "evaluating":
+            if t.state == TrialState.RUNNING and outcome in _HOLDING:
                 ahead += 1
-            elif outcome is None:
-                undecided = True
+            elif t.state == TrialState.WAITING or (
+                t.state == TrialState.RUNNING and outcome is None and _age_seconds(t) < UNDECIDED_WAIT_SECONDS
+            ):
+                undecided = True  # (one undecided for longer than that belongs to a dead worker)
         if count_evaluated(trials) + ahead >= target:
             return False
         if not undecided or time.monotonic() > deadline:

@@ -36,10 +36,16 @@ __all__ = [
 
 
 def search_command(
-    out: Path, trials: int, *, storage: str | None = None, study: str | None = None, seed: int = 0
+    out: Path,
+    trials: int,
+    *,
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int = 0,
+    budget: str = "10M",
 ) -> list[str]:
     """The ``ghostnas search`` command line of a worker: tiny space, fake evaluator."""
-    cmd = [sys.executable, "-m", "ghostnas", "search", "--space", "tiny", "--budget", "10M"]
+    cmd = [sys.executable, "-m", "ghostnas", "search", "--space", "tiny", "--budget", budget]
     cmd += ["--evaluator", "fake", "--sampler", "random", "--seed", str(seed), "--trials", str(trials)]
     cmd += ["--out", str(out), "--no-progress", "--no-reference"]
     if storage:
@@ -232,12 +238,15 @@ def run_workers(
     trials: int,
     sleep: float = 0.0,
     timeout: float = 120.0,
+    budget: str = "10M",
 ) -> list[int]:
     """Run ``n_workers`` searches on one study at once (each with its own run folder); return
     their exit statuses. Logs are in ``workdir/worker-<i>.log``."""
     procs = [
         start_worker(
-            search_command(workdir / f"out-{i}", trials, storage=storage_url, study=study, seed=i),
+            search_command(
+                workdir / f"out-{i}", trials, storage=storage_url, study=study, seed=i, budget=budget
+            ),
             sleep,
             workdir,
             workdir / f"worker-{i}.log",
