@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if not postgres.available():
         print("bench_workers: PostgreSQL is not installed; run scripts/setup.sh", file=sys.stderr)
         return 2
+    git = results._git_commit()  # at the start: the code the workers run
     scratch = Path(tempfile.mkdtemp(prefix="ghostnas-bench-workers-"))
     rows = []
     try:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True)
     record = {
         "command": ["python", "benchmarks/bench_workers.py", *(argv if argv is not None else sys.argv[1:])],
-        "git": results._git_commit(),
+        "git": git,
         "machine": results.machine_info(),
         "optuna": optuna.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
