@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -111,3 +112,66 @@ def test_cli_every_trial_failing_ends_with_a_clear_message(tmp_path, monkeypatch
     assert "Traceback" not in err
     rows = list(csv.DictReader((tmp_path / "run" / "trials.csv").open()))
     assert sum("MemoryError: out of memory" in r["reason"] for r in rows) == 3
+
+
+def _dead_remote_trial(study, storage, outcome="evaluating"):
+    """A RUNNING trial that claims to belong to a worker on another machine."""
+    trial = study.ask()
+    trial.suggest_float("width", 0.5, 0.5)
+    trial.set_user_attr("worker", {"host": "elsewhere.example", "pid": 1, "started": "1"})
+    trial.set_user_attr("outcome", outcome)
+    return trial
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_heartbeat_fails_a_silent_remote_worker_and_retries_its_config(tmp_path, monkeypatch):
+    import optuna
+
+    from ghostnas import workers
+    from ghostnas.search import close_storage, open_storage
+
+    monkeypatch.setattr(workers, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(workers, "GRACE_PERIOD", 1)
+    settings = SearchSettings(budget=parse_budget("10M"), space="tiny", trials=3, out=str(tmp_path / "run"))
+    run_search(settings)
+    storage = open_storage(f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    study = optuna.load_study(study_name="run", storage=storage)
+    ghost = _dead_remote_trial(study, storage)
+    ghost_params = {"width": 0.5}
+    storage.record_heartbeat(ghost._trial_id)  # it beat once, then its machine went silent
+    close_storage(storage)
+    import time
+
+    time.sleep(2.5)
+    # the remote owner is not judged by pid (another host): only its missing heartbeat marks it
+    result = run_search(replace(settings, trials=4))
+    trials = {t.number: t for t in load_trials(f"sqlite:///{tmp_path / 'run' / 'study.db'}", "run")}
+    assert trials[ghost.number].state.name == "FAIL"
+    retry = [t for t in trials.values() if t.user_attrs.get("retry_of") == ghost.number]
+    assert len(retry) == 1 and retry[0].params["width"] == ghost_params["width"]
+    rows = {int(r["number"]): r for r in csv.DictReader((tmp_path / "run" / "trials.csv").open())}
+    assert rows[ghost.number]["outcome"] == "worker_died" and "heartbeat" in rows[ghost.number]["reason"]
+    assert result.evaluated == 4
+
+
+def test_journal_sweep_judges_remote_owners_by_age_and_local_ones_by_pid(tmp_path):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    from ghostnas import workers
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(study_name="j", storage=storage)
+    remote = _dead_remote_trial(study, storage)
+    me = workers.WorkerId.current()
+    mine = study.ask()
+    mine.set_user_attr("worker", me.as_dict())  # this live process: never swept
+    assert workers.sweep_stale(study, storage, me, remote_stale_s=3600) == 0
+    assert workers.sweep_stale(study, storage, me, remote_stale_s=0) == 1  # older than the limit
+    states = {t.number: t for t in study.get_trials()}
+    assert states[remote.number].state.name == "FAIL" and states[mine.number].state.name == "RUNNING"
+    assert "elsewhere.example" in states[remote.number].user_attrs["reason"]
+    retries = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == remote.number]
+    assert len(retries) == 1 and retries[0].state.name == "WAITING"
+    # a second sweeper racing on the same trial neither fails it again nor retries it twice
+    assert workers.sweep_stale(study, storage, me, remote_stale_s=0) == 0
