@@ -1,6 +1,6 @@
 """Crash and resume, end to end: start a search, SIGKILL it mid-trial, run it again, verify.
 
-    .venv/bin/python scripts/crash_resume.py [--trials 8] [--sleep 0.6] [--keep DIR]
+    .venv/bin/python scripts/crash_resume.py [--trials 8] [--sleep 0.6] [--journal] [--keep DIR]
 
 It runs ``python -m ghostnas search --space tiny --budget 10M --evaluator fake --sampler random
 --trials N --out DIR/run --no-reference`` with the fake evaluator slowed down to ``--sleep``
@@ -24,12 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=8, help="--trials of the search (default 8)")
     p.add_argument("--sleep", type=float, default=0.6, help="seconds per fake evaluation (default 0.6)")
+    p.add_argument("--journal", action="store_true", help="keep the study in a journal file (no heartbeat)")
     p.add_argument("--keep", default=None, help="folder to keep the run and logs in (default: a temp folder)")
     args = p.parse_args(argv)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ghostnas-crash-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        report = crash_and_resume(work, trials=args.trials, sleep=args.sleep)
+        report = crash_and_resume(work, trials=args.trials, sleep=args.sleep, journal=args.journal)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

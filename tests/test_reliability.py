@@ -15,8 +15,9 @@ from ghostnas.search import SearchSettings, run_search
 from ghostnas.testing.workers import check_study, crash_and_resume, load_trials, run_workers
 
 
-def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path):
-    report = crash_and_resume(tmp_path, trials=8, sleep=0.6)
+@pytest.mark.parametrize("journal", [False, True], ids=["sqlite", "journal"])
+def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path, journal):
+    report = crash_and_resume(tmp_path, trials=8, sleep=0.6, journal=journal)
     assert report.problems == []
     assert len(report.completed_before) >= 2
     assert report.stale_number is not None and "died" in report.stale_reason
