@@ -146,7 +146,7 @@ class CrashReport:
 
 
 def crash_and_resume(
-    workdir: Path, trials: int = 8, sleep: float = 0.6, timeout: float = 60.0
+    workdir: Path, trials: int = 8, sleep: float = 0.6, timeout: float = 60.0, journal: bool = False
 ) -> CrashReport:
     """Start a search, SIGKILL it mid-trial, run the same command again, and check the study.
 
@@ -155,10 +155,16 @@ def crash_and_resume(
         trials: ``--trials`` of the search.
         sleep: Seconds the fake evaluator takes per trial (so there is a trial to kill).
         timeout: Seconds to wait for each phase.
+        journal: Keep the study in a journal file (``--storage journal:...``, no heartbeat)
+            instead of the run folder's SQLite file.
     """
     out = workdir / "run"
-    url, study = f"sqlite:///{out / 'study.db'}", out.name
-    cmd = search_command(out, trials)
+    if journal:
+        url, study = f"journal:{workdir / 'study.log'}", "crash"
+        cmd = search_command(out, trials, storage=url, study=study)
+    else:
+        url, study = f"sqlite:///{out / 'study.db'}", out.name
+        cmd = search_command(out, trials)
     first = start_worker(cmd, sleep, workdir, workdir / "first.log")
     try:
         before = _wait(_mid_trial, url, study, timeout, first)
