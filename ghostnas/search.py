@@ -16,12 +16,14 @@ breeds only from feasible parents, which is what constraint-domination would do 
 no boundary model). ``run.json`` records the fraction of proposals over budget in the first and
 second half of the run, which shows whether the sampler learned.
 
-``--trials N`` counts *evaluated* candidates (trials that reached the evaluator: completed,
-failed or pruned by the pruner). Over-budget proposals are free and do not count, up to a cap of
-:data:`MAX_PROPOSALS_PER_TRIAL` per wanted trial.
+``--trials N`` counts *evaluated* candidates in the whole study (trials that reached the
+evaluator: completed, failed or pruned by the pruner). Over-budget proposals are free and do not
+count, up to a cap of :data:`MAX_PROPOSALS_PER_TRIAL` per wanted trial.
 
 Every run is a study in a storage (SQLite in the run folder by default); running the same
-settings again loads the study and runs only the remaining trials.
+settings again loads the study and runs only the remaining trials. Any number of processes may
+run one study at once (``--storage`` and ``--study``); :mod:`ghostnas.workers` keeps the count
+exact across them and recovers the trials of workers that died.
 """
 
 from __future__ import annotations
