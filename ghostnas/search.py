@@ -623,7 +623,8 @@ def run_search(
                 state["over"] += 1
             tracker.add(trial)
             if trial.user_attrs.get("outcome") == "surplus":
-                _wait_for_others(study, storage, me, settings.trials)
+                deadline = None if settings.timeout is None else t_start + settings.timeout
+                _wait_for_others(study, storage, me, settings.trials, deadline)
             state["evaluated"] = workers.count_evaluated(study.get_trials(deepcopy=False))
             if progress is not None:
                 progress(
@@ -746,16 +747,30 @@ def close_storage(storage: optuna.storages.BaseStorage | None) -> None:
 
 
 def _wait_for_others(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, me: workers.WorkerId, target: int
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    me: workers.WorkerId,
+    target: int,
+    deadline: float | None,
 ) -> None:
     """After a surplus trial: wait while other workers' trials fill the remaining slots, so that
-    a slot freed by a dying worker is taken by this one (its config retried) rather than lost."""
+    a slot freed by a dying worker is taken by this one (its config retried) rather than lost.
+    Stops at ``deadline`` (``--timeout``); Ctrl-C stops it safely too."""
     from optuna.storages import fail_stale_trials
 
-    while True:
+    told = False
+    while deadline is None or time.perf_counter() < deadline:
         trials = study.get_trials(deepcopy=False)
-        if workers.count_evaluated(trials) >= target or workers.in_flight(trials) == 0:
+        running = workers.in_flight(trials)
+        if workers.count_evaluated(trials) >= target or running == 0:
             return
+        if not told:
+            logger.warning(
+                "the last %d slot(s) are taken by trials running in other workers; waiting for them "
+                "(their configs are retried here if their workers die); Ctrl-C stops, rerun resumes",
+                running,
+            )
+            told = True
         time.sleep(0.5)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -17,7 +17,10 @@ at 224x224 and 1000 classes (the paper convention) even though the proxy trains 
 
 Outputs in the run folder (--out): trials.csv, pareto.json, best.json (load it with
 ghostnas.create_model), pareto.png, summary.md, run.json, and the study (study.db).
-Running the same command again resumes the study and runs only the missing trials.
+Running the same command again resumes the study and runs only the missing trials, also after a
+crash (kill -9): the trials a dead process was running are marked failed and their configs rerun.
+Several processes (on one machine or many) share one study with the same --storage and --study;
+--trials is then the total for the study (README, "Reliability: resume and many workers").
 """
 
 
