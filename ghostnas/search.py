@@ -449,7 +449,7 @@ def _make_objective(
             trial.set_user_attr("reason", reason)
             raise optuna.TrialPruned(reason)
         trial.set_user_attr("outcome", "evaluating")
-        if not workers.claim_slot(trial.study, trial._trial_id, plan.settings.trials):
+        if not workers.claim_slot(trial.study, trial._trial_id, plan.settings.trials, me):
             trial.set_user_attr("outcome", "surplus")
             trial.set_user_attr("reason", "not counted: the study's other trials fill --trials")
             raise optuna.TrialPruned("surplus")

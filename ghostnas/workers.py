@@ -169,14 +169,15 @@ def in_flight(trials: list[optuna.trial.FrozenTrial], exclude: int | None = None
     )
 
 
-def claim_slot(study: optuna.Study, trial_id: int, target: int) -> bool:
+def claim_slot(study: optuna.Study, trial_id: int, target: int, me: WorkerId | None = None) -> bool:
     """Whether the claimed trial ``trial_id`` may be evaluated without the study exceeding
     ``target`` evaluated trials (the trial must already have outcome ``evaluating``).
 
     Only trials with a lower id are counted ahead of it: those that hold a slot, and those not
     yet decided (RUNNING without an outcome, or WAITING: an enqueued config some worker is
-    popping), which it waits for. So of two trials racing for the last slot the later one
-    always sees the earlier one, and at most one takes it.
+    popping), which it waits for unless their worker is known dead (``me``: this worker, to
+    judge local owners). So of two trials racing for the last slot the later one always sees
+    the earlier one, and at most one takes it.
     """
     from optuna.trial import TrialState
 
@@ -191,7 +192,10 @@ def claim_slot(study: optuna.Study, trial_id: int, target: int) -> bool:
             if t.state == TrialState.RUNNING and outcome in _HOLDING:
                 ahead += 1
             elif t.state == TrialState.WAITING or (
-                t.state == TrialState.RUNNING and outcome is None and _age_seconds(t) < UNDECIDED_WAIT_SECONDS
+                t.state == TrialState.RUNNING
+                and outcome is None
+                and _age_seconds(t) < UNDECIDED_WAIT_SECONDS
+                and (me is None or _death_reason(t, me, REMOTE_STALE_SECONDS) is None)
             ):
                 undecided = True  # (one undecided for longer than that belongs to a dead worker)
         if count_evaluated(trials) + ahead >= target:

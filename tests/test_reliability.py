@@ -176,3 +176,50 @@ def test_journal_sweep_judges_remote_owners_by_age_and_local_ones_by_pid(tmp_pat
     assert len(retries) == 1 and retries[0].state.name == "WAITING"
     # a second sweeper racing on the same trial neither fails it again nor retries it twice
     assert workers.sweep_stale(study, storage, me, remote_stale_s=0) == 0
+
+
+def test_a_worker_killed_mid_trial_is_replaced_by_its_peer(tmp_path):
+    """Two workers on a journal file; one is SIGKILLed mid-trial. The survivor, finding the last
+    slot held by the dead worker's trial, fails it, retries its config and ends the study exact."""
+    import os
+    import signal
+    import time
+
+    from ghostnas.testing.workers import search_command, start_worker
+
+    url, target = f"journal:{tmp_path / 'study.log'}", 10
+    procs = [
+        start_worker(
+            search_command(tmp_path / f"out-{i}", target, storage=url, study="s", seed=i),
+            0.4,
+            tmp_path,
+            tmp_path / f"w{i}.log",
+        )
+        for i in range(2)
+    ]
+    victim = procs[0]
+    deadline = time.monotonic() + 60
+    doomed = None
+    while doomed is None and time.monotonic() < deadline:
+        trials = load_trials(url, "s")
+        ok = sum(t.user_attrs.get("outcome") == "ok" for t in trials)
+        mine = [
+            t
+            for t in trials
+            if t.state.name == "RUNNING"
+            and t.user_attrs.get("outcome") == "evaluating"
+            and t.user_attrs["worker"]["pid"] == victim.pid
+        ]
+        if ok >= 2 and mine:
+            os.kill(victim.pid, signal.SIGKILL)
+            doomed = mine[0].number
+        time.sleep(0.02)
+    victim.wait()
+    assert doomed is not None, "the victim never had a trial to kill"
+    assert procs[1].wait(timeout=60) == 0
+    trials = {t.number: t for t in load_trials(url, "s")}
+    assert check_study(list(trials.values()), target) == []
+    assert trials[doomed].state.name == "FAIL" and trials[doomed].user_attrs["outcome"] == "worker_died"
+    retries = [t for t in trials.values() if t.user_attrs.get("retry_of") == doomed]
+    assert len(retries) == 1 and retries[0].params == trials[doomed].params
+    assert retries[0].user_attrs["worker"]["pid"] == procs[1].pid
