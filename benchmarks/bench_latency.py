@@ -39,8 +39,9 @@ from ghostnas.latency import (
     NetworkSpec,
     accuracy_report,
     device_fingerprint,
-    fit_correction,
+    fit_table,
     measure_network,
+    network_parts,
     part_timer,
     save_table,
 )
@@ -108,8 +109,13 @@ def git_commit() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", type=int, default=60, help="configs judged (default 60)")
-    p.add_argument("--fit", type=int, default=8, help="other configs used to fit the correction (default 8)")
+    p.add_argument(
+        "--fit", type=int, default=16, help="other configs used to fit the correction (default 16)"
+    )
     p.add_argument("--passes", type=int, default=2, help="interleaved timing passes per config (default 2)")
+    p.add_argument(
+        "--recheck", type=int, default=60, help="table parts re-timed to report noise (default 60)"
+    )
     p.add_argument("--space", default="ghostnet_v1", help="search space to sample (default ghostnet_v1)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=1)
@@ -140,12 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     table_s = time.time() - t0
     log.info("table: %d parts in %.0f s", n_parts, table_s)
 
-    fit_sums = [predictor.sum_parts(c) for c in fit_cfgs]
-    fit_meas = [measure_network(c, spec, args.device, args.threads).latency_ms for c in fit_cfgs]
-    fit = fit_correction(fit_sums, fit_meas)
-    table.scale, table.constant_ms = fit.scale, fit.constant_ms
-    table.fit = {"networks": fit.networks, "rms_ms": fit.rms_ms, "spec": vars(spec)}
-    log.info("fit: measured = %.4f x sum + %.3f ms (rms %.3f ms)", fit.scale, fit.constant_ms, fit.rms_ms)
+    fit = fit_table(predictor, fit_cfgs, args.device, args.threads, passes=args.passes)
+
+    # Table noise: re-time a sample of parts, at a later moment than the first time.
+    noise_rng = random.Random(args.seed + 11)
+    parts = {p.key: p for c in cfgs for p in network_parts(c, spec)}
+    recheck = noise_rng.sample(sorted(parts), min(args.recheck, len(parts)))
+    timer = part_timer(args.device, args.threads)
+    part_spread = sorted(
+        abs(timer(parts[k]).latency_ms - table.entries[k].latency_ms) / table.entries[k].latency_ms
+        for k in recheck
+    )
 
     # Interleaved passes: config order is shuffled per pass so that slow periods of the machine
     # do not line up with the same configs.
@@ -181,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     spreads = sorted(r["pass_spread"] for r in rows)
     rel_iqr = sorted(r["iqr_ms"] / r["median_ms"] for row in rows for r in row["passes"])
     noise = {
+        "part_retime_rel_diff_median": statistics.median(part_spread) if part_spread else None,
+        "part_retime_rel_diff_p90": part_spread[int(0.9 * (len(part_spread) - 1))] if part_spread else None,
+        "parts_retimed": len(part_spread),
         "pass_to_pass_spread_median": statistics.median(spreads) if args.passes > 1 else None,
         "pass_to_pass_spread_p90": spreads[int(0.9 * (len(spreads) - 1))] if args.passes > 1 else None,
         "within_run_iqr_over_median_median": statistics.median(rel_iqr),
@@ -195,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_is": f"min over {args.passes} interleaved passes of each pass's latency",
         "predicted_corrected": corrected,
         "predicted_raw_sum": raw,
-        "fit": table.fit | {"scale": table.scale, "constant_ms": table.constant_ms},
+        "fit": table.fit | {"scale": table.scale, "constant_ms": table.constant_ms, "rms_ms": fit.rms_ms},
         "noise": noise,
         "measured_ms_range": [min(meas), max(meas)],
         "table_parts": len(table.entries),
@@ -232,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             f"noise: pass-to-pass spread median {noise['pass_to_pass_spread_median']:.1%}, "
             f"p90 {noise['pass_to_pass_spread_p90']:.1%}; within-run IQR/median "
             f"{noise['within_run_iqr_over_median_median']:.1%}"
+        )
+    if part_spread:
+        print(
+            f"noise: {len(part_spread)} table parts re-timed later differ by median "
+            f"{noise['part_retime_rel_diff_median']:.1%}, p90 {noise['part_retime_rel_diff_p90']:.1%}"
         )
     print(f"results in {out}/ ({summary['total_seconds']:.0f} s)")
     return 0

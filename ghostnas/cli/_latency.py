@@ -132,8 +132,7 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     from ghostnas.latency import (
         LatencyError,
         LatencyPredictor,
-        fit_correction,
-        measure_network,
+        fit_table,
         open_table,
         part_timer,
         resolve_device,
@@ -157,18 +156,7 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     before = len(table.entries)
     measured = predictor.fill(cfgs + fit_cfgs, progress=_progress("blocks"))
     save_table(table, path)  # keep the blocks even if the fit below is interrupted
-    sums, whole = [], []
-    for cfg in fit_cfgs:
-        sums.append(predictor.sum_parts(cfg))
-        whole.append(measure_network(cfg, spec, args.device, args.threads).latency_ms)
-    fit = fit_correction(sums, whole)
-    table.scale, table.constant_ms = fit.scale, fit.constant_ms
-    table.fit = {
-        "networks": fit.networks,
-        "rms_ms": fit.rms_ms,
-        "spec": vars(spec),
-        "models": [c.short() for c in fit_cfgs],
-    }
+    fit = fit_table(predictor, fit_cfgs, args.device, args.threads)
     save_table(table, path)
     print(f"table       {path}")
     print(f"blocks      {len(table.entries)} ({measured} measured now, {before} already there)")

@@ -5,13 +5,23 @@ The recipe follows ``torch.utils.benchmark``: warm up, then time many short *blo
 (each long enough that the clock's resolution vanishes) and summarise the per-block means by
 their median and inter-quartile range.
 
-Interference from other processes only ever *adds* time, and on this machine it comes and goes
-within a second (another process on the sibling vCPU slows a run by up to 50%). The median moves
-with it; a low quantile does not. So the number used as "the latency" everywhere in ghostnas
-(:attr:`Timing.latency_ms`, the table, the predictor, budgets) is the 20th percentile of the
-block means, the undisturbed speed of the code, in the spirit of ``timeit``'s advice to look at
-the fastest repeats. Median and IQR are recorded beside it so the reader sees how noisy the run
-was; on a quiet machine the two agree within a few percent.
+Interference from other processes only ever *adds* time. On a shared 2-core machine it is
+mostly time-sharing: with three runnable processes on two cores, a 20 ms forward pass is
+preempted in most calls and its wall time grows by up to 60%, while each 5 ms block of a small
+part often runs undisturbed, so wall-clock tables and wall-clock network timings disagree for
+reasons that have nothing to do with the network. Two defences:
+
+* The clock. With one intra-op thread on the CPU, all of PyTorch's work runs on the calling
+  thread, so the thread's CPU time (``time.thread_time``) is the time the inference computes
+  and excludes the time another process held the core. On a quiet machine it equals wall time
+  (checked in README "Latency"); on a busy one it stays put where wall time jumps. With more
+  threads, or on CUDA, CPU time is not latency and the wall clock is used. Which clock was used
+  is part of the table's device fingerprint (:func:`clock_name`).
+* The statistic. The number used as "the latency" everywhere in ghostnas
+  (:attr:`Timing.latency_ms`, the table, the predictor, budgets) is the 20th percentile of the
+  block means, the undisturbed speed of the code, in the spirit of ``timeit``'s advice to look
+  at the fastest repeats. Median and IQR are recorded beside it so the reader sees how noisy the
+  run was; on a quiet machine they agree within a few percent.
 
 The thread count is part of what is measured: intra-op parallelism changes latency by up to 2x,
 so it is set explicitly for each measurement, recorded in the table's device fingerprint, and
@@ -39,6 +49,7 @@ __all__ = [
     "LatencyError",
     "MeasureSettings",
     "Timing",
+    "clock_name",
     "fold_bn",
     "resolve_device",
     "thread_count",
@@ -100,6 +111,11 @@ class MeasureSettings:
             raise LatencyError("measure settings: need warmup_s >= 0, blocks >= 3, min_block_s > 0")
 
 
+def clock_name(device: str, threads: int) -> str:
+    """``"thread-cpu"`` for single-threaded CPU timing, else ``"wall"`` (see module docstring)."""
+    return "thread-cpu" if device == "cpu" and threads == 1 else "wall"
+
+
 def resolve_device(device: str) -> torch.device:
     """``"cpu"`` or ``"cuda"``; a one-line error when CUDA is asked for but absent."""
     if device == "cpu":
@@ -134,6 +150,7 @@ def time_callable(
     fn: Callable[[], object],
     settings: MeasureSettings = MeasureSettings(),
     sync: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Timing:
     """Median and IQR of ``fn()``'s wall time over blocks of repeated calls.
 
@@ -142,12 +159,13 @@ def time_callable(
         settings: Warm-up length, number of blocks, minimum block length.
         sync: Called before reading the clock (``torch.cuda.synchronize`` on a GPU), so that
             asynchronous work is counted.
+        clock: Seconds counter: ``time.perf_counter`` (wall) or ``time.thread_time`` (this
+            thread's CPU time).
 
     Returns:
         The per-call timing in milliseconds (median, IQR and 20th percentile of block means).
     """
     sync = sync or (lambda: None)
-    clock = time.perf_counter
     # Warm-up doubles as calibration: the fastest warm-up call sizes the blocks.
     start = clock()
     fastest = float("inf")
@@ -181,14 +199,16 @@ def time_module(
 ) -> Timing:
     """Latency of one forward pass of ``module`` (already in deploy form) on a random input.
 
-    Runs under ``torch.inference_mode`` with ``threads`` intra-op threads, restored afterwards.
+    Runs under ``torch.inference_mode`` with ``threads`` intra-op threads, restored afterwards,
+    timed with the clock :func:`clock_name` names for this device and thread count.
     """
     dev = resolve_device(device)
+    clock = time.thread_time if clock_name(device, threads) == "thread-cpu" else time.perf_counter
     module = module.to(dev).eval()
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
     with thread_count(threads), torch.inference_mode():
         x = torch.randn(input_shape, device=dev)
-        timing = time_callable(lambda: module(x), settings, sync)
+        timing = time_callable(lambda: module(x), settings, sync, clock)
     logger.debug(
         "timed %s %s: %.4f ms (iqr %.4f)", type(module).__name__, input_shape, timing.median_ms, timing.iqr_ms
     )

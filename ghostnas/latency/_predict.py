@@ -10,6 +10,7 @@ to judge the predictor (``benchmarks/bench_latency.py`` keeps them apart).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -33,6 +34,7 @@ __all__ = [
     "LatencyPredictor",
     "MeasureFn",
     "fit_correction",
+    "fit_table",
     "measure_network",
     "parse_latency_ms",
     "part_timer",
@@ -157,6 +159,43 @@ def fit_correction(sums: Sequence[float], measured: Sequence[float]) -> Fit:
         math.fsum((scale * x + constant - y) ** 2 for x, y in zip(sums, measured, strict=True)) / n
     )
     return Fit(scale=scale, constant_ms=constant, rms_ms=rms, networks=n)
+
+
+def fit_table(
+    predictor: LatencyPredictor,
+    cfgs: Sequence[GhostNetConfig],
+    device: str = "cpu",
+    threads: int = DEFAULT_THREADS,
+    passes: int = 2,
+    settings: MeasureSettings | None = None,
+) -> Fit:
+    """Time whole networks and fit the predictor table's correction to them, in place.
+
+    Each network is timed in ``passes`` interleaved passes (A B C A B C) and its lowest latency
+    kept, so a burst of load during one pass does not bend the line.
+    """
+    if not cfgs:
+        raise LatencyError("fitting the latency correction needs at least one network")
+    best = [math.inf] * len(cfgs)
+    for _ in range(max(1, passes)):
+        for i, cfg in enumerate(cfgs):
+            t = measure_network(cfg, predictor.spec, device, threads, settings)
+            best[i] = min(best[i], t.latency_ms)
+    sums = [predictor.sum_parts(cfg) for cfg in cfgs]
+    fit = fit_correction(sums, best)
+    table = predictor.table
+    table.scale, table.constant_ms = fit.scale, fit.constant_ms
+    table.fit = {
+        "networks": fit.networks,
+        "passes": passes,
+        "rms_ms": fit.rms_ms,
+        "spec": dataclasses.asdict(predictor.spec),
+        "models": [c.short() for c in cfgs],
+    }
+    logger.info(
+        "latency fit: measured = %.4f x sum + %.3f ms (rms %.3f ms)", fit.scale, fit.constant_ms, fit.rms_ms
+    )
+    return fit
 
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s)\s*$")

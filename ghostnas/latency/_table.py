@@ -4,7 +4,7 @@ Format (``"format": 1``)::
 
     {"format": 1,
      "device": {"backend": "torch", "device": "cpu", "cpu": "AMD EPYC", "logical_cpus": 2,
-                "threads": 1, "torch": "2.13.0+cpu", ...},
+                "threads": 1, "clock": "thread-cpu", "torch": "2.13.0+cpu", ...},
      "entries": {"block|b1|r56|...": {"median_ms": 0.41, "iqr_ms": 0.01, "p20_ms": 0.40,
                                       "n": 520}, ...},
      "constant_ms": 0.35, "scale": 1.02,
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ghostnas.latency._measure import LatencyError, Timing
+from ghostnas.latency._measure import LatencyError, Timing, clock_name
 
 __all__ = [
     "TABLE_FORMAT",
@@ -79,6 +79,7 @@ def device_fingerprint(device: str = "cpu", threads: int = 1) -> dict[str, Any]:
         "machine": platform.machine(),
         "logical_cpus": os.cpu_count() or 0,
         "threads": threads,
+        "clock": clock_name(device, threads),
         "torch": torch.__version__,
     }
     if device == "cuda":
