@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--fit", type=int, default=16, help="other configs used to fit the correction (default 16)"
     )
-    p.add_argument("--passes", type=int, default=2, help="interleaved timing passes per config (default 2)")
+    p.add_argument("--passes", type=int, default=3, help="interleaved timing passes per config (default 3)")
+    p.add_argument("--rounds", type=int, default=2, help="round-robin timings per table part (default 2)")
     p.add_argument(
         "--recheck", type=int, default=60, help="table parts re-timed to report noise (default 60)"
     )
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     n_parts = predictor.fill(
         cfgs + fit_cfgs,
-        progress=lambda i, n, _k: log.info("table: %d/%d parts", i, n) if i % 100 == 0 or i == n else None,
+        progress=lambda i, n, _k: log.info("table: %d/%d timings", i, n) if i % 200 == 0 or i == n else None,
+        rounds=args.rounds,
     )
     table_s = time.time() - t0
     log.info("table: %d parts in %.0f s", n_parts, table_s)
