@@ -1,7 +1,6 @@
 """How well the lookup-table predictor matches measured latency, on this machine.
 
-For N random configs of the default search space (or of the fallback generator below when the
-search-space module is not installed), this script
+For N random configs of the default search space (``ghostnet_v1``), this script
 
 1. builds a fresh latency table for the parts of those configs and of F *other* configs,
 2. fits the whole-network correction (scale, constant) on the F other configs only,
@@ -18,7 +17,6 @@ and writes everything (table, per-config rows, summary, command, commit, machine
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -32,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ghostnas.config import BlockConfig, GhostNetConfig, StageConfig, config_to_dict
+from ghostnas.config import config_to_dict
 from ghostnas.latency import (
     LatencyPredictor,
     LatencyTable,
@@ -45,41 +43,14 @@ from ghostnas.latency import (
     part_timer,
     save_table,
 )
-from ghostnas.registry import resolve_config
 
 log = logging.getLogger("bench_latency")
 
 
-def fallback_sample(rng: random.Random) -> GhostNetConfig:
-    """A random GhostNet-V1-like config: the paper's stages, with per-block kernel, expansion,
-    SE, Ghost ratio and cheap kernel, per-stage depth and a network width all varied."""
-    base = resolve_config("ghostnet_100")
-    stages = []
-    for st in base.stages:
-        keep = rng.randint(1, len(st.blocks))
-        blocks = []
-        for b in st.blocks[:keep]:
-            blocks.append(
-                BlockConfig(
-                    k=rng.choice((3, 5)),
-                    exp=max(8, round(b.exp * rng.choice((0.5, 0.75, 1.0, 1.25, 1.5)))),
-                    c=b.c,
-                    se_ratio=rng.choice((0.0, 0.25)),
-                    stride=b.stride,
-                    s=rng.choice((2, 2, 3, 4)),
-                    d=rng.choice((1, 3, 3, 5)),
-                )
-            )
-        stages.append(StageConfig(tuple(blocks)))
-    return dataclasses.replace(base, stages=tuple(stages), width=rng.choice((0.5, 0.75, 1.0, 1.25)))
-
-
 def sampler(space: str) -> tuple[Any, str]:
-    """The default space's sampler, or the fallback generator when spaces are not installed."""
-    try:
-        from ghostnas.space import load_space  # type: ignore[import-not-found]
-    except ImportError:
-        return fallback_sample, "fallback generator in benchmarks/bench_latency.py (ghostnas.space missing)"
+    """The search space's random sampler and a description of it for the record."""
+    from ghostnas.space import load_space
+
     return load_space(space).sample, f"ghostnas.space.load_space({space!r}).sample"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -414,3 +415,32 @@ def test_cli_build_then_predict_tiny(
     # another input size has other keys: refused without --measure-missing
     rc, _, err = _run(["latency", "predict", "ghostnet_tiny", "--input-size", "64"], capsys)
     assert rc == 2 and "lacks" in err
+
+    rc, out, _ = _run(["profile", "ghostnet_tiny", "--input-size", "32", "--latency", "--json"], capsys)
+    info = json.loads(out)
+    assert rc == 0 and info["latency_ms_predicted"] > 0 and info["latency_ms_measured"] > 0
+    assert info["latency_device"] == device_fingerprint("cpu", 1)
+
+
+def test_cli_build_table_from_a_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ghostnas.space import load_space
+
+    monkeypatch.setenv("GHOSTNAS_HOME", str(tmp_path))
+    argv = ["latency", "build-table", "--space", "tiny", "--samples", "2", "--fit", "1", "--rounds", "1"]
+    rc, out, _ = _run([*argv, "--input-size", "32", "--table", str(tmp_path / "t.json")], capsys)
+    assert rc == 0, out
+    table = load_table(tmp_path / "t.json")
+    rng = random.Random(0)
+    space = load_space("tiny")
+    for cfg in (space.sample(rng), space.sample(rng)):
+        assert {p.key for p in network_parts(cfg, SMALL)} <= set(table.entries)
+
+
+def test_cli_profile_latency_without_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GHOSTNAS_HOME", str(tmp_path))
+    rc, out, err = _run(["profile", "ghostnet_tiny", "--latency"], capsys)
+    assert rc == 2 and out == "" and "build-table" in err and len(err.strip().splitlines()) == 1

@@ -69,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"whole networks timed to fit the correction (default {DEFAULT_FIT})",
     )
     b.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    b.add_argument(
+        "--rounds",
+        type=_positive,
+        default=2,
+        help="round-robin timings per new block shape, lowest kept (default 2)",
+    )
     _add_device_args(b)
     b.set_defaults(func=cmd_build_table)
 
@@ -115,14 +121,9 @@ def _progress(desc: str) -> Any:
 
 
 def _space_configs(name: str, samples: int, seed: int) -> list[Any]:
-    from ghostnas.latency import LatencyError
+    """``samples`` random configs of a search space (a fixed seed makes the table reproducible)."""
+    from ghostnas.space import load_space
 
-    try:
-        from ghostnas.space import load_space  # type: ignore[import-not-found]
-    except ImportError:
-        raise LatencyError(
-            "--space: search spaces are not available in this ghostnas build; use --model"
-        ) from None
     space = load_space(name)
     rng = random.Random(seed)
     return [space.sample(rng) for _ in range(samples)]
@@ -154,7 +155,7 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     spec = _spec(args)
     predictor = LatencyPredictor(table, spec, part_timer(args.device, args.threads))
     before = len(table.entries)
-    measured = predictor.fill(cfgs + fit_cfgs, progress=_progress("blocks"))
+    measured = predictor.fill(cfgs + fit_cfgs, progress=_progress("timing blocks"), rounds=args.rounds)
     save_table(table, path)  # keep the blocks even if the fit below is interrupted
     fit = fit_table(predictor, fit_cfgs, args.device, args.threads)
     save_table(table, path)
