@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     started = time.time()
+    commit = git_commit()  # at the start: the code that ran, even if files change meanwhile
 
     sample, source = sampler(args.space)
     rng = random.Random(args.seed)
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     run = {
         "command": " ".join([sys.executable, *sys.argv]),
         "cwd": os.getcwd(),
-        "commit": git_commit(),
+        "commit": commit,
         "machine": machine(),
         "utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -84,24 +84,19 @@ def profile_latency(
     """
     from ghostnas.latency import (
         DEFAULT_THREADS,
-        LatencyPredictor,
         NetworkSpec,
         device_fingerprint,
         measure_network,
-        open_table,
-        part_timer,
-        resolve_device,
+        open_predictor,
         save_table,
     )
 
     threads = threads or DEFAULT_THREADS
-    resolve_device(device)
     cfg = resolve_config(model)
     spec = NetworkSpec(input_size=input_size, num_classes=num_classes)
-    lut, path = open_table(device, threads, table, force=force_table)
-    predictor = LatencyPredictor(lut, spec, part_timer(device, threads))
+    predictor, path = open_predictor(device, threads, table, spec=spec, force=force_table)
     if predictor.fill([cfg]):
-        save_table(lut, path)
+        save_table(predictor.table, path)
     measured = measure_network(cfg, spec, device, threads)
     return {
         "latency_ms_predicted": predictor.predict(cfg),

@@ -195,15 +195,20 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ghostnas.latency import LatencyPredictor, open_table, part_timer, resolve_device, save_table
+    from ghostnas.latency import open_predictor, save_table
     from ghostnas.registry import resolve_config
 
-    resolve_device(args.device)
     cfg = resolve_config(args.model)
-    table, path = open_table(args.device, args.threads, args.table, force=args.force_table)
-    measure = part_timer(args.device, args.threads) if args.measure_missing else None
-    predictor = LatencyPredictor(table, _spec(args), measure)
-    if predictor.fill([cfg], progress=_progress("missing blocks") if measure else None):
+    predictor, path = open_predictor(
+        args.device,
+        args.threads,
+        args.table,
+        spec=_spec(args),
+        force=args.force_table,
+        measure_missing=args.measure_missing,
+    )
+    table = predictor.table
+    if predictor.fill([cfg], progress=_progress("missing blocks") if args.measure_missing else None):
         save_table(table, path)
     parts = predictor.breakdown(cfg)
     info = {

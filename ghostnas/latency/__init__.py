@@ -32,6 +32,7 @@ from ghostnas.latency._predict import (
     fit_correction,
     fit_table,
     measure_network,
+    open_predictor,
     parse_latency_ms,
     part_timer,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "load_table",
     "measure_network",
     "network_parts",
+    "open_predictor",
     "open_table",
     "parse_latency_ms",
     "part_timer",

@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ghostnas.config import GhostNetConfig
 from ghostnas.latency._measure import (
@@ -36,6 +38,7 @@ __all__ = [
     "fit_correction",
     "fit_table",
     "measure_network",
+    "open_predictor",
     "parse_latency_ms",
     "part_timer",
 ]
@@ -140,6 +143,41 @@ class LatencyPredictor:
     def predict(self, cfg: GhostNetConfig) -> float:
         """Predicted latency in ms: ``scale * sum of parts + constant_ms``."""
         return self.table.scale * self.sum_parts(cfg) + self.table.constant_ms
+
+
+def open_predictor(
+    device: str = "cpu",
+    threads: int = DEFAULT_THREADS,
+    table: str | os.PathLike[str] | None = None,
+    *,
+    spec: NetworkSpec | None = None,
+    force: bool = False,
+    measure_missing: bool = True,
+) -> tuple[LatencyPredictor, Path]:
+    """The predictor for this device, from its table (default location unless ``table``).
+
+    Args:
+        device: ``"cpu"`` or ``"cuda"``.
+        threads: Intra-op CPU threads (part of the table's device key).
+        table: Table file; None means this device's default table under ``$GHOSTNAS_HOME``.
+        spec: Input size, batch and classes to predict for.
+        force: Use a table measured on another device.
+        measure_missing: Time block shapes the table lacks (the caller saves the table);
+            otherwise a missing shape is a one-line error.
+
+    Returns:
+        The predictor and the table's path.
+
+    Raises:
+        LatencyError: no table for this device (the message says to run ``ghostnas latency
+            build-table``), a corrupt table, or one from another device.
+    """
+    from ghostnas.latency._measure import resolve_device
+    from ghostnas.latency._table import open_table
+
+    resolve_device(device)
+    lut, path = open_table(device, threads, table, force=force)
+    return LatencyPredictor(lut, spec, part_timer(device, threads) if measure_missing else None), path
 
 
 @dataclass(frozen=True)
