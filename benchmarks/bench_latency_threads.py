@@ -4,16 +4,18 @@ Times the registered GhostNets (deploy form, batch 1, 224x224) R times each with
 threads, interleaved (1, 2, 1, 2, ...) so that both see the same moments of machine load, and
 reports for each setting the median latency and the repeat-to-repeat spread ((max - min) /
 median). One thread is timed with both clocks ghostnas knows (thread CPU time, its default for
-one thread, and wall time); two threads can only be timed by the wall clock. Run it under the
-CPU lock:
+one thread, and wall time); two threads can only be timed by the wall clock. With
+``--load N`` it runs N busy-looping processes meanwhile, standing in for the other jobs that share
+this machine. Run it under the CPU lock:
 
-    flock /tmp/ghostnas-cpu.lock .venv/bin/python benchmarks/bench_latency_threads.py
+    flock /tmp/ghostnas-cpu.lock .venv/bin/python benchmarks/bench_latency_threads.py [--load 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 import time
@@ -25,10 +27,16 @@ from ghostnas.latency import MeasureSettings, NetworkSpec, deploy_model, thread_
 from ghostnas.registry import resolve_config
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--models", default="ghostnet_050,ghostnet_100,ghostnet_130")
+    p.add_argument("--load", type=int, default=0, help="busy-looping processes to run meanwhile (default 0)")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
     spec = NetworkSpec()
@@ -40,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         ("2 threads, wall clock", 2, time.perf_counter),
     )
     out: dict[str, dict[str, dict[str, float]]] = {}
+    hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.load)]
+    for h in hogs:
+        h.start()
     for name in args.models.split(","):
         model = deploy_model(resolve_config(name), spec)
         runs: dict[str, list[float]] = {s[0]: [] for s in setups}
@@ -59,10 +70,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"{(max(values) - min(values)) / med:6.1%}",
                 flush=True,
             )
+    for h in hogs:
+        h.terminate()
+        h.join()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
-            json.dumps({"command": " ".join([sys.executable, *sys.argv]), "results": out}, indent=1) + "\n"
+            json.dumps(
+                {"command": " ".join([sys.executable, *sys.argv]), "load": args.load, "results": out},
+                indent=1,
+            )
+            + "\n"
         )
     return 0
 
