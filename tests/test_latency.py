@@ -444,3 +444,71 @@ def test_cli_profile_latency_without_table(
     monkeypatch.setenv("GHOSTNAS_HOME", str(tmp_path))
     rc, out, err = _run(["profile", "ghostnet_tiny", "--latency"], capsys)
     assert rc == 2 and out == "" and "build-table" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# the search: latency budgets and objectives (stub timings, so nothing real is timed)
+
+
+def _stub_part_timer(*_args: object, **_kw: object) -> object:
+    """Stands in for ``part_timer``: a part's 'latency' grows with its widths, 0.01 ms a channel."""
+    import re
+
+    def measure(part: object) -> Timing:
+        widths = [int(v) for v in re.findall(r"\|[imof](\d+)", part.key)]  # type: ignore[attr-defined]
+        ms = 0.01 * sum(widths)
+        return Timing(ms, 0.0, 1, ms)
+
+    return measure
+
+
+def test_candidate_costs_and_objectives_take_latency() -> None:
+    from ghostnas.budget import candidate_costs, parse_budget, parse_objectives
+
+    costs = candidate_costs(TINY, latency=lambda cfg: 3.5)
+    assert costs["latency_ms"] == 3.5 and costs["macs"] > 0
+    assert "latency_ms" not in candidate_costs(TINY)
+    assert [o.name for o in parse_objectives("accuracy,latency")] == ["accuracy", "latency_ms"]
+    assert parse_budget("20ms").metric == "latency_ms" and parse_budget("500us").limit == 0.5
+
+
+def test_search_under_a_latency_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ghostnas.latency._predict as predict_mod
+    from ghostnas.budget import parse_budget
+    from ghostnas.search import SearchSettings, run_search
+
+    monkeypatch.setattr(predict_mod, "part_timer", _stub_part_timer)
+    fp = device_fingerprint("cpu", 1)
+    save_table(LatencyTable(device=fp, constant_ms=0.25), default_table_path(fp))
+    budget = parse_budget("9ms")
+    settings = SearchSettings(
+        budget=budget,
+        space="tiny",
+        trials=6,
+        evaluator="fake",
+        objectives="accuracy,latency",
+        out=str(tmp_path / "run"),
+    )
+    result = run_search(settings)
+    assert result.evaluated == 6
+    assert result.pareto and all(r["latency_ms_predicted"] <= 9.0 for r in result.pareto)
+    rows = (tmp_path / "run" / "trials.csv").read_text().splitlines()
+    assert "latency_ms" in rows[0]
+    # blocks timed during the search were saved to the table for the next run
+    assert load_table(default_table_path(fp), fp).entries
+
+
+def test_search_latency_budget_without_a_table_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _run(["search", "--budget", "20ms", "--evaluator", "fake", "--trials", "2"], capsys)
+    assert rc == 2 and out == "" and "build-table" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    bad = tmp_path / "t.json"
+    bad.write_text("{")
+    rc, _, err = _run(["search", "--budget", "20ms", "--latency-table", str(bad), "--trials", "2"], capsys)
+    assert rc == 2 and "corrupt" in err
+    for budget in ("20", "-1ms", "0us", "20 minutes", "infms"):
+        rc, _, err = _run(["search", "--budget", budget, "--trials", "2"], capsys)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, budget
