@@ -10,7 +10,7 @@ from typing import Any
 from ghostnas.cli._format import print_json
 from ghostnas.cli._models import _positive
 
-DEFAULT_SAMPLES = 100
+DEFAULT_SAMPLES = 50
 DEFAULT_FIT = 6
 
 
