@@ -129,6 +129,20 @@ def _space_configs(name: str, samples: int, seed: int) -> list[Any]:
     return [space.sample(rng) for _ in range(samples)]
 
 
+def _space_extremes(name: str) -> list[Any]:
+    """The space's reference network at its smallest and largest width, when it has one.
+
+    Random samples cluster in the middle of the latency range; a line fitted on them alone
+    overestimates the small networks a latency-seeking search ends up proposing.
+    """
+    from ghostnas.space import load_space
+
+    space = load_space(name)
+    widths = space.width.values()
+    out = [space.reference_at_width(w) for w in (widths[0], widths[-1])]
+    return [c for c in out if c is not None]
+
+
 def cmd_build_table(args: argparse.Namespace) -> int:
     from ghostnas.latency import (
         LatencyError,
@@ -148,9 +162,12 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     fit_cfgs = list(cfgs)
     if args.space is not None:
         cfgs += _space_configs(args.space, args.samples, args.seed)
-        # Fitting networks come from another seed, so they are not the covered sample itself.
+        # Fitting networks come from another seed, so they are not the covered sample itself,
+        # plus the space's extremes so that the line spans the whole latency range.
         fit_cfgs += _space_configs(args.space, args.fit, args.seed + 1_000_003)
-    fit_cfgs = fit_cfgs[: max(args.fit, 1)]
+        fit_cfgs = fit_cfgs[: max(args.fit, 1)] + _space_extremes(args.space)
+    else:
+        fit_cfgs = fit_cfgs[: max(args.fit, 1)]
     table, path = open_table(args.device, args.threads, args.table, force=args.force_table, create=True)
     spec = _spec(args)
     predictor = LatencyPredictor(table, spec, part_timer(args.device, args.threads))
