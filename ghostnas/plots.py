@@ -26,7 +26,7 @@ class ParetoPlotData:
     """Everything the Pareto figure shows, in plain numbers.
 
     Attributes:
-        cost_key: ``macs`` or ``params``: the x axis.
+        cost_key: ``macs``, ``params`` or ``latency_ms``: the x axis.
         points: ``(cost, accuracy, trial)`` of every scored trial.
         front: ``(cost, accuracy, trial)`` of the front, by increasing cost.
         reference_trial: ``(cost, accuracy, trial)`` of the width-scaled reference, if scored.
@@ -51,7 +51,9 @@ def reference_costs(cost_key: str) -> dict[str, float]:
     from ghostnas.cost import count_cost
     from ghostnas.registry import resolve_config
 
-    out = {}
+    out: dict[str, float] = {}
+    if cost_key not in ("macs", "params"):
+        return out  # latency of the table networks depends on the device: not drawn
     for name in REFERENCE_MODELS:
         cost = count_cost(resolve_config(name))
         out[name] = float(cost.macs if cost_key == "macs" else cost.params)
@@ -93,7 +95,9 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
 
     from ghostnas._io import atomic_write_bytes
 
-    scale, unit = (1e6, "M MACs") if data.cost_key == "macs" else (1e6, "M params")
+    scale, unit = {"macs": (1e6, "M MACs"), "latency_ms": (1.0, " ms predicted latency")}.get(
+        data.cost_key, (1e6, "M params")
+    )
     fig = Figure(figsize=(7.5, 5), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     if data.points:
@@ -161,7 +165,10 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
             transform=ax.get_xaxis_transform(),
         )
     ax.set_xlim(left=0)
-    ax.set_xlabel(f"cost at 224x224, 1000 classes ({unit}; conv+linear MACs, the paper's FLOPs)")
+    if data.cost_key == "latency_ms":
+        ax.set_xlabel("predicted latency at 224x224, batch 1 (ms; ghostnas latency table)")
+    else:
+        ax.set_xlabel(f"cost at 224x224, 1000 classes ({unit}; conv+linear MACs, the paper's FLOPs)")
     ax.set_ylabel("proxy accuracy")
     if title:
         suffix = f"; {data.failed} failed" if data.failed else ""

@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostnas import workers
-from ghostnas.budget import Budget, Objective, candidate_costs, parse_objectives
+from ghostnas.budget import (
+    BUDGET_INPUT_SIZE,
+    BUDGET_NUM_CLASSES,
+    Budget,
+    Objective,
+    candidate_costs,
+    parse_objectives,
+)
 from ghostnas.config import GhostNetConfig, config_to_dict
 from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import (
@@ -117,6 +124,9 @@ class SearchSettings:
         study: Study name (None: the run folder's name).
         reference: Evaluate the space's reference network, width-scaled to the budget, first.
         command: The command line that started the run, recorded in ``run.json``.
+        latency_table: Latency table for a latency budget or objective (None: this CPU's
+            default table, see :mod:`ghostnas.latency`); block shapes it lacks are timed on
+            this machine's CPU and added to it.
     """
 
     budget: Budget
@@ -135,6 +145,7 @@ class SearchSettings:
     storage: str | None = None
     study: str | None = None
     reference: bool = True
+    latency_table: str | None = None
     command: Sequence[str] | None = None
 
 
@@ -342,16 +353,13 @@ class _Plan:
     storage_url: str
     study_name: str
     fingerprint: dict[str, Any]
+    latency: Any = None  # a ghostnas.latency.LatencyPredictor when latency is budgeted or optimised
+    latency_path: Path | None = None
 
 
 def _validate(settings: SearchSettings) -> _Plan:
     """Check every input before anything is written; raise one-line errors."""
     budget = settings.budget
-    if budget.metric == "latency_ms":
-        raise SearchError(
-            f"latency budget {budget.describe()}: latency budgets need the latency table, which this "
-            "version does not have yet; use a MACs (150MFLOPs) or params (5Mparams) budget"
-        )
     if isinstance(settings.trials, bool) or not isinstance(settings.trials, int) or settings.trials < 1:
         raise SearchError(f"trials = {settings.trials!r}: must be an integer of at least 1")
     if settings.timeout is not None and (not math.isfinite(settings.timeout) or settings.timeout <= 0):
@@ -372,10 +380,13 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(
             f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators())}"
         )
+    latency, latency_path = None, None
+    if budget.metric == "latency_ms" or any(o.name == "latency_ms" for o in objectives):
+        latency, latency_path = _open_latency(settings.latency_table)
     space = load_space(settings.space)
     lo = space.cost_range()
     smallest = lo.min_macs if budget.metric == "macs" else lo.min_params
-    if smallest > budget.limit:
+    if budget.metric != "latency_ms" and smallest > budget.limit:
         unit = "MACs" if budget.metric == "macs" else "params"
         raise SearchError(
             f"budget {budget.describe()} is below the smallest config of space {space.name} "
@@ -396,7 +407,34 @@ def _validate(settings: SearchSettings) -> _Plan:
         "epochs": settings.epochs,
         "data": settings.data,
     }
-    return _Plan(settings, space, objectives, out_dir, storage_url, study_name, fingerprint)
+    if latency is not None:
+        fingerprint["latency_device"] = latency.table.device
+    return _Plan(
+        settings, space, objectives, out_dir, storage_url, study_name, fingerprint, latency, latency_path
+    )
+
+
+def _open_latency(table: str | None) -> tuple[Any, Path]:
+    """This CPU's latency predictor (1 thread, 224x224, batch 1), or a one-line error telling
+    the user to run ``ghostnas latency build-table``."""
+    from ghostnas.latency import NetworkSpec, open_predictor
+
+    return open_predictor(
+        "cpu", table=table, spec=NetworkSpec(input_size=BUDGET_INPUT_SIZE, num_classes=BUDGET_NUM_CLASSES)
+    )
+
+
+def _costs(plan: _Plan, cfg: GhostNetConfig) -> dict[str, float]:
+    """Every cost of a candidate; with a latency predictor, newly timed blocks are saved."""
+    if plan.latency is None:
+        return candidate_costs(cfg)
+    before = len(plan.latency.table.entries)
+    costs = candidate_costs(cfg, latency=plan.latency.predict)
+    if len(plan.latency.table.entries) != before and plan.latency_path is not None:
+        from ghostnas.latency import save_table
+
+        save_table(plan.latency.table, plan.latency_path)
+    return costs
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,7 +471,7 @@ def _make_objective(
         trial.set_user_attr("worker", me.as_dict())
         cfg = plan.space.suggest(trial)
         t0 = time.perf_counter()
-        costs = candidate_costs(cfg)
+        costs = _costs(plan, cfg)
         clock.cost_model += time.perf_counter() - t0
         for key, value in costs.items():
             trial.set_user_attr(key, value)
@@ -518,7 +556,7 @@ def _reference_params(plan: _Plan) -> tuple[GhostNetConfig | None, dict[str, Any
         return None, None
     for width in reversed(space.width.values()):
         cfg = space.reference.with_width(width)
-        if budget.fits(candidate_costs(cfg)):
+        if budget.fits(_costs(plan, cfg)):
             return cfg, space.config_to_params(cfg)
     logger.warning("no width of the reference network fits %s; starting without it", budget.describe())
     return None, None

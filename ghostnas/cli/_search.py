@@ -79,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--objectives",
         default="accuracy,macs",
-        help="accuracy,macs (Pareto front, default), accuracy,params, or accuracy (single objective, with pruning)",
+        help="accuracy,macs (Pareto front, default), accuracy,params, accuracy,latency, or accuracy "
+        "(single objective, with pruning)",
     )
     p.add_argument(
         "--evaluator",
@@ -109,6 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Optuna storage URL or journal:PATH (default: SQLite study.db in the run folder)",
     )
     p.add_argument("--study", default=None, help="study name (default: the run folder's name)")
+    p.add_argument(
+        "--latency-table",
+        default=None,
+        help="latency table for a latency budget (20ms) or objective (accuracy,latency); default: "
+        "this CPU's table from `ghostnas latency build-table`",
+    )
     p.add_argument(
         "--no-reference", action="store_true", help="do not evaluate the width-scaled GhostNet first"
     )
@@ -173,6 +180,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         storage=args.storage,
         study=args.study,
         reference=not args.no_reference,
+        latency_table=args.latency_table,
         command=["ghostnas", *args.argv],
     )
     try:
