@@ -212,10 +212,7 @@ def lr_schedule(recipe: Recipe, total_steps: int) -> torch.Tensor:
     w = recipe.warmup
     up = t / w if w > 0 else torch.ones_like(t)
     frac = ((t - w) / (1 - w)).clamp(0, 1)
-    if recipe.schedule == "cosine":
-        down = 0.5 * (1 + torch.cos(math.pi * frac))
-    else:
-        down = 1 - frac
+    down = 0.5 * (1 + torch.cos(math.pi * frac)) if recipe.schedule == "cosine" else 1 - frac
     lr = torch.where(t < w, up, down) * recipe.lr
     return lr.clamp_min(recipe.lr * 1e-3).float()
 
@@ -243,7 +240,7 @@ class _SGD:
     def step(self, lr: torch.Tensor) -> None:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         if self.weight_decay:
-            by_id = {id(p): g for p, g in zip(self.params, grads)}
+            by_id = {id(p): g for p, g in zip(self.params, grads, strict=True)}
             torch._foreach_add_([by_id[id(p)] for p in self.decayed], self.decayed, alpha=self.weight_decay)
         torch._foreach_mul_(self.bufs, self.momentum)
         torch._foreach_add_(self.bufs, grads)
