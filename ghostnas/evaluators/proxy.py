@@ -42,7 +42,7 @@ def default_recipe(data: str, device: str = "cpu") -> Recipe:
     size they do not pay off (see REFERENCE.md), while the CUDA graph does.
     """
     if data == "synthetic":
-        return Recipe(epochs=2, train_images=256, val_images=256, batch_size=64, eval_batch_size=256)
+        return Recipe(epochs=2, train_images=1024, val_images=256, batch_size=32, eval_batch_size=256, lr=0.05)
     return Recipe()
 
 
