@@ -347,8 +347,8 @@ def synthetic_dataset(
 
     def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(0, classes, (n,), generator=gen)
-        noise = torch.randn(n, in_chans, size, size, generator=gen) * 60
-        x = (0.6 * protos[y] + 0.4 * 128 + noise).clamp(0, 255).round().to(torch.uint8)
+        noise = torch.randn(n, in_chans, size, size, generator=gen) * 40
+        x = (0.7 * protos[y] + 0.3 * 128 + noise).clamp(0, 255).round().to(torch.uint8)
         return x, y
 
     train_x, train_y = make(n_train)

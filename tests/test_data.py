@@ -151,7 +151,9 @@ class _Evil:
         return (print, ("this must never run",))
 
 
-def test_cifar10_refuses_pickles_that_call_functions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cifar10_refuses_pickles_that_call_functions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar(folder)
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": _Evil(), b"labels": []}, protocol=2))
@@ -163,7 +165,9 @@ def test_cifar10_refuses_pickles_that_call_functions(tmp_path: Path, capsys: pyt
 def test_cifar10_wrong_content(tmp_path: Path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar(folder)
-    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}))
+    (folder / "test_batch").write_bytes(
+        pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]})
+    )
     with pytest.raises(DatasetError, match="uint8"):
         load_dataset("cifar10", folder)
 

@@ -42,7 +42,7 @@ def default_recipe(data: str, device: str = "cpu") -> Recipe:
     size they do not pay off (see REFERENCE.md), while the CUDA graph does.
     """
     if data == "synthetic":
-        return Recipe(epochs=2, train_images=1024, val_images=256, batch_size=32, eval_batch_size=256, lr=0.05)
+        return Recipe(epochs=2, train_images=512, val_images=256, batch_size=32, eval_batch_size=256, lr=0.05)
     return Recipe()
 
 
@@ -165,15 +165,21 @@ def _settings_recipe(settings: EvalSettings) -> Recipe:
 
 
 def from_settings(settings: EvalSettings) -> TrainEvaluator:
-    """Factory for ``make_evaluator("train", settings)``: validation accuracy."""
-    return TrainEvaluator(
+    """Factory for ``make_evaluator("train", settings)``: validation accuracy.
+
+    The dataset is loaded here, not at the first evaluation, so that missing data is a one-line
+    error before a search starts rather than a string of failed trials.
+    """
+    ev = TrainEvaluator(
         settings.data, settings.data_dir, _settings_recipe(settings), settings.device, settings.seed
     )
+    ev.dataset()
+    return ev
 
 
 def trainloss_from_settings(settings: EvalSettings) -> TrainEvaluator:
     """Factory for ``make_evaluator("trainloss", settings)``: minus the mean training loss."""
-    return TrainEvaluator(
+    ev = TrainEvaluator(
         settings.data,
         settings.data_dir,
         _settings_recipe(settings),
@@ -181,3 +187,5 @@ def trainloss_from_settings(settings: EvalSettings) -> TrainEvaluator:
         settings.seed,
         score="train_loss",
     )
+    ev.dataset()
+    return ev

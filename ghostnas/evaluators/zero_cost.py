@@ -134,11 +134,12 @@ def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
     return float(logdet)
 
 
-def _gaussian_init(model: nn.Module) -> None:
+def _gaussian_init(model: nn.Module, generator: torch.Generator | None) -> None:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight)
+                w = torch.randn(m.weight.shape, generator=generator, dtype=m.weight.dtype)
+                m.weight.copy_(w)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
@@ -162,13 +163,15 @@ def zen_score(
         batch_size: Gaussian inputs per evaluation.
         gamma: Size of the input perturbation.
         device: Where to compute.
-        generator: CPU generator for the inputs (seeded by the caller for reproducibility).
+        generator: CPU generator for the weights and inputs (seeded by the caller for
+            reproducibility; None uses torch's global generator).
 
     Raises:
         EvaluationFailed: the score is not finite.
     """
-    model = model.to(device).train()
-    _gaussian_init(model)
+    model = model.train()
+    _gaussian_init(model, generator)
+    model = model.to(device)
     x = torch.randn((batch_size, *input_shape), generator=generator).to(device)
     noise = torch.randn((batch_size, *input_shape), generator=generator).to(device)
     log_sigma: list[torch.Tensor] = []
@@ -322,8 +325,10 @@ def synflow_from_settings(settings: EvalSettings) -> SynflowEvaluator:
 
 
 def naswot_from_settings(settings: EvalSettings) -> NaswotEvaluator:
-    """Factory for ``make_evaluator("naswot", settings)``."""
-    return NaswotEvaluator(settings.data, settings.data_dir, settings.device, settings.seed)
+    """Factory for ``make_evaluator("naswot", settings)``; reads its batch now (missing data fails early)."""
+    ev = NaswotEvaluator(settings.data, settings.data_dir, settings.device, settings.seed)
+    ev.batch()
+    return ev
 
 
 def zen_from_settings(settings: EvalSettings) -> ZenEvaluator:
