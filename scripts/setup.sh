@@ -2,6 +2,7 @@
 # Set up ghostnas on a fresh machine; safe to run again (it skips what is already done).
 #   - Fashion-MNIST (the default dataset) from Debian's dataset-fashion-mnist package, unless
 #     GHOSTNAS_DATA points elsewhere;
+#   - PostgreSQL server binaries (Debian's postgresql), used by the multi-worker tests;
 #   - a virtual environment in .venv with a CPU build of torch and ghostnas (editable) + dev tools.
 # Override the torch requirement with TORCH_SPEC (default torch==2.13.0, a CPU build on our machines).
 set -euo pipefail
@@ -23,6 +24,12 @@ if [ -z "${GHOSTNAS_DATA:-}" ] && [ ! -e /usr/share/datasets/fashion-mnist/train
   apt_install dataset-fashion-mnist || say "could not install dataset-fashion-mnist; set GHOSTNAS_DATA to a folder with the idx files"
 fi
 
+# PostgreSQL: the storage many search workers share; the tests start a throw-away server.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  say "installing PostgreSQL (Debian package postgresql)"
+  apt_install postgresql || say "could not install PostgreSQL; the PostgreSQL tests will be skipped outside CI"
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
@@ -34,8 +41,9 @@ stamp=.venv/.ghostnas-setup
 want="$(sha256sum pyproject.toml | cut -c1-16) ${TORCH_SPEC:-torch==2.13.0}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing ${TORCH_SPEC:-torch==2.13.0} and ghostnas[dev] into .venv"
-  .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  log=.venv/setup-pip.log
+  { .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" &&
+    .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1 || { cat "$log" >&2; say "pip install failed (log above)"; exit 1; }
   echo "$want" > "$stamp"
 fi
 say "ready: .venv/bin/ghostnas"

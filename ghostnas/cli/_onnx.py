@@ -1,0 +1,51 @@
+"""``ghostnas onnx``: write a model as ONNX and check it against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+
+from ghostnas.cli._format import print_json
+from ghostnas.cli._models import _non_negative, _positive
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "onnx",
+        help="export a model to ONNX and verify it",
+        description="Export a registered model or config JSON to ONNX (batch 1), check it with "
+        "onnx.checker and compare its outputs with PyTorch through onnxruntime.",
+    )
+    p.add_argument("model", help="registered name or config .json")
+    p.add_argument("output", help="the .onnx file to write")
+    p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--num-classes", type=_non_negative, default=1000, help="classifier width (default 1000)")
+    p.add_argument("--in-chans", type=_positive, default=3, help="input channels (default 3)")
+    p.add_argument(
+        "--stem-stride", type=int, choices=(1, 2), default=2, help="1 for small inputs (default 2)"
+    )
+    p.add_argument("--weights", help="state-dict file to load (weights_only=True); random init if absent")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_onnx)
+
+
+def cmd_onnx(args: argparse.Namespace) -> int:
+    from ghostnas.onnx_export import export_onnx
+
+    info = export_onnx(
+        args.model,
+        args.output,
+        input_size=args.input_size,
+        num_classes=args.num_classes,
+        in_chans=args.in_chans,
+        stem_stride=args.stem_stride,
+        weights=args.weights,
+    )
+    if args.json:
+        print_json(info)
+    elif info["onnxruntime"]:
+        print(
+            f"wrote {info['path']}: onnx.checker ok, max |onnxruntime - torch| = {info['max_abs_diff']:.2e}"
+        )
+    else:
+        print(f"wrote {info['path']}: onnx.checker ok (install onnxruntime to compare outputs)")
+    return 0

@@ -1,0 +1,898 @@
+"""Search spaces: which GhostNet configs a search may propose, read from YAML files.
+
+A space turns a flat dict of named choices into a :class:`~ghostnas.config.GhostNetConfig` and
+nothing else. The names are hierarchical (``width``, ``s``, ``d``, ``s3_depth``, ``s3_s``,
+``s3_b1_k``, ``s3_b1_e``, ``s3_b1_c``, ``s3_b1_se``), which is exactly Optuna's parameter model:
+a trial's stored ``params`` replay through :meth:`SearchSpace.params_to_config` to the config the
+trial evaluated. One builder (:meth:`SearchSpace._build`) serves Optuna (:meth:`suggest`), plain
+random sampling (:meth:`sample`) and replay (:meth:`params_to_config`), so the three cannot drift
+apart.
+
+Spaces ship in ``ghostnas/search_spaces/*.yaml`` (the repository's top-level ``search_spaces/``
+links there) and are found by name or by path. YAML is read with a safe loader only (tags such as
+``!!python/object`` are refused); errors name the file, the line and the key.
+
+Expansion choices are multiples of the block's *input* channels (the previous block's chosen
+``c``, or the stem), rounded with :func:`~ghostnas.config.make_divisible`; in the config ``exp``
+is the resulting absolute channel count, as in the paper's table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ghostnas.config import (
+    ACTIVATIONS,
+    BlockConfig,
+    GhostNetConfig,
+    ResolvedBlock,
+    StageConfig,
+    config_from_dict,
+    make_divisible,
+)
+from ghostnas.errors import ConfigError, GhostnasError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "BlockSpace",
+    "CostRange",
+    "SearchSpace",
+    "SpaceError",
+    "StageSpace",
+    "WidthGrid",
+    "builtin_space_dir",
+    "list_spaces",
+    "load_space",
+    "loads_space",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_SPACE_BYTES = 1 << 20
+_WIDTH_DECIMALS = 6
+
+
+class SpaceError(GhostnasError, ValueError):
+    """A search-space file is missing, malformed, or a config is not a point of the space."""
+
+
+# --------------------------------------------------------------------------------------------
+# the space records
+
+
+@dataclass(frozen=True)
+class WidthGrid:
+    """Width multipliers ``low, low + step, ..., high`` (a single value when ``step`` is 0)."""
+
+    low: float
+    high: float
+    step: float
+
+    def values(self) -> tuple[float, ...]:
+        if self.step == 0:
+            return (round(self.low, _WIDTH_DECIMALS),)
+        n = round((self.high - self.low) / self.step)
+        return tuple(round(self.low + i * self.step, _WIDTH_DECIMALS) for i in range(n + 1))
+
+    def snap(self, value: float) -> float | None:
+        """The grid value equal to ``value`` (within rounding), or None if off the grid."""
+        for v in self.values():
+            if abs(v - value) < 1e-9:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class BlockSpace:
+    """Choices for one block position. Single-element tuples are fixed, not parameters.
+
+    Attributes:
+        k: Depthwise kernel choices.
+        exp: Expansion choices as multiples of the block's input channels.
+        c: Output channel choices (before the width multiplier).
+        se: SE ratio choices (0 disables SE).
+        stride: The table's stride; only a stage's first block may have stride 2.
+    """
+
+    k: tuple[int, ...]
+    exp: tuple[float, ...]
+    c: tuple[int, ...]
+    se: tuple[float, ...]
+    stride: int
+
+    def n_points(self) -> int:
+        return len(self.k) * len(self.exp) * len(self.c) * len(self.se)
+
+
+@dataclass(frozen=True)
+class StageSpace:
+    """A stage: depth choices and the block positions (at least ``max(depth)`` of them)."""
+
+    depth: tuple[int, ...]
+    blocks: tuple[BlockSpace, ...]
+
+    def n_points(self) -> int:
+        """Distinct block settings of this stage over all depths (s/d not included)."""
+        return sum(math.prod(b.n_points() for b in self.blocks[:n]) for n in self.depth)
+
+    def depth_weights(self) -> list[int]:
+        """Points per depth choice: sampling depth with these weights is uniform over points."""
+        return [math.prod(b.n_points() for b in self.blocks[:n]) for n in self.depth]
+
+
+@dataclass(frozen=True)
+class CostRange:
+    """Exact extremes of params and MACs over every point of a space at one input size."""
+
+    min_macs: int
+    max_macs: int
+    min_params: int
+    max_params: int
+    input_size: int
+    num_classes: int
+
+
+Chooser = Callable[[str, Sequence[Any], "WidthGrid | None", "Sequence[int] | None"], Any]
+"""``choose(name, choices, grid, weights)`` returns one of ``choices`` (or a grid value)."""
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A GhostNet search space; build one with :func:`load_space`.
+
+    Attributes:
+        name: The space's name (file stem for shipped spaces).
+        description: One line for listings.
+        width: Width multiplier grid.
+        s: Ghost ratio choices.
+        d: Cheap-operation kernel choices.
+        ghost_per_stage: Choose ``s`` and ``d`` per stage instead of network-wide.
+        stages: Stage spaces, in order.
+        stem_chs, head_chs, dropout, act: Fixed network settings.
+        reference: The hand-designed network the search starts from (scaled in width to the
+            budget), or None.
+        source: Where the space was read from.
+    """
+
+    name: str
+    description: str
+    width: WidthGrid
+    s: tuple[int, ...]
+    d: tuple[int, ...]
+    ghost_per_stage: bool
+    stages: tuple[StageSpace, ...]
+    stem_chs: int
+    head_chs: int
+    dropout: float
+    act: str
+    reference: GhostNetConfig | None = None
+    source: str = field(default="<string>", compare=False)
+    _cost_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    # ---------------------------------------------------------------- the one builder
+
+    def _build(self, choose: Chooser) -> GhostNetConfig:
+        """Walk every decision in a fixed order, asking ``choose`` for each parameter.
+
+        Fixed values (one choice) are not asked for. Blocks beyond a stage's chosen depth are
+        not asked for either, so a trial's parameters are exactly the decisions that mattered.
+        """
+
+        def pick(name: str, choices: Sequence[Any], weights: Sequence[int] | None = None) -> Any:
+            if len(choices) == 1:
+                return choices[0]
+            return choose(name, choices, None, weights)
+
+        widths = self.width.values()
+        width = widths[0] if len(widths) == 1 else choose("width", widths, self.width, None)
+        width = round(float(width), _WIDTH_DECIMALS)
+        # Per-stage spaces are canonical: the network value is stage 0's, and a stage carries an
+        # override only where it differs, so a table with one s and d everywhere has none.
+        net_s = self.s[0] if self.ghost_per_stage else pick("s", self.s)
+        net_d = self.d[0] if self.ghost_per_stage else pick("d", self.d)
+        stages = []
+        in_c = self.stem_chs
+        for si, st in enumerate(self.stages):
+            depth = pick(f"s{si}_depth", st.depth, st.depth_weights())
+            st_s = st_d = None
+            if self.ghost_per_stage:
+                chosen_s, chosen_d = pick(f"s{si}_s", self.s), pick(f"s{si}_d", self.d)
+                if si == 0:
+                    net_s, net_d = chosen_s, chosen_d
+                st_s = None if chosen_s == net_s else chosen_s
+                st_d = None if chosen_d == net_d else chosen_d
+            blocks = []
+            for bi, bs in enumerate(st.blocks[:depth]):
+                p = f"s{si}_b{bi}_"
+                k = pick(p + "k", bs.k)
+                ratio = pick(p + "e", bs.exp)
+                c = pick(p + "c", bs.c)
+                se = pick(p + "se", bs.se)
+                exp = make_divisible(ratio * in_c, 4)
+                blocks.append(BlockConfig(k=k, exp=exp, c=c, se_ratio=float(se), stride=bs.stride))
+                in_c = c
+            stages.append(StageConfig(blocks=tuple(blocks), s=st_s, d=st_d))
+        return GhostNetConfig(
+            stages=tuple(stages),
+            width=width,
+            s=net_s,
+            d=net_d,
+            stem_chs=self.stem_chs,
+            head_chs=self.head_chs,
+            dropout=self.dropout,
+            act=self.act,
+        )
+
+    # ---------------------------------------------------------------- public API
+
+    def suggest(self, trial: optuna.Trial) -> GhostNetConfig:
+        """Ask an Optuna trial for every decision; return the config it describes.
+
+        Choices are categorical; the width is a stepped float so that a grid value (such as the
+        width-scaled reference) can be enqueued exactly.
+        """
+
+        def choose(name: str, choices: Sequence[Any], grid: WidthGrid | None, _w: Any) -> Any:
+            if grid is not None:
+                return trial.suggest_float(name, grid.low, grid.high, step=grid.step)
+            return trial.suggest_categorical(name, list(choices))
+
+        return self._build(choose)
+
+    def sample(self, rng: random.Random) -> GhostNetConfig:
+        """A point drawn uniformly from the space (every distinct config equally likely)."""
+
+        def choose(_name: str, choices: Sequence[Any], _g: Any, weights: Sequence[int] | None) -> Any:
+            if weights is not None:
+                return rng.choices(list(choices), weights=list(weights))[0]
+            return rng.choice(list(choices))
+
+        return self._build(choose)
+
+    def params_to_config(self, params: Mapping[str, Any]) -> GhostNetConfig:
+        """Replay a flat parameter dict (e.g. ``trial.params``) to its config.
+
+        Raises:
+            SpaceError: a parameter is missing, unknown or not one of its choices.
+        """
+        used: set[str] = set()
+
+        def choose(name: str, choices: Sequence[Any], grid: WidthGrid | None, _w: Any) -> Any:
+            if name not in params:
+                raise SpaceError(f"space {self.name}: parameter {name!r} is missing")
+            value = params[name]
+            used.add(name)
+            if grid is not None:
+                snapped = grid.snap(value) if isinstance(value, (int, float)) else None
+                if snapped is None:
+                    raise SpaceError(
+                        f"space {self.name}: width = {value!r} is not on the grid "
+                        f"{grid.low:g}..{grid.high:g} step {grid.step:g}"
+                    )
+                return snapped
+            if not any(_same(value, c) for c in choices):
+                raise SpaceError(
+                    f"space {self.name}: {name} = {value!r} is not a choice ({', '.join(map(str, choices))})"
+                )
+            return value
+
+        cfg = self._build(choose)
+        unknown = sorted(set(params) - used)
+        if unknown:
+            raise SpaceError(f"space {self.name}: unknown or inactive parameter {unknown[0]!r}")
+        return cfg
+
+    def config_to_params(self, cfg: GhostNetConfig) -> dict[str, Any]:
+        """The parameters that :meth:`params_to_config` turns back into ``cfg``.
+
+        Raises:
+            SpaceError: ``cfg`` is not a point of this space; the message names the first field
+                that is off.
+        """
+        params: dict[str, Any] = {}
+        where = f"config is not a point of space {self.name}"
+        widths = self.width.values()
+        snapped = self.width.snap(cfg.width)
+        if snapped is None:
+            raise SpaceError(f"{where}: width {cfg.width:g} is not on its grid {_fmt_grid(self.width)}")
+        if len(widths) > 1:
+            params["width"] = snapped
+        if len(cfg.stages) != len(self.stages):
+            raise SpaceError(f"{where}: {len(cfg.stages)} stages, the space has {len(self.stages)}")
+
+        def put(name: str, value: Any, choices: Sequence[Any], what: str) -> None:
+            if not any(_same(value, c) for c in choices):
+                raise SpaceError(f"{where}: {what} = {value!r}; choices are {', '.join(map(str, choices))}")
+            if len(choices) > 1:
+                params[name] = next(c for c in choices if _same(value, c))
+
+        if not self.ghost_per_stage:
+            put("s", cfg.s, self.s, "s")
+            put("d", cfg.d, self.d, "d")
+        in_c = cfg.stem_chs
+        for si, (st, sp) in enumerate(zip(cfg.stages, self.stages, strict=True)):
+            put(f"s{si}_depth", len(st.blocks), sp.depth, f"stage {si} depth")
+            if self.ghost_per_stage:
+                put(f"s{si}_s", st.s if st.s is not None else cfg.s, self.s, f"stage {si} s")
+                put(f"s{si}_d", st.d if st.d is not None else cfg.d, self.d, f"stage {si} d")
+            for bi, (b, bs) in enumerate(zip(st.blocks, sp.blocks, strict=False)):
+                p, what = f"s{si}_b{bi}_", f"stage {si} block {bi}"
+                put(p + "k", b.k, bs.k, f"{what} k")
+                ratios = [r for r in bs.exp if make_divisible(r * in_c, 4) == b.exp]
+                if not ratios:
+                    allowed = ", ".join(str(make_divisible(r * in_c, 4)) for r in bs.exp)
+                    raise SpaceError(
+                        f"{where}: {what} exp = {b.exp} with {in_c} input channels; choices are {allowed}"
+                    )
+                put(p + "e", ratios[0], bs.exp, f"{what} exp ratio")
+                put(p + "c", b.c, bs.c, f"{what} c")
+                put(p + "se", b.se_ratio, bs.se, f"{what} se_ratio")
+                in_c = b.c
+        replay = self.params_to_config(params)
+        if replay != cfg:
+            raise SpaceError(f"{where}: {_first_difference(cfg, replay)}")
+        return params
+
+    def contains(self, cfg: GhostNetConfig) -> bool:
+        """Whether ``cfg`` is a point of this space."""
+        try:
+            self.config_to_params(cfg)
+        except SpaceError:
+            return False
+        return True
+
+    def parameter_names(self) -> list[str]:
+        """Every parameter a trial may set, in suggestion order (inactive blocks included)."""
+        names: list[str] = []
+
+        def choose(name: str, choices: Sequence[Any], grid: WidthGrid | None, _w: Any) -> Any:
+            names.append(name)
+            return choices[-1]  # the deepest stage exposes every block's parameters
+
+        self._build(choose)
+        return names
+
+    def size(self) -> int:
+        """Number of distinct configs in the space (an exact integer, possibly huge)."""
+        ghost = len(self.s) * len(self.d)
+        total = len(self.width.values()) * (1 if self.ghost_per_stage else ghost)
+        for st in self.stages:
+            total *= st.n_points() * (ghost if self.ghost_per_stage else 1)
+        return total
+
+    def reference_at_width(self, width: float) -> GhostNetConfig | None:
+        """The reference network at a grid width, or None without a reference."""
+        if self.reference is None:
+            return None
+        return self.reference.with_width(width)
+
+    def cost_range(self, input_size: int = 224, num_classes: int = 1000) -> CostRange:
+        """Exact minimum and maximum MACs and params over all points, without enumerating them.
+
+        Kernel, expansion and SE only ever add cost, so the minimum takes their smallest choices
+        and the maximum their largest; output channels, depth, width, ``s`` and ``d`` are not
+        monotone (an identity shortcut appears when input and output widths match), so those
+        are searched exhaustively by dynamic programming over (channels in, last expansion).
+        """
+        key = (input_size, num_classes)
+        if key not in self._cost_cache:
+            self._cost_cache[key] = _cost_range(self, input_size, num_classes)
+        return self._cost_cache[key]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Choice equality that keeps ``True`` apart from ``1`` and compares numbers by value."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
+    return a == b
+
+
+def _fmt_grid(g: WidthGrid) -> str:
+    return f"{g.low:g}" if g.step == 0 else f"{g.low:g}..{g.high:g} step {g.step:g}"
+
+
+def _first_difference(want: GhostNetConfig, got: GhostNetConfig) -> str:
+    for name in ("width", "s", "d", "stem_chs", "head_chs", "dropout", "act"):
+        if getattr(want, name) != getattr(got, name):
+            return f"{name} is {getattr(want, name)!r}; the space fixes it to {getattr(got, name)!r}"
+    for si, (a, b) in enumerate(zip(want.stages, got.stages, strict=False)):
+        if a != b:
+            return f"stage {si} differs: {a.s, a.d} {[x.short() for x in a.blocks]} (space gives {b.s, b.d})"
+    return "it differs from the space's nearest point"
+
+
+# --------------------------------------------------------------------------------------------
+# exact cost range by dynamic programming
+
+
+def _cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRange:
+    from ghostnas.cost import _Counter, conv_out_size
+
+    def block_cost(rb: ResolvedBlock, size: int) -> tuple[int, int]:
+        c = _Counter()
+        c.bottleneck(rb, size)
+        return c.macs, c.params
+
+    results: dict[str, int] = {}
+    for extreme, pick_choice, better in (("min", min, min), ("max", max, max)):
+        best_macs: int | None = None
+        best_params: int | None = None
+        ghost_net = (
+            [(space.s[0], space.d[0])] if space.ghost_per_stage else list(itertools.product(space.s, space.d))
+        )
+        ghost_stage = list(itertools.product(space.s, space.d)) if space.ghost_per_stage else [None]
+        for width in space.width.values():
+            for net_s, net_d in ghost_net:
+                stem = make_divisible(space.stem_chs * width, 4)
+                size = conv_out_size(input_size, 3, 2)
+                head = _Counter()
+                head.conv(3, stem, 3, 1, size * size)
+                head.bn(stem)
+                # state (raw c in, raw last exp) -> (macs, params), each optimised on its own
+                states: dict[tuple[int, int], tuple[int, int]] = {
+                    (space.stem_chs, 0): (head.macs, head.params)
+                }
+                for st in space.stages:
+                    out_states: dict[tuple[int, int], tuple[int, int]] = {}
+                    stride_size = (
+                        conv_out_size(size, 1, st.blocks[0].stride) if st.blocks[0].stride > 1 else size
+                    )
+                    for ghost in ghost_stage:
+                        bs_s, bs_d = ghost if ghost is not None else (net_s, net_d)
+                        cur = dict(states)
+                        bsize = size
+                        for bi, bs in enumerate(st.blocks[: max(st.depth)]):
+                            k, ratio, se = pick_choice(bs.k), pick_choice(bs.exp), pick_choice(bs.se)
+                            nxt: dict[tuple[int, int], tuple[int, int]] = {}
+                            for (in_raw, _), (m0, p0) in cur.items():
+                                exp_raw = make_divisible(ratio * in_raw, 4)
+                                for c in bs.c:
+                                    rb = ResolvedBlock(
+                                        stage=0,
+                                        index=bi,
+                                        in_chs=make_divisible(in_raw * width, 4),
+                                        mid_chs=make_divisible(exp_raw * width, 4),
+                                        out_chs=make_divisible(c * width, 4),
+                                        k=k,
+                                        stride=bs.stride,
+                                        se_ratio=float(se),
+                                        s=bs_s,
+                                        d=bs_d,
+                                    )
+                                    key = (rb, bsize)
+                                    if key not in space._cost_cache:
+                                        space._cost_cache[key] = block_cost(rb, bsize)
+                                    m, p = space._cost_cache[key]
+                                    _merge(nxt, (c, exp_raw), (m0 + m, p0 + p), better)
+                            cur = nxt
+                            bsize = stride_size
+                            if bi + 1 in st.depth:
+                                for state, value in cur.items():
+                                    _merge(out_states, state, value, better)
+                    states = out_states
+                    size = stride_size
+                for (c_raw, exp_raw), (m0, p0) in states.items():
+                    tail = _Counter()
+                    final = make_divisible(exp_raw * width, 4)
+                    tail.conv(make_divisible(c_raw * width, 4), final, 1, 1, size * size)
+                    tail.bn(final)
+                    tail.conv(final, space.head_chs, 1, 1, 1, bias=True)
+                    if num_classes > 0:
+                        tail.linear(space.head_chs, num_classes)
+                    m, p = m0 + tail.macs, p0 + tail.params
+                    best_macs = m if best_macs is None else better(best_macs, m)
+                    best_params = p if best_params is None else better(best_params, p)
+        assert best_macs is not None and best_params is not None
+        results[f"{extreme}_macs"] = best_macs
+        results[f"{extreme}_params"] = best_params
+    return CostRange(input_size=input_size, num_classes=num_classes, **results)
+
+
+def _merge(
+    table: dict[tuple[int, int], tuple[int, int]],
+    state: tuple[int, int],
+    value: tuple[int, int],
+    better: Callable[[int, int], int],
+) -> None:
+    old = table.get(state)
+    table[state] = value if old is None else (better(old[0], value[0]), better(old[1], value[1]))
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+
+class _Map(dict):  # type: ignore[type-arg]
+    """A YAML mapping that remembers the line of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class _Seq(list):  # type: ignore[type-arg]
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python tags) whose mappings and lists carry line numbers."""
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[_Map]:
+    data = _Map()
+    data.line = node.start_mark.line + 1
+    data.key_lines = {}
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise SpaceError(f"line {line}: a mapping key must be a plain value") from None
+        if key in data:
+            raise SpaceError(f"line {line}: duplicate key {key!r}; keep one")
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_lines[key] = line
+
+
+def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> Iterator[_Seq]:
+    data = _Seq()
+    data.line = node.start_mark.line + 1
+    yield data
+    data.extend(loader.construct_sequence(node, deep=True))
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass: no Python tags
+    except SpaceError as exc:
+        raise SpaceError(f"{source}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        if "constructor for the tag" in problem:
+            problem = f"{problem} (only plain YAML is allowed: no tags)"
+        raise SpaceError(f"{source}: {where}{problem}") from None
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise SpaceError(f"{source}: YAML nested too deeply") from None
+
+
+# --------------------------------------------------------------------------------------------
+# validation of the parsed document
+
+
+class _Reader:
+    """Checks one mapping's keys and values; every error names the file, line and key path."""
+
+    def __init__(self, source: str, path: str, data: Any, parent_line: int = 0) -> None:
+        self.source, self.path = source, path
+        line = getattr(data, "line", parent_line)
+        if not isinstance(data, Mapping):
+            raise self._err(line, f"expected a mapping, got {_type(data)}")
+        self.data = data
+        self.line = line
+
+    def _err(self, line: int, msg: str) -> SpaceError:
+        at = f"line {line}: " if line else ""
+        return SpaceError(f"{self.source}: {at}{msg}")
+
+    def key_line(self, key: str) -> int:
+        return getattr(self.data, "key_lines", {}).get(key, self.line)
+
+    def fail(self, key: str, msg: str) -> SpaceError:
+        return self._err(self.key_line(key), f"{self.path}{key}: {msg}")
+
+    def check_keys(self, required: Sequence[str], optional: Sequence[str]) -> None:
+        allowed = [*required, *optional]
+        for key in self.data:
+            if key not in allowed:
+                raise self._err(
+                    self.key_line(key),
+                    f"{self.path}{key}: unknown key; allowed keys are {', '.join(allowed)}",
+                )
+        for key in required:
+            if key not in self.data:
+                raise self._err(
+                    self.line, f"{self.path.rstrip('.') or 'top level'}: missing required key {key!r}"
+                )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def choices(
+        self, key: str, check: Callable[[Any], bool], what: str, default: Any = None
+    ) -> tuple[Any, ...]:
+        """A scalar (fixed) or a non-empty list of distinct values that pass ``check``."""
+        raw = self.data.get(key, default)
+        if raw is None:
+            raise self.fail(key, f"missing; give {what} or a list of them")
+        values = list(raw) if isinstance(raw, list) else [raw]
+        if not values:
+            raise self.fail(key, "an empty list; give at least one choice")
+        for v in values:
+            if not check(v):
+                raise self.fail(key, f"{v!r} is not {what}")
+        for i, v in enumerate(values):
+            if any(_same(v, w) for w in values[:i]):
+                raise self.fail(key, f"choice {v!r} is listed twice")
+        return tuple(values)
+
+
+def _type(v: Any) -> str:
+    return "a list" if isinstance(v, list) else "nothing" if v is None else f"a {type(v).__name__}"
+
+
+def _is_int(lo: int, hi: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_num(lo: float, hi: float) -> Callable[[Any], bool]:
+    return lambda v: (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+    )
+
+
+def _odd_kernel(v: Any) -> bool:
+    return _is_int(1, 11)(v) and v % 2 == 1
+
+
+_TOP_KEYS = ("name", "network", "stages")
+_TOP_OPTIONAL = ("description", "reference")
+_NET_KEYS = ("width", "s", "d")
+_NET_OPTIONAL = ("ghost_per_stage", "stem_chs", "head_chs", "dropout", "act")
+_BLOCK_KEYS = ("k", "exp", "c", "se", "stride")
+
+
+def _read_width(net: _Reader) -> WidthGrid:
+    raw = net.get("width")
+    if _is_num(0.01, 8.0)(raw):
+        return WidthGrid(float(raw), float(raw), 0.0)
+    if not isinstance(raw, Mapping):
+        raise net.fail("width", "give a number or {low: L, high: H, step: S}")
+    g = _Reader(net.source, "network.width.", raw, net.key_line("width"))
+    g.check_keys(("low", "high", "step"), ())
+    for key in ("low", "high", "step"):
+        if not _is_num(0.0, 8.0)(g.get(key)) or g.get(key) <= 0:
+            raise g.fail(key, f"{g.get(key)!r} must be a number in (0, 8]")
+    low, high, step = float(g.get("low")), float(g.get("high")), float(g.get("step"))
+    if high < low:
+        raise g.fail("high", f"{high:g} is below low {low:g}")
+    n = (high - low) / step
+    if abs(n - round(n)) > 1e-6:
+        raise g.fail("step", f"{step:g} does not divide high - low = {high - low:g}")
+    if round(n) > 1000:
+        raise g.fail("step", "more than 1000 grid points; use a coarser step")
+    return WidthGrid(low, high, step)
+
+
+def _read_block(source: str, where: str, raw: Any, line: int, first: bool) -> BlockSpace:
+    b = _Reader(source, where, raw, line)
+    b.check_keys(_BLOCK_KEYS, ())
+    stride = b.get("stride")
+    if stride not in (1, 2) or isinstance(stride, bool):
+        raise b.fail("stride", f"{stride!r} must be 1 or 2 (strides are fixed, not searched)")
+    if stride == 2 and not first:
+        raise b.fail("stride", "only a stage's first block may have stride 2 (so depth keeps the strides)")
+    return BlockSpace(
+        k=b.choices("k", _odd_kernel, "an odd kernel size in 1..11"),
+        exp=tuple(float(v) for v in b.choices("exp", _is_num(0.1, 16.0), "an expansion ratio in [0.1, 16]")),
+        c=b.choices("c", _is_int(1, 8192), "a channel count in 1..8192"),
+        se=tuple(float(v) for v in b.choices("se", _is_num(0.0, 1.0), "an SE ratio in [0, 1]")),
+        stride=stride,
+    )
+
+
+def _read_stage(source: str, si: int, raw: Any, line: int) -> StageSpace:
+    where = f"stages[{si}]."
+    r = _Reader(source, where, raw, line)
+    r.check_keys(("depth", "blocks"), ())
+    depth = r.choices("depth", _is_int(1, 64), "a block count in 1..64")
+    raw_blocks = r.get("blocks")
+    if not isinstance(raw_blocks, list) or not raw_blocks:
+        raise r.fail("blocks", "must be a non-empty list of blocks")
+    if max(depth) > len(raw_blocks):
+        raise r.fail("depth", f"allows {max(depth)} blocks but only {len(raw_blocks)} are listed")
+    if len(raw_blocks) > max(depth):
+        raise r.fail("blocks", f"{len(raw_blocks)} blocks listed but depth allows at most {max(depth)}")
+    blocks = tuple(
+        _read_block(source, f"{where}blocks[{bi}].", rb, getattr(raw_blocks, "line", r.line), bi == 0)
+        for bi, rb in enumerate(raw_blocks)
+    )
+    return StageSpace(depth=tuple(sorted(depth)), blocks=blocks)
+
+
+def _exp_clash(stages: Sequence[StageSpace], stem_chs: int) -> str | None:
+    """Two expansion ratios of a block that round to the same width for some input width.
+
+    Such a pair would make two parameter sets describe one config, so :meth:`SearchSpace.size`
+    would over-count and :meth:`SearchSpace.sample` would not be uniform; refuse it.
+    """
+    inputs = {stem_chs}
+    for si, st in enumerate(stages):
+        ends: set[int] = set()
+        for bi, bs in enumerate(st.blocks):
+            for in_c in sorted(inputs):
+                seen: dict[int, float] = {}
+                for r in bs.exp:
+                    exp = make_divisible(r * in_c, 4)
+                    if exp in seen:
+                        return (
+                            f"stage {si} block {bi}: exp ratios {seen[exp]:g} and {r:g} both give {exp} "
+                            f"channels from {in_c} inputs; use ratios further apart"
+                        )
+                    seen[exp] = r
+            inputs = set(bs.c)
+            if bi + 1 in st.depth:
+                ends |= inputs
+        inputs = ends
+    return None
+
+
+def _read_reference(top: _Reader) -> GhostNetConfig | None:
+    raw = top.get("reference")
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, str):
+            from ghostnas.registry import resolve_config
+
+            return resolve_config(raw)
+        return config_from_dict(_plain(raw))
+    except GhostnasError as exc:
+        raise top.fail("reference", str(exc)) from None
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def space_from_dict(data: Any, source: str = "<string>") -> SearchSpace:
+    """Validate a parsed space document and build the :class:`SearchSpace`."""
+    top = _Reader(source, "", data, 1)
+    top.check_keys(_TOP_KEYS, _TOP_OPTIONAL)
+    name = top.get("name")
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise top.fail("name", "must be a non-empty string of at most 64 characters")
+    description = top.get("description", "")
+    if not isinstance(description, str):
+        raise top.fail("description", "must be a string")
+    net = _Reader(source, "network.", top.get("network"), top.key_line("network"))
+    net.check_keys(_NET_KEYS, _NET_OPTIONAL)
+    per_stage = net.get("ghost_per_stage", False)
+    if not isinstance(per_stage, bool):
+        raise net.fail("ghost_per_stage", f"{per_stage!r} must be true or false")
+    fixed: dict[str, Any] = {}
+    for key, check, what, default in (
+        ("stem_chs", _is_int(1, 8192), "a channel count", 16),
+        ("head_chs", _is_int(1, 8192), "a channel count", 1280),
+        ("dropout", _is_num(0.0, 0.999), "a probability in [0, 1)", 0.2),
+        ("act", lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}", "relu"),
+    ):
+        value = net.get(key, default)
+        if isinstance(value, list) or not check(value):
+            raise net.fail(key, f"{value!r} must be {what} (fixed, not searched)")
+        fixed[key] = value
+    raw_stages = top.get("stages")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise top.fail("stages", "must be a non-empty list of stages")
+    if len(raw_stages) > 16:
+        raise top.fail("stages", f"{len(raw_stages)} stages; at most 16")
+    stages = tuple(
+        _read_stage(source, si, rs, getattr(raw_stages, "line", top.line)) for si, rs in enumerate(raw_stages)
+    )
+    if sum(max(st.depth) for st in stages) > 64:
+        raise top.fail("stages", "more than 64 blocks at the deepest; at most 64")
+    clash = _exp_clash(stages, net.get("stem_chs", 16))
+    if clash:
+        raise top.fail("stages", clash)
+    space = SearchSpace(
+        name=name,
+        description=description,
+        width=_read_width(net),
+        s=net.choices("s", _is_int(2, 8), "a Ghost ratio in 2..8"),
+        d=net.choices("d", _odd_kernel, "an odd kernel size in 1..11"),
+        ghost_per_stage=per_stage,
+        stages=stages,
+        stem_chs=fixed["stem_chs"],
+        head_chs=fixed["head_chs"],
+        dropout=float(fixed["dropout"]),
+        act=fixed["act"],
+        source=source,
+    )
+    reference = _read_reference(top)
+    if reference is not None:
+        # The reference is scaled in width by the search, so only its table must be a point.
+        snapped = space.width.values()[0] if space.width.snap(reference.width) is None else reference.width
+        try:
+            space.config_to_params(reference.with_width(snapped))
+        except SpaceError as exc:
+            raise top.fail("reference", str(exc)) from None
+        object.__setattr__(space, "reference", reference)
+    return space
+
+
+# --------------------------------------------------------------------------------------------
+# finding spaces
+
+
+def builtin_space_dir() -> Path:
+    """The folder of shipped spaces inside the installed package."""
+    return Path(str(resources.files("ghostnas") / "search_spaces"))
+
+
+def list_spaces() -> list[str]:
+    """Names of the shipped search spaces, sorted."""
+    folder = builtin_space_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def loads_space(text: str, source: str = "<string>") -> SearchSpace:
+    """Parse and validate a space from YAML text."""
+    if len(text) > MAX_SPACE_BYTES:
+        raise SpaceError(f"{source}: over {MAX_SPACE_BYTES} bytes; not a search space")
+    data = _parse_yaml(text, source)
+    if data is None:
+        raise SpaceError(f"{source}: the file is empty; expected a search space")
+    try:
+        return space_from_dict(data, source)
+    except ConfigError as exc:
+        raise SpaceError(f"{source}: {exc}") from None
+
+
+def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
+    """Load a shipped space by name (``ghostnet_v1``) or any space file by path.
+
+    Raises:
+        SpaceError: unknown name, unreadable file, or invalid content (the message names the
+            line and key).
+    """
+    text = os.fspath(name_or_path)
+    path = builtin_space_dir() / f"{text}.yaml"
+    if text in list_spaces():
+        pass
+    elif text.endswith((".yaml", ".yml")) or os.sep in text or Path(text).is_file():
+        path = Path(text)
+    else:
+        raise SpaceError(
+            f"unknown search space {text!r}; choose one of {', '.join(list_spaces())} or give a path to a .yaml file"
+        )
+    try:
+        if path.stat().st_size > MAX_SPACE_BYTES:
+            raise SpaceError(f"{path}: over {MAX_SPACE_BYTES} bytes; not a search space")
+        body = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpaceError(f"{path}: no such search-space file") from None
+    except IsADirectoryError:
+        raise SpaceError(f"{path}: is a directory, expected a search-space .yaml file") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not UTF-8 text; expected a search-space .yaml file") from None
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
+    return loads_space(body, str(path))
