@@ -316,7 +316,8 @@ class _Stepper:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self.opt.zero_grad()
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        # cache_enabled=False: autocast's weight-cast cache must not be used under graph capture
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False):
             out = self.model(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=self.recipe.label_smoothing)
         loss.backward()

@@ -138,7 +138,7 @@ class TrainEvaluator:
             res = self.fit(cfg, report)
         except TrainingFailed as exc:
             raise EvaluationFailed(str(exc)) from None
-        except torch.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
+        except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
             raise EvaluationFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
         value = res.val_acc if self.score == "val_acc" else -res.train_loss_mean
         metrics: dict[str, float | int | str] = {

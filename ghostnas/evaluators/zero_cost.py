@@ -230,7 +230,7 @@ class _ZeroCost:
         start = time.perf_counter()
         try:
             value = self.score(cfg)
-        except torch.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
+        except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
             raise EvaluationFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
         metrics: dict[str, float | int | str] = {self.name: value}
         if self.spec.synthetic:
