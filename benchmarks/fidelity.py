@@ -190,6 +190,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- Proxy: {a['proxy_images']} training images ({a['proxy_epochs']} epochs of "
         f"{a['proxy_images'] // a['proxy_epochs']}, batch {a['proxy_batch']}); reference: {a['proxy_images'] * a['ref_factor']} "
         f"images ({a['ref_epochs']} epochs of {a['proxy_images'] * a['ref_factor'] // a['ref_epochs']}, batch {a['ref_batch']}), "
+        f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g} (0.1 x batch / 128), "
         f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference {a['ref_seed']}.",
         f"- Machine: {result['run']['cpu']} ({result['run']['cpu_count']} cores, {result['run']['torch_threads']} threads), "
         f"torch {result['run']['torch']}, device {a['device']}; commit {result['run']['git_commit'][:10]}.",
@@ -248,10 +249,10 @@ def main() -> None:
     parser.add_argument("--band-hi", type=float, default=155e6)
     parser.add_argument("--proxy-images", type=int, help="training images the proxy sees in all")
     parser.add_argument("--proxy-epochs", type=int, default=2)
-    parser.add_argument("--proxy-batch", type=int, default=64)
+    parser.add_argument("--proxy-batch", type=int, default=32)
     parser.add_argument("--ref-factor", type=int, default=10)
     parser.add_argument("--ref-epochs", type=int, default=2)
-    parser.add_argument("--ref-batch", type=int, default=128)
+    parser.add_argument("--ref-batch", type=int, default=64)
     parser.add_argument("--val-images", type=int, default=1000)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--lock", help="flock this file around each config's measurements")
