@@ -47,6 +47,7 @@ __all__ = [
     "full_recipe",
     "lr_schedule",
     "normalise",
+    "recalibrate_bn",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,12 @@ class Recipe:
         crop_padding: Random-crop augmentation: pixels of zero padding on each side, then a
             crop back to the original size (0 disables it; 4 for CIFAR full training).
         flip: Random horizontal flips (natural images only: CIFAR, not Fashion-MNIST).
+        bn_recalibration_images: Before every validation, batch-norm running statistics are
+            re-estimated from this many training images (forward passes only, cumulative average).
+            A short run leaves the running averages far behind the weights (they are exponential
+            averages over only tens of steps), and an eval-mode network then predicts near chance
+            even when its training loss has dropped; re-estimating costs a fraction of a second.
+            0 disables it (long runs do not need it).
         max_loss: Training loss in nats above which a run counts as diverged (chance level
             for 10 classes is ln 10 = 2.3, so a loss this high means the run blew up).
         check_every: Steps between host reads of the loss buffer for NaN or divergence; reading
@@ -117,6 +124,7 @@ class Recipe:
     label_smoothing: float = 0.0
     crop_padding: int = 0
     flip: bool = False
+    bn_recalibration_images: int = 512
     max_loss: float = 25.0
     check_every: int = 8
     bf16: bool = False
@@ -138,6 +146,7 @@ class Recipe:
             ("schedule", self.schedule in ("linear", "cosine")),
             ("label_smoothing", 0 <= self.label_smoothing < 1),
             ("crop_padding", self.crop_padding >= 0),
+            ("bn_recalibration_images", self.bn_recalibration_images >= 0),
             ("max_loss", self.max_loss > 0),
             ("check_every", self.check_every >= 1),
             ("graph_warmup", self.graph_warmup >= 1),
@@ -166,6 +175,7 @@ def full_recipe(dataset: str, epochs: float = 30.0) -> Recipe:
         label_smoothing=0.1,
         crop_padding=4 if cifar else 2,
         flip=cifar,
+        bn_recalibration_images=0,
         check_every=50,
     )
 
@@ -389,6 +399,38 @@ def evaluate_accuracy(
     return int(correct) / n, float(loss_sum) / n
 
 
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module, x: torch.Tensor, batch_size: int, autocast: bool = False, channels_last: bool = False
+) -> None:
+    """Re-estimate every batch-norm layer's running statistics from the images ``x``.
+
+    The statistics are reset and then accumulated as a plain (cumulative) average over forward
+    passes in training mode; weights are not touched. Buffers are updated in place, so a
+    captured CUDA graph keeps pointing at them.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(x) == 0:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size]
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+                model(xb)
+    finally:
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+        model.train(was_training)
+
+
 def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """``uint8`` images (N, C, H, W) on the 0..255 scale to float32 with zero mean, unit std."""
     m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
@@ -509,6 +551,10 @@ def fit(
         _sync(dev)
         train_s += time.perf_counter() - t1
         t2 = time.perf_counter()
+        if recipe.bn_recalibration_images:
+            # whole batches only: the cumulative average weighs every batch equally
+            n_calib = max(1, min(recipe.bn_recalibration_images, len(xs)) // batch) * batch
+            recalibrate_bn(net, xs[:n_calib], batch, autocast, use_cl)
         val_acc, val_loss = evaluate_accuracy(net, xv, yv, recipe.eval_batch_size, autocast, use_cl)
         eval_s += time.perf_counter() - t2
         if not math.isfinite(val_loss):

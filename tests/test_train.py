@@ -127,3 +127,17 @@ def test_full_recipe_reuses_the_loop_settings() -> None:
     c, f = full_recipe("cifar10"), full_recipe("fashion-mnist")
     assert c.flip and not f.flip and c.crop_padding == 4 and c.schedule == "cosine"
     assert c.label_smoothing == 0.1 and c.train_images == 0
+
+
+def test_recalibrate_bn_matches_the_data_statistics() -> None:
+    from ghostnas.train import recalibrate_bn
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2))
+    x = torch.randn(64, 1, 4, 4) * 3 + 5
+    recalibrate_bn(net, x, batch_size=16)
+    with torch.no_grad():
+        h = net[0](x)
+    bn = net[1]
+    assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(bn.running_var, h.var((0, 2, 3)), rtol=0.05)  # mean of per-batch unbiased vars
+    assert bn.momentum == 0.1 and net.training
