@@ -19,24 +19,23 @@ is the resulting absolute channel count, as in the paper's table.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import logging
 import math
 import os
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from ghostnas._io import read_user_text
+from ghostnas._yaml import parse_yaml
 from ghostnas.config import (
     ACTIVATIONS,
     BlockConfig,
     GhostNetConfig,
-    ResolvedBlock,
     StageConfig,
     config_from_dict,
     make_divisible,
@@ -180,7 +179,6 @@ class SearchSpace:
     act: str
     reference: GhostNetConfig | None = None
     source: str = field(default="<string>", compare=False)
-    _cost_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     # ---------------------------------------------------------------- the one builder
 
@@ -387,10 +385,7 @@ class SearchSpace:
         monotone (an identity shortcut appears when input and output widths match), so those
         are searched exhaustively by dynamic programming over (channels in, last expansion).
         """
-        key = (input_size, num_classes)
-        if key not in self._cost_cache:
-            self._cost_cache[key] = _cost_range(self, input_size, num_classes)
-        return self._cost_cache[key]
+        return _cached_cost_range(self, input_size, num_classes)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -416,168 +411,12 @@ def _first_difference(want: GhostNetConfig, got: GhostNetConfig) -> str:
     return "it differs from the space's nearest point"
 
 
-# --------------------------------------------------------------------------------------------
-# exact cost range by dynamic programming
+@functools.lru_cache(maxsize=32)
+def _cached_cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRange:
+    # Spaces are frozen and compare by content, so one computation serves every load of a file.
+    from ghostnas._space_cost import cost_range
 
-
-def _cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRange:
-    from ghostnas.cost import _Counter, conv_out_size
-
-    def block_cost(rb: ResolvedBlock, size: int) -> tuple[int, int]:
-        c = _Counter()
-        c.bottleneck(rb, size)
-        return c.macs, c.params
-
-    results: dict[str, int] = {}
-    for extreme, pick_choice, better in (("min", min, min), ("max", max, max)):
-        best_macs: int | None = None
-        best_params: int | None = None
-        ghost_net = (
-            [(space.s[0], space.d[0])] if space.ghost_per_stage else list(itertools.product(space.s, space.d))
-        )
-        ghost_stage = list(itertools.product(space.s, space.d)) if space.ghost_per_stage else [None]
-        for width in space.width.values():
-            for net_s, net_d in ghost_net:
-                stem = make_divisible(space.stem_chs * width, 4)
-                size = conv_out_size(input_size, 3, 2)
-                head = _Counter()
-                head.conv(3, stem, 3, 1, size * size)
-                head.bn(stem)
-                # state (raw c in, raw last exp) -> (macs, params), each optimised on its own
-                states: dict[tuple[int, int], tuple[int, int]] = {
-                    (space.stem_chs, 0): (head.macs, head.params)
-                }
-                for st in space.stages:
-                    out_states: dict[tuple[int, int], tuple[int, int]] = {}
-                    stride_size = (
-                        conv_out_size(size, 1, st.blocks[0].stride) if st.blocks[0].stride > 1 else size
-                    )
-                    for ghost in ghost_stage:
-                        bs_s, bs_d = ghost if ghost is not None else (net_s, net_d)
-                        cur = dict(states)
-                        bsize = size
-                        for bi, bs in enumerate(st.blocks[: max(st.depth)]):
-                            k, ratio, se = pick_choice(bs.k), pick_choice(bs.exp), pick_choice(bs.se)
-                            nxt: dict[tuple[int, int], tuple[int, int]] = {}
-                            for (in_raw, _), (m0, p0) in cur.items():
-                                exp_raw = make_divisible(ratio * in_raw, 4)
-                                for c in bs.c:
-                                    rb = ResolvedBlock(
-                                        stage=0,
-                                        index=bi,
-                                        in_chs=make_divisible(in_raw * width, 4),
-                                        mid_chs=make_divisible(exp_raw * width, 4),
-                                        out_chs=make_divisible(c * width, 4),
-                                        k=k,
-                                        stride=bs.stride,
-                                        se_ratio=float(se),
-                                        s=bs_s,
-                                        d=bs_d,
-                                    )
-                                    key = (rb, bsize)
-                                    if key not in space._cost_cache:
-                                        space._cost_cache[key] = block_cost(rb, bsize)
-                                    m, p = space._cost_cache[key]
-                                    _merge(nxt, (c, exp_raw), (m0 + m, p0 + p), better)
-                            cur = nxt
-                            bsize = stride_size
-                            if bi + 1 in st.depth:
-                                for state, value in cur.items():
-                                    _merge(out_states, state, value, better)
-                    states = out_states
-                    size = stride_size
-                for (c_raw, exp_raw), (m0, p0) in states.items():
-                    tail = _Counter()
-                    final = make_divisible(exp_raw * width, 4)
-                    tail.conv(make_divisible(c_raw * width, 4), final, 1, 1, size * size)
-                    tail.bn(final)
-                    tail.conv(final, space.head_chs, 1, 1, 1, bias=True)
-                    if num_classes > 0:
-                        tail.linear(space.head_chs, num_classes)
-                    m, p = m0 + tail.macs, p0 + tail.params
-                    best_macs = m if best_macs is None else better(best_macs, m)
-                    best_params = p if best_params is None else better(best_params, p)
-        assert best_macs is not None and best_params is not None
-        results[f"{extreme}_macs"] = best_macs
-        results[f"{extreme}_params"] = best_params
-    return CostRange(input_size=input_size, num_classes=num_classes, **results)
-
-
-def _merge(
-    table: dict[tuple[int, int], tuple[int, int]],
-    state: tuple[int, int],
-    value: tuple[int, int],
-    better: Callable[[int, int], int],
-) -> None:
-    old = table.get(state)
-    table[state] = value if old is None else (better(old[0], value[0]), better(old[1], value[1]))
-
-
-# --------------------------------------------------------------------------------------------
-# YAML with line numbers
-
-
-class _Map(dict):  # type: ignore[type-arg]
-    """A YAML mapping that remembers the line of each key."""
-
-    line: int = 0
-    key_lines: dict[Any, int]
-
-
-class _Seq(list):  # type: ignore[type-arg]
-    line: int = 0
-
-
-class _LineLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no Python tags) whose mappings and lists carry line numbers."""
-
-
-def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[_Map]:
-    data = _Map()
-    data.line = node.start_mark.line + 1
-    data.key_lines = {}
-    yield data
-    loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        try:
-            hash(key)
-        except TypeError:
-            raise SpaceError(f"line {line}: a mapping key must be a plain value") from None
-        if key in data:
-            raise SpaceError(f"line {line}: duplicate key {key!r}; keep one")
-        data[key] = loader.construct_object(value_node, deep=True)
-        data.key_lines[key] = line
-
-
-def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> Iterator[_Seq]:
-    data = _Seq()
-    data.line = node.start_mark.line + 1
-    yield data
-    data.extend(loader.construct_sequence(node, deep=True))
-
-
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass: no Python tags
-    except SpaceError as exc:
-        raise SpaceError(f"{source}: {exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
-        if "constructor for the tag" in problem:
-            problem = f"{problem} (only plain YAML is allowed: no tags)"
-        raise SpaceError(f"{source}: {where}{problem}") from None
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except RecursionError:
-        raise SpaceError(f"{source}: YAML nested too deeply") from None
+    return cost_range(space, input_size, num_classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -857,7 +696,7 @@ def loads_space(text: str, source: str = "<string>") -> SearchSpace:
     """Parse and validate a space from YAML text."""
     if len(text) > MAX_SPACE_BYTES:
         raise SpaceError(f"{source}: over {MAX_SPACE_BYTES} bytes; not a search space")
-    data = _parse_yaml(text, source)
+    data = parse_yaml(text, source, SpaceError)
     if data is None:
         raise SpaceError(f"{source}: the file is empty; expected a search space")
     try:
@@ -883,16 +722,5 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
         raise SpaceError(
             f"unknown search space {text!r}; choose one of {', '.join(list_spaces())} or give a path to a .yaml file"
         )
-    try:
-        if path.stat().st_size > MAX_SPACE_BYTES:
-            raise SpaceError(f"{path}: over {MAX_SPACE_BYTES} bytes; not a search space")
-        body = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpaceError(f"{path}: no such search-space file") from None
-    except IsADirectoryError:
-        raise SpaceError(f"{path}: is a directory, expected a search-space .yaml file") from None
-    except UnicodeDecodeError:
-        raise SpaceError(f"{path}: not UTF-8 text; expected a search-space .yaml file") from None
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
+    body = read_user_text(path, MAX_SPACE_BYTES, "search-space file", SpaceError)
     return loads_space(body, str(path))

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from ghostnas import __version__
-    from ghostnas.cli import _models, _onnx, _space
+    from ghostnas.cli import _models, _onnx, _search, _space
 
     parser = _Parser(
         prog="ghostnas",
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ghostnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (_models, _space, _onnx):
+    for module in (_search, _space, _models, _onnx):
         module.register(sub)
     return parser
 
@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded by commands that log runs
     try:
         return int(args.func(args) or 0)
     except GhostnasError as exc:

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ghostnas.cli._format import print_json, print_table
+from ghostnas.cli._format import int_at_least, print_json, print_table
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
-    return value
+_positive = int_at_least(1)
+_non_negative = int_at_least(0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,487 @@
+"""A search run's outputs, computed from the study's trials and written atomically.
+
+Files in the run folder: ``trials.csv`` (every trial), ``pareto.json`` (the front of accuracy
+against cost, under budget, with full configs), ``best.json`` (the best config under budget, a
+config file :func:`ghostnas.create_model` loads), ``pareto.png``, ``summary.md`` and ``run.json``
+(command, versions, git commit, machine, times, counts, where the time went).
+
+Configs in ``pareto.json`` and ``best.json`` are rebuilt by replaying each trial's stored
+parameters through the space, the same path any user can take from the storage.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ghostnas._io import atomic_write_text
+from ghostnas.budget import Budget, Objective
+from ghostnas.config import config_to_dict, save_config
+from ghostnas.errors import GhostnasError
+from ghostnas.space import SearchSpace, SpaceError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "CSV_COLUMNS",
+    "FrontTracker",
+    "hypervolume_2d",
+    "over_budget_fractions",
+    "pareto_front",
+    "run_record",
+    "trial_records",
+    "write_outputs",
+    "write_run_json",
+]
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "number",
+    "state",
+    "outcome",
+    "macs",
+    "params",
+    "accuracy",
+    "seconds",
+    "reason",
+    "reference",
+    "config",
+    "trial_params",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# records and the front
+
+
+def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
+    """One plain record per trial, in trial order (the rows of ``trials.csv``)."""
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        ua = t.user_attrs
+        outcome = ua.get("outcome") or ("running" if t.state.name == "RUNNING" else t.state.name.lower())
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "outcome": outcome,
+                "macs": _int_or_none(ua.get("macs")),
+                "params": _int_or_none(ua.get("params")),
+                "accuracy": ua.get("accuracy") if outcome == "ok" else None,
+                "seconds": ua.get("seconds"),
+                "reason": ua.get("reason", ""),
+                "reference": bool(ua.get("reference", False)),
+                "config": ua.get("cfg", ""),
+                "full_config": ua.get("config"),
+                "trial_params": dict(t.params),
+            }
+        )
+    return rows
+
+
+def _int_or_none(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def pareto_front(points: Sequence[Mapping[str, Any]], cost_key: str) -> list[dict[str, Any]]:
+    """Records not dominated in (higher ``accuracy``, lower ``cost_key``), sorted by cost.
+
+    A record dominates another when it is at least as good in both and better in one; exact
+    duplicates keep the earliest trial only.
+    """
+    ordered = sorted(points, key=lambda r: (r[cost_key], -r["accuracy"], r["number"]))
+    front: list[dict[str, Any]] = []
+    best_acc = -math.inf
+    for r in ordered:
+        if r["accuracy"] > best_acc:
+            front.append(dict(r))
+            best_acc = r["accuracy"]
+    return front
+
+
+def hypervolume_2d(front: Sequence[Mapping[str, Any]], cost_key: str, limit: float) -> float:
+    """Area dominated by the front in (cost in [0, limit], accuracy in [0, acc]), over ``limit``.
+
+    The reference point is (cost = budget, accuracy = 0), so the value is the mean best accuracy
+    reachable over the budget axis: a single number that grows as the front improves.
+    """
+    pts = sorted((float(r[cost_key]), float(r["accuracy"])) for r in front if r[cost_key] <= limit)
+    area = 0.0
+    for i, (cost, acc) in enumerate(pts):
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else limit
+        area += max(acc, 0.0) * (nxt - cost)
+    return area / limit
+
+
+class FrontTracker:
+    """Best accuracy and Pareto size as trials arrive (for the progress bar)."""
+
+    def __init__(self, objectives: Sequence[Objective]) -> None:
+        self.cost_key = objectives[1].name if len(objectives) > 1 else "macs"
+        self.points: list[dict[str, Any]] = []
+        self.best_accuracy: float | None = None
+        self.pareto_size = 0
+
+    def add(self, trial: optuna.trial.FrozenTrial) -> None:
+        ua = trial.user_attrs
+        if trial.state.name != "COMPLETE" or ua.get("outcome") != "ok":
+            return
+        self.points.append(
+            {"number": trial.number, "accuracy": ua["accuracy"], self.cost_key: ua[self.cost_key]}
+        )
+        acc = float(ua["accuracy"])
+        self.best_accuracy = acc if self.best_accuracy is None else max(self.best_accuracy, acc)
+        self.pareto_size = len(pareto_front(self.points, self.cost_key))
+
+
+def over_budget_fractions(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Share of proposals over budget in the first and second half of the run.
+
+    The enqueued reference is not a proposal and is left out. A sampler that learns the boundary
+    shows a lower share in the second half.
+    """
+    proposals = [r for r in records if not r["reference"] and r["outcome"] != "running"]
+    n = len(proposals)
+    half = (n + 1) // 2
+
+    def share(rows: Sequence[Mapping[str, Any]]) -> float | None:
+        return round(sum(r["outcome"] == "over_budget" for r in rows) / len(rows), 4) if rows else None
+
+    return {
+        "proposals": n,
+        "over_budget": sum(r["outcome"] == "over_budget" for r in proposals),
+        "share_all": share(proposals),
+        "share_first_half": share(proposals[:half]),
+        "share_second_half": share(proposals[half:]),
+    }
+
+
+def _counts(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    keys = ("ok", "failed", "pruned", "over_budget", "running")
+    out = {k: sum(r["outcome"] == k for r in records) for k in keys}
+    out["evaluated"] = out["ok"] + out["failed"] + out["pruned"]
+    out["trials"] = len(records)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# run.json
+
+
+def _git_commit() -> dict[str, Any] | None:
+    """The commit of the ghostnas checkout, if ghostnas runs from one."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(dirty)}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, OS and Python: what a reader needs to compare timings."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
+
+
+def run_record(
+    *,
+    settings: Any,
+    plan_fields: Mapping[str, Any],
+    trials: Sequence[optuna.trial.FrozenTrial],
+    started: datetime,
+    ended: datetime,
+    timing: Mapping[str, Any],
+    interrupted: bool,
+) -> dict[str, Any]:
+    """The content of ``run.json``."""
+    from ghostnas import __version__
+
+    records = trial_records(trials)
+    command = list(settings.command) if settings.command is not None else None
+    return {
+        "command": command,
+        "ghostnas_version": __version__,
+        "git": _git_commit(),
+        "machine": machine_info(),
+        "versions": {"torch": _version("torch"), "optuna": _version("optuna"), "numpy": _version("numpy")},
+        "started": started.isoformat(timespec="seconds"),
+        "ended": ended.isoformat(timespec="seconds"),
+        "interrupted": interrupted,
+        "settings": {
+            "budget": settings.budget.describe(),
+            "budget_metric": settings.budget.metric,
+            "budget_limit": settings.budget.limit,
+            "cost_convention": "conv+linear multiply-accumulates and params at 224x224, 1000 classes",
+            "trials": settings.trials,
+            "timeout": settings.timeout,
+            "evaluator": settings.evaluator,
+            "epochs": settings.epochs,
+            "data": settings.data,
+            "data_dir": settings.data_dir,
+            "seed": settings.seed,
+            "device": settings.device,
+            "reference": settings.reference,
+            **plan_fields,
+        },
+        "counts": _counts(records),
+        "over_budget": over_budget_fractions(records),
+        "timing": dict(timing),
+    }
+
+
+def write_run_json(out_dir: Path, run_info: Mapping[str, Any]) -> None:
+    atomic_write_text(out_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# all outputs
+
+
+def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        row = dict(r)
+        row["trial_params"] = json.dumps(r["trial_params"], sort_keys=True)
+        row["reference"] = int(r["reference"])
+        writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def _replay(space: SearchSpace, record: Mapping[str, Any]) -> Any:
+    try:
+        cfg = space.params_to_config(record["trial_params"])
+    except SpaceError as exc:
+        raise GhostnasError(
+            f"trial {record['number']} does not replay through space {space.name} ({exc}); "
+            "was the space file changed after the study started?"
+        ) from None
+    stored = record.get("full_config")
+    if (stored is not None and config_to_dict(cfg) != stored) or (
+        record["config"] and cfg.short() != record["config"]
+    ):
+        raise GhostnasError(
+            f"trial {record['number']} replays to another config than it evaluated; "
+            f"was space {space.name} changed after the study started?"
+        )
+    return cfg
+
+
+def write_outputs(
+    out_dir: Path,
+    trials: Sequence[optuna.trial.FrozenTrial],
+    space: SearchSpace,
+    budget: Budget,
+    objectives: Sequence[Objective],
+    run_info: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write trials.csv, pareto.json, best.json, pareto.png and summary.md.
+
+    Returns:
+        ``{"best": record or None, "pareto": [records], "files": [names]}``.
+    """
+    from ghostnas import plots
+
+    records = trial_records(trials)
+    cost_key = objectives[1].name if len(objectives) > 1 else budget.metric
+    ok = [
+        r
+        for r in records
+        if r["outcome"] == "ok" and r[budget.metric] is not None and r[budget.metric] <= budget.limit
+    ]
+    front = pareto_front(ok, cost_key)
+    pareto = []
+    for r in front:
+        cfg = _replay(space, r)
+        pareto.append(
+            {
+                "trial": r["number"],
+                "macs": r["macs"],
+                "params": r["params"],
+                "accuracy": r["accuracy"],
+                "reference": r["reference"],
+                "arch": r["config"],
+                "trial_params": r["trial_params"],
+                "cfg": config_to_dict(cfg),
+            }
+        )
+    files = ["trials.csv", "pareto.json"]
+    atomic_write_text(out_dir / "trials.csv", _csv_text(records))
+    atomic_write_text(out_dir / "pareto.json", json.dumps(pareto, indent=2) + "\n")
+
+    best = max(ok, key=lambda r: (r["accuracy"], -r[budget.metric], -r["number"]), default=None)
+    if best is not None:
+        meta = {
+            "source": "ghostnas search",
+            "trial": best["number"],
+            "accuracy": best["accuracy"],
+            "evaluator": run_info["settings"]["evaluator"],
+            "macs": best["macs"],
+            "params": best["params"],
+            "budget": budget.describe(),
+            "space": space.name,
+            "study": run_info["settings"]["study"],
+        }
+        save_config(_replay(space, best), out_dir / "best.json", meta=meta)
+        files.append("best.json")
+    elif (out_dir / "best.json").exists():
+        (out_dir / "best.json").unlink()
+
+    data = plots.pareto_plot_data(records, budget, cost_key)
+    title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
+    plots.render_pareto(data, out_dir / "pareto.png", title=title)
+    files.append("pareto.png")
+    hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
+    atomic_write_text(
+        out_dir / "summary.md", _summary(records, front, best, budget, space, cost_key, hv, run_info)
+    )
+    files += ["summary.md", "run.json"]
+    return {"best": best, "pareto": pareto, "files": files, "hypervolume": hv}
+
+
+def _m(v: float | None) -> str:
+    return "" if v is None else f"{v / 1e6:.2f}M"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _summary(
+    records: Sequence[Mapping[str, Any]],
+    front: Sequence[Mapping[str, Any]],
+    best: Mapping[str, Any] | None,
+    budget: Budget,
+    space: SearchSpace,
+    cost_key: str,
+    hv: float | None,
+    run_info: Mapping[str, Any],
+) -> str:
+    s = run_info["settings"]
+    counts = run_info["counts"]
+    ob = run_info["over_budget"]
+    timing = run_info["timing"]
+    lines = [
+        f"# ghostnas search: {space.name} under {budget.describe()}",
+        "",
+        f"- command: `{' '.join(run_info['command'] or ['(Python API)'])}`",
+        f"- study `{s['study']}` in `{s['storage']}` (run the same command again to resume; "
+        f"`optuna-dashboard {s['storage']}` to browse)",
+        f"- evaluator `{s['evaluator']}`"
+        + (" (fake scores: a test evaluator, not a measured accuracy)" if s["evaluator"] == "fake" else "")
+        + f", data `{s['data']}`, epochs {s['epochs'] if s['epochs'] is not None else 'default'}, seed {s['seed']}",
+        f"- sampler `{s['sampler']}`, objectives {', '.join(s['objectives'])}",
+        f"- {run_info['started']} to {run_info['ended']}"
+        + (" (interrupted; run again to resume)" if run_info["interrupted"] else ""),
+        "",
+        "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
+        "the GhostNet paper's FLOPs) whatever resolution the proxy trains at, so the budget compares "
+        "with published numbers. Accuracy is the evaluator's proxy score.",
+        "",
+        "## Trials",
+        "",
+        f"{counts['trials']} trials: {counts['evaluated']} evaluated ({counts['ok']} scored, "
+        f"{counts['failed']} failed, {counts['pruned']} pruned), {counts['over_budget']} proposals over "
+        "budget rejected by the closed-form cost before any training.",
+        "",
+        f"Share of proposals over budget: {_pct(ob['share_first_half'])} in the first half, "
+        f"{_pct(ob['share_second_half'])} in the second half ({ob['proposals']} proposals).",
+        "",
+    ]
+    if best is not None:
+        lines += [
+            "## Best under budget",
+            "",
+            f"Trial {best['number']}: accuracy {best['accuracy']:.4f}, {_m(best['macs'])} MACs, "
+            f"{_m(best['params'])} params{' (the reference network)' if best['reference'] else ''}. "
+            "Config: `best.json` (`ghostnas.create_model('best.json')`).",
+            "",
+            f"`{best['config']}`",
+            "",
+        ]
+    ref = [r for r in records if r["reference"]]
+    if ref:
+        r = ref[0]
+        acc = f"accuracy {r['accuracy']:.4f}" if r["accuracy"] is not None else r["outcome"]
+        lines += [f"Reference (width-scaled GhostNet, trial {r['number']}): {acc}, {_m(r['macs'])} MACs.", ""]
+    lines += [
+        f"## Pareto front ({len(front)} configs; accuracy against {cost_key})",
+        "",
+        "| trial | accuracy | MACs | params | config |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['number']} | {r['accuracy']:.4f} | {_m(r['macs'])} | {_m(r['params'])} | `{r['config']}` |"
+        for r in front
+    ]
+    if hv is not None:
+        lines += [
+            "",
+            f"Hypervolume (reference: accuracy 0, cost = budget; normalised by the budget): {hv:.4f}",
+        ]
+    share = timing.get("optuna_share")
+    lines += [
+        "",
+        "## Time",
+        "",
+        f"This run: {timing['loop_seconds']:.1f} s in the search loop, {timing['evaluation_seconds']:.1f} s "
+        f"evaluating, {timing['optuna_seconds']:.2f} s in Optuna (sampler and storage; "
+        f"{_pct(share)} of the loop), {timing['proposals_this_run']} proposals.",
+        "",
+        "Files: `trials.csv`, `pareto.json`, `best.json`, `pareto.png`, `summary.md`, `run.json`.",
+        "",
+    ]
+    return "\n".join(lines)
