@@ -195,7 +195,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- Proxy: {a['proxy_images']} training images ({a['proxy_epochs']} epochs of "
         f"{a['proxy_images'] // a['proxy_epochs']}, batch {a['proxy_batch']}); reference: {a['proxy_images'] * a['ref_factor']} "
         f"images ({a['ref_epochs']} epochs of {a['proxy_images'] * a['ref_factor'] // a['ref_epochs']}, batch {a['ref_batch']}), "
-        f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g} (0.1 x batch / 128), "
+        f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g}, "
         f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference {a['ref_seed']}.",
         f"- Machine: {result['run']['cpu']} ({result['run']['cpu_count']} cores, {result['run']['torch_threads']} threads), "
         f"torch {result['run']['torch']}, device {a['device']}; commit {result['run']['git_commit'][:10]}.",
@@ -281,7 +281,13 @@ def main() -> None:
         help="minutes after which no new config is started; the table covers those done",
     )
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite fidelity.md from --out/fidelity.json"
+    )
     args = parser.parse_args()
+    if args.render_only:
+        (args.out / "fidelity.md").write_text(markdown(json.loads((args.out / "fidelity.json").read_text())))
+        return
     if args.proxy_images is None:
         args.proxy_images = 1024 if args.scale == "cpu" else 6144
     if args.threads:
