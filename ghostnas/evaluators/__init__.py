@@ -49,12 +49,21 @@ class EvalSettings:
 # name -> "module:factory"; a factory takes an EvalSettings and returns an Evaluator.
 _FACTORIES: dict[str, str] = {
     "fake": "ghostnas.evaluators.fake:from_settings",
+    "train": "ghostnas.evaluators.proxy:from_settings",
+    "trainloss": "ghostnas.evaluators.proxy:trainloss_from_settings",
+    "synflow": "ghostnas.evaluators.zero_cost:synflow_from_settings",
+    "naswot": "ghostnas.evaluators.zero_cost:naswot_from_settings",
+    "zen": "ghostnas.evaluators.zero_cost:zen_from_settings",
+    "params": "ghostnas.evaluators.zero_cost:params_from_settings",
+    "macs": "ghostnas.evaluators.zero_cost:macs_from_settings",
 }
 
 
-# What `ghostnas search` uses when --evaluator is not given. The proxy issue sets this to the
-# evaluator its fidelity benchmark supports; until then only the fake exists.
-DEFAULT_EVALUATOR = "fake"
+# What `ghostnas search` uses when --evaluator is not given: the short-training proxy, the one
+# the fidelity benchmark supports (results/fidelity-cpu-2026-11-23: it ranks configs by a 10x
+# longer training far better than synflow, NASWOT, Zen-score, params or MACs, which are all
+# near zero rank correlation on this space).
+DEFAULT_EVALUATOR = "train"
 
 
 def list_evaluators() -> list[str]:
