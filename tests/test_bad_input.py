@@ -33,6 +33,25 @@ SPACE_HUGE_DEPTH = (
     "name: t\nnetwork: {width: 1.0, s: 2, d: 3, stem_chs: 8, head_chs: 64}\nstages:\n"
     "  - depth: [100000]\n    blocks: [{k: 3, exp: 2, c: 8, se: 0, stride: 1}]\n"
 )
+
+
+def _idx(dims: tuple[int, ...], data_bytes: int, magic_type: int = 0x08) -> bytes:
+    """An idx file header for ``dims`` followed by ``data_bytes`` zero bytes."""
+    head = bytes([0, 0, magic_type, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    return head + bytes(data_bytes)
+
+
+def _fmnist(images: bytes) -> dict[str, bytes]:
+    """A Fashion-MNIST folder whose train images file is ``images`` and the rest are right."""
+    return {
+        "fm/train-images-idx3-ubyte": images,
+        "fm/train-labels-idx1-ubyte": _idx((100,), 100, 0x08),
+        "fm/t10k-images-idx3-ubyte": _idx((10, 28, 28), 10 * 28 * 28),
+        "fm/t10k-labels-idx1-ubyte": _idx((10,), 10),
+    }
+
+
+DATA = [*BASE, "--evaluator", "train", "--data-dir", "fm"]
 CFG_HOSTILE = {"__class__": "os.system", "stages": "rm -rf /"}
 CFG_WRONG_TYPE = {"stages": [{"blocks": [{"k": "three", "exp": 16, "c": 16}]}]}
 CFG_HUGE = {"stages": [{"blocks": [{"k": 3, "exp": 10**9, "c": 10**9}]}]}
@@ -54,7 +73,7 @@ def _files(root: Path) -> dict[str, str]:
 
 
 # (id, argv, files to create first {name: text}, words the error line must contain)
-CLI_ROWS: list[tuple[str, list[str], dict[str, str], tuple[str, ...]]] = [
+CLI_ROWS: list[tuple[str, list[str], dict[str, str | bytes], tuple[str, ...]]] = [
     # (150MFLOP, singular, is a valid spelling of 150MFLOPs; a misspelt unit is not)
     ("budget-unit-typo", [*BASE, "--budget", "150MFLOPz"], {}, ("FLOPz",)),
     ("budget-negative", [*BASE, "--budget=-5M"], {}, ("-5M",)),
@@ -98,6 +117,18 @@ CLI_ROWS: list[tuple[str, list[str], dict[str, str], tuple[str, ...]]] = [
     ("storage-journal-no-folder", [*BASE, "--storage", "journal:nofolder/j.log"], {}, ("nofolder",)),
     ("storage-journal-is-folder", [*BASE, "--storage", "journal:existing"], {}, ("folder",)),
     ("out-is-a-file", [*BASE, "--out", "afile"], {"afile": "x"}, ("afile",)),
+    # data folders: missing files, truncated or wrong-shape idx files
+    ("data-folder-empty", DATA, {"fm/README": "nothing here"}, ("Fashion-MNIST not found",)),
+    ("data-idx-truncated", DATA, _fmnist(_idx((100, 28, 28), 1000)), ("truncated",)),
+    ("data-idx-header-cut", DATA, _fmnist(b"\x00\x00\x08\x03\x00\x00\x00\x64"), ("header",)),
+    ("data-idx-wrong-shape", DATA, _fmnist(_idx((100, 32, 32), 100 * 32 * 32)), ("(100, 32, 32)", "28, 28")),
+    ("data-idx-bad-magic", DATA, _fmnist(b"\x1f\x8bnot an idx file at all"), ("magic",)),
+    (
+        "data-unknown-dataset",
+        [*BASE, "--evaluator", "train", "--data", "imagenet-22k"],
+        {},
+        ("imagenet-22k",),
+    ),
     # aimed at the existing studies: refused, and their bytes must not change
     ("existing-other-budget", [*EXISTING, "--budget", "12M"], {}, ("budget",)),
     ("existing-other-objectives", [*EXISTING, "--objectives", "accuracy"], {}, ("objective",)),
@@ -125,8 +156,12 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cli_bad_input(argv, files, words, studies, tmp_path, monkeypatch, capsys):
     work = tmp_path / "w"
     shutil.copytree(studies, work)
-    for name, text in files.items():
-        (work / name).write_text(text)
+    for name, body in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(body, bytes):
+            (work / name).write_bytes(body)
+        else:
+            (work / name).write_text(body)
     monkeypatch.chdir(work)
     before = _files(work)
     capsys.readouterr()
