@@ -307,13 +307,14 @@ def _rdb(url: str, engine_kwargs: dict[str, Any] | None = None) -> optuna.storag
 def _rdb_with_retry(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
     """:func:`_rdb`, tried again when it lost a race: workers that start together on an empty
     database all try to create Optuna's tables, and all but one see "already exists"."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(4):
         try:
             return _rdb(url, engine_kwargs)
-        except (IntegrityError, ProgrammingError) as exc:
-            if attempt == 3 or "already exists" not in str(exc):
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
+            lost_race = "already exists" in str(exc) or "database is locked" in str(exc)
+            if attempt == 3 or not lost_race:
                 raise
             time.sleep(0.2 + 0.3 * attempt)
     raise AssertionError("unreachable")
@@ -336,7 +337,9 @@ def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    storage = _rdb(url)
+    # A reader (optuna-dashboard, another worker) may hold SQLite's lock for a moment: wait for
+    # it rather than failing the run.
+    storage = _rdb_with_retry(url, {"connect_args": {"timeout": 30}})
     event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # connections opened while creating the schema do not have the pragmas
     return storage

@@ -8,6 +8,7 @@ trial failed and its config retried, exactly the requested number evaluated).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,6 +63,20 @@ def start_worker(cmd: Sequence[str], sleep: float, cwd: Path, log: Path) -> subp
         return subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
 
 
+def _sqlite_has_trials(path: str) -> bool:
+    """Whether the worker has created Optuna's tables, asked read-only (no lock, no schema)."""
+    import sqlite3
+
+    if not Path(path).exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as con:
+            names = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error:
+        return False
+    return {"trials", "alembic_version", "version_info"} <= names
+
+
 def load_trials(storage_url: str, study: str) -> list[optuna.trial.FrozenTrial]:
     """All trials of the study (empty while it does not exist yet); read-only."""
     if storage_url.startswith("journal:"):
@@ -72,8 +87,8 @@ def load_trials(storage_url: str, study: str) -> list[optuna.trial.FrozenTrial]:
             return []
         storage: Any = optuna.storages.JournalStorage(JournalFileBackend(path))
     else:
-        if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///") :]).exists():
-            return []
+        if storage_url.startswith("sqlite:///") and not _sqlite_has_trials(storage_url[len("sqlite:///") :]):
+            return []  # opening RDBStorage now would race the worker creating Optuna's tables
         storage = optuna.storages.RDBStorage(storage_url)
     try:
         return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
