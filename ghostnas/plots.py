@@ -289,8 +289,6 @@ def render_hypervolume(history: HypervolumeHistory, path: str | Path, title: str
         + ("M" if scale == 1e6 else ""),
         fontsize=9,
     )
-    if title:
-        ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     _save(fig, path)
 
