@@ -44,6 +44,7 @@ __all__ = [
     "hypervolume_2d",
     "over_budget_fractions",
     "pareto_front",
+    "provenance",
     "run_record",
     "scored_in_budget",
     "trial_records",
@@ -260,6 +261,18 @@ def machine_info() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+    }
+
+
+def provenance() -> dict[str, Any]:
+    """ghostnas version, git commit, machine and library versions: what any results file records."""
+    from ghostnas import __version__
+
+    return {
+        "ghostnas_version": __version__,
+        "git": _git_commit(),
+        "machine": machine_info(),
+        "versions": {"torch": _version("torch"), "optuna": _version("optuna"), "numpy": _version("numpy")},
     }
 
 
