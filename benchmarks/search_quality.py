@@ -43,6 +43,7 @@ from typing import Any
 import optuna
 
 from ghostnas.budget import parse_budget
+from ghostnas.config import config_to_dict
 from ghostnas.cost import count_cost
 from ghostnas.full_training import TrainSettings, train_model
 from ghostnas.registry import resolve_config
@@ -141,10 +142,13 @@ def train_candidates(
                 force=True,
                 command=command,
             )
-            with cpu_lock(args.lock) as waited:
-                log(f"train {label} seed {seed} (waited {waited:.0f} s for the lock)")
-                report = train_model(settings)
-            m = report.metrics
+            m = _finished(folder, settings)
+            if m is None:
+                with cpu_lock(args.lock) as waited:
+                    log(f"train {label} seed {seed} (waited {waited:.0f} s for the lock)")
+                    m = train_model(settings).metrics
+            else:
+                log(f"train {label} seed {seed}: reusing the finished run in {folder}")
             if not args.keep_weights:
                 (folder / "weights.pt").unlink(missing_ok=True)
             log(
@@ -157,6 +161,24 @@ def train_candidates(
                 }
             )
     return runs
+
+
+def _finished(folder: Path, settings: TrainSettings) -> dict[str, Any] | None:
+    """Metrics of a training run this benchmark already finished in ``folder`` with the same
+    model, data, epochs, subset and seed (a re-run after an interruption does not train it again)."""
+    try:
+        m = json.loads((folder / "metrics.json").read_text())
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = (
+        cfg == config_to_dict(resolve_config(settings.model))
+        and m["seed"] == settings.seed
+        and m["epochs"] == settings.epochs
+        and m["recipe"]["train_images"] == settings.train_images
+        and m["data"] == settings.data
+    )
+    return m if same else None
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
