@@ -49,6 +49,13 @@ class EvalSettings:
 # name -> "module:factory"; a factory takes an EvalSettings and returns an Evaluator.
 _FACTORIES: dict[str, str] = {
     "fake": "ghostnas.evaluators.fake:from_settings",
+    "train": "ghostnas.evaluators.proxy:from_settings",
+    "trainloss": "ghostnas.evaluators.proxy:trainloss_from_settings",
+    "synflow": "ghostnas.evaluators.zero_cost:synflow_from_settings",
+    "naswot": "ghostnas.evaluators.zero_cost:naswot_from_settings",
+    "zen": "ghostnas.evaluators.zero_cost:zen_from_settings",
+    "params": "ghostnas.evaluators.zero_cost:params_from_settings",
+    "macs": "ghostnas.evaluators.zero_cost:macs_from_settings",
 }
 
 

@@ -1,0 +1,350 @@
+"""Fidelity of every proxy: how well does each score rank architectures by trained accuracy?
+
+Configs are sampled from the default search space (``ghostnet_v1``): ``--spread`` of them
+stratified by MACs at 224x224 (log-uniform bins between ``--macs-lo`` and ``--macs-hi``) and
+``--band`` more inside a narrow MACs band (``--band-lo``..``--band-hi``), where a search under a
+budget actually has to choose. Every config is scored by every proxy:
+
+- ``train``: validation accuracy after the short-training proxy (``--proxy-images`` images),
+  ``train@1``: its accuracy after the first epoch (what a pruner sees),
+- ``trainloss``: minus the mean training loss of the same run (sum-of-losses proxy),
+- ``synflow``, ``naswot``, ``zen``: zero-cost proxies,
+- ``params``, ``macs``: the baselines,
+
+and then trained for about ``--ref-factor`` times the proxy's images as the reference. The table
+gives Kendall's tau and Spearman's rho of each proxy against the reference accuracy, over all
+configs and inside the band, with seeds and timings. Validation images are a fixed split of the
+training set (never the test set), the same for every config.
+
+CPU scale: the defaults are a reduced run sized for a 2-core CPU (about 20 minutes); the output
+says so. On a CUDA GPU pass ``--device cuda --scale gpu`` for the full-size run.
+
+Run:  .venv/bin/python benchmarks/fidelity.py --lock /tmp/ghostnas-cpu.lock --out results/fidelity-cpu-DATE
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ghostnas.config import GhostNetConfig, config_to_dict
+from ghostnas.cost import count_cost
+from ghostnas.data import load_dataset
+from ghostnas.evaluators import EvaluationFailed
+from ghostnas.evaluators.proxy import TrainEvaluator
+from ghostnas.evaluators.zero_cost import CostEvaluator, NaswotEvaluator, SynflowEvaluator, ZenEvaluator
+from ghostnas.space import load_space
+from ghostnas.stats import kendall_tau, spearman_rho
+from ghostnas.train import Recipe
+
+try:  # benchmarks/ is on sys.path when run as a script
+    from _runinfo import run_info
+except ImportError:  # pragma: no cover
+    from benchmarks._runinfo import run_info
+
+log = logging.getLogger("fidelity")
+
+PROXIES = ("train", "train@1", "trainloss", "synflow", "naswot", "zen", "params", "macs")
+
+
+def sample_configs(
+    space_name: str, seed: int, spread: int, lo: float, hi: float, band: int, band_lo: float, band_hi: float
+) -> list[tuple[GhostNetConfig, str]]:
+    """``spread`` configs in log-uniform MACs bins over [lo, hi] and ``band`` in [band_lo, band_hi]."""
+    space = load_space(space_name)
+    rng = random.Random(seed)
+    edges = [lo * (hi / lo) ** (i / spread) for i in range(spread + 1)]
+    bins: list[GhostNetConfig | None] = [None] * spread
+    in_band: list[GhostNetConfig] = []
+    seen: set[str] = set()
+    for _ in range(200_000):
+        if all(b is not None for b in bins) and len(in_band) >= band:
+            break
+        cfg = space.sample(rng)
+        key = json.dumps(config_to_dict(cfg), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        macs = count_cost(cfg).macs
+        if band_lo <= macs <= band_hi and len(in_band) < band:
+            in_band.append(cfg)
+            continue
+        for i in range(spread):
+            if bins[i] is None and edges[i] <= macs < edges[i + 1]:
+                bins[i] = cfg
+                break
+    if any(b is None for b in bins) or len(in_band) < band:
+        raise SystemExit("could not fill every MACs bin from the space; widen --macs-lo/--macs-hi")
+    return [(c, "spread") for c in bins if c is not None] + [(c, "band") for c in in_band]
+
+
+@contextlib.contextmanager
+def cpu_lock(path: str | None) -> Iterator[None]:
+    """Hold the shared CPU lock (flock) for one config's measurements, if a path is given."""
+    if not path:
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def recipes(args: argparse.Namespace) -> tuple[Recipe, Recipe]:
+    """The proxy recipe and the reference recipe (``ref_factor`` times the images)."""
+    base = Recipe(val_images=args.val_images)
+    proxy = replace(
+        base,
+        train_images=args.proxy_images // args.proxy_epochs,
+        epochs=float(args.proxy_epochs),
+        batch_size=args.proxy_batch,
+    )
+    ref_total = args.proxy_images * args.ref_factor
+    ref = replace(
+        base,
+        train_images=ref_total // args.ref_epochs,
+        epochs=float(args.ref_epochs),
+        batch_size=args.ref_batch,
+    )
+    return proxy, ref
+
+
+def score_config(cfg: GhostNetConfig, evs: dict[str, Any], ref: TrainEvaluator) -> dict[str, Any]:
+    row: dict[str, Any] = {"scores": {}, "seconds": {}, "failed": {}}
+    t = time.perf_counter()
+    try:
+        res = evs["train"].evaluate(cfg)
+        row["scores"]["train"] = res.score
+        row["scores"]["train@1"] = float(res.metrics["val_acc_1"])
+        row["scores"]["trainloss"] = -float(res.metrics["train_loss_mean"])
+        row["proxy_metrics"] = dict(res.metrics)
+    except EvaluationFailed as exc:
+        for name in ("train", "train@1", "trainloss"):
+            row["failed"][name] = str(exc)
+    row["seconds"]["train"] = time.perf_counter() - t
+    for name in ("synflow", "naswot", "zen", "params", "macs"):
+        t = time.perf_counter()
+        try:
+            row["scores"][name] = evs[name].evaluate(cfg).score
+        except EvaluationFailed as exc:
+            row["failed"][name] = str(exc)
+        row["seconds"][name] = time.perf_counter() - t
+    t = time.perf_counter()
+    try:
+        r = ref.evaluate(cfg)
+        row["reference"] = {"val_acc": r.score, **dict(r.metrics)}
+    except EvaluationFailed as exc:
+        row["reference"] = {"failed": str(exc)}
+    row["seconds"]["reference"] = time.perf_counter() - t
+    return row
+
+
+def correlations(rows: list[dict[str, Any]], band_only: bool) -> dict[str, dict[str, float | int]]:
+    """Kendall's tau and Spearman's rho of every proxy against the reference accuracy."""
+    out: dict[str, dict[str, float | int]] = {}
+    for name in PROXIES:
+        pairs = [
+            (r["scores"][name], r["reference"]["val_acc"])
+            for r in rows
+            if (r["in_band"] or not band_only) and name in r["scores"] and "val_acc" in r["reference"]
+        ]
+        xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+        enough = len(pairs) >= 2
+        out[name] = {
+            "n": len(pairs),
+            "kendall_tau": kendall_tau(xs, ys) if enough else math.nan,
+            "spearman_rho": spearman_rho(xs, ys) if enough else math.nan,
+        }
+    return out
+
+
+def fmt(v: float) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.3f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    a = result["args"]
+    lines = [
+        f"# Proxy fidelity ({result['scale']})",
+        "",
+        result["note"],
+        "",
+        f"- Space `{a['space']}`, {len(result['rows'])} configs (seed {a['seed']}): {a['spread']} stratified "
+        f"log-uniformly by MACs@224 over {a['macs_lo'] / 1e6:.0f}M-{a['macs_hi'] / 1e6:.0f}M, {a['band']} more in the "
+        f"band {a['band_lo'] / 1e6:.0f}M-{a['band_hi'] / 1e6:.0f}M ({result['n_in_band']} configs fall in the band in all).",
+        f"- Data: {result['data']}; validation on {a['val_images']} fixed held-out training images (never the test set).",
+        f"- Proxy: {a['proxy_images']} training images ({a['proxy_epochs']} epochs of "
+        f"{a['proxy_images'] // a['proxy_epochs']}, batch {a['proxy_batch']}); reference: {a['proxy_images'] * a['ref_factor']} "
+        f"images ({a['ref_epochs']} epochs of {a['proxy_images'] * a['ref_factor'] // a['ref_epochs']}, batch {a['ref_batch']}), "
+        f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g} (0.1 x batch / 128), "
+        f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference {a['ref_seed']}.",
+        f"- Machine: {result['run']['cpu']} ({result['run']['cpu_count']} cores, {result['run']['torch_threads']} threads), "
+        f"torch {result['run']['torch']}, device {a['device']}; commit {result['run']['git_commit'][:10]}.",
+        f"- Total wall time {result['total_s'] / 60:.1f} min.",
+        "",
+        "| proxy | Kendall tau (all) | Spearman rho (all) | n | Kendall tau (band) | Spearman rho (band) | n band | mean s / config |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in PROXIES:
+        c, b = result["correlations"]["all"][name], result["correlations"]["band"][name]
+        secs = result["mean_seconds"]["train" if name.startswith("train") else name]
+        lines.append(
+            f"| {name} | {fmt(c['kendall_tau'])} | {fmt(c['spearman_rho'])} | {c['n']} | {fmt(b['kendall_tau'])} | "
+            f"{fmt(b['spearman_rho'])} | {b['n']} | {secs:.2f} |"
+        )
+    lines += [
+        "",
+        f"Reference training: mean {result['mean_seconds']['reference']:.1f} s per config. `train@1` and "
+        "`trainloss` come from the same run as `train` (no extra cost).",
+        "",
+        "| # | group | MACs@224 | params | ref acc | train | trainloss | synflow | naswot | zen | config |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for i, r in enumerate(result["rows"]):
+        s = r["scores"]
+        ref = r["reference"].get("val_acc")
+
+        def g(k: str, s: dict[str, Any] = s) -> str:
+            return f"{s[k]:.4g}" if k in s else "failed"
+
+        lines.append(
+            f"| {i} | {r['group']}{'*' if r.get('in_band') else ''} | {r['macs224'] / 1e6:.1f}M | {r['params224'] / 1e6:.2f}M | "
+            f"{'failed' if ref is None else f'{ref:.4f}'} | {g('train')} | {g('trainloss')} | {g('synflow')} | "
+            f"{g('naswot')} | {g('zen')} | `{r['short']}` |"
+        )
+    lines += ["", "`*`: inside the MACs band.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="ghostnet_v1")
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--scale", choices=("cpu", "gpu"), default="cpu", help="label and defaults of the run"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="config sampling, proxy and zero-cost seed")
+    parser.add_argument("--ref-seed", type=int, default=1, help="reference training seed")
+    parser.add_argument("--spread", type=int, default=14)
+    parser.add_argument("--band", type=int, default=8)
+    parser.add_argument("--macs-lo", type=float, default=40e6)
+    parser.add_argument("--macs-hi", type=float, default=300e6)
+    parser.add_argument("--band-lo", type=float, default=130e6)
+    parser.add_argument("--band-hi", type=float, default=155e6)
+    parser.add_argument("--proxy-images", type=int, help="training images the proxy sees in all")
+    parser.add_argument("--proxy-epochs", type=int, default=2)
+    parser.add_argument("--proxy-batch", type=int, default=32)
+    parser.add_argument("--ref-factor", type=int, default=10)
+    parser.add_argument("--ref-epochs", type=int, default=2)
+    parser.add_argument("--ref-batch", type=int, default=64)
+    parser.add_argument("--val-images", type=int, default=1000)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--lock", help="flock this file around each config's measurements")
+    parser.add_argument("--limit", type=int, help="score only the first N configs (smoke test)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.proxy_images is None:
+        args.proxy_images = 1024 if args.scale == "cpu" else 6144
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    t_start = time.perf_counter()
+    info = run_info()
+    configs = sample_configs(
+        args.space, args.seed, args.spread, args.macs_lo, args.macs_hi, args.band, args.band_lo, args.band_hi
+    )
+    if args.limit:
+        configs = configs[: args.limit]
+    dataset = load_dataset(args.data, args.data_dir)
+    proxy_recipe, ref_recipe = recipes(args)
+    evs: dict[str, Any] = {
+        "train": TrainEvaluator(dataset, recipe=proxy_recipe, device=args.device, seed=args.seed),
+        "synflow": SynflowEvaluator(args.data, args.device, args.seed),
+        "naswot": NaswotEvaluator(args.data, args.data_dir, args.device, args.seed),
+        "zen": ZenEvaluator(args.data, args.device, args.seed),
+        "params": CostEvaluator("params", args.data, args.device, args.seed),
+        "macs": CostEvaluator("macs", args.data, args.device, args.seed),
+    }
+    ref = TrainEvaluator(dataset, recipe=ref_recipe, device=args.device, seed=args.ref_seed)
+    scale = ("reduced CPU run" if args.scale == "cpu" else "GPU run") + f" on {dataset.label}"
+    note = (
+        "**This is a reduced-scale CPU run** (2-core CPU, small proxy and reference budgets so that the whole "
+        "benchmark fits in about 20 minutes). The reference is only 10x the proxy's images, far from a full "
+        "training run, and one seed per config: read the correlations as a first measurement with wide error "
+        "bars. The full-size GPU run is left for later."
+        if args.scale == "cpu"
+        else "GPU run."
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for i, (cfg, group) in enumerate(configs):
+        cost = count_cost(cfg)
+        with cpu_lock(args.lock):
+            row = score_config(cfg, evs, ref)
+        row.update(
+            group=group,
+            in_band=args.band_lo <= cost.macs <= args.band_hi,
+            macs224=cost.macs,
+            params224=cost.params,
+            short=cfg.short(),
+            config=config_to_dict(cfg),
+        )
+        rows.append(row)
+        log.info(
+            "%d/%d %s %.0fM: ref %s proxy %s (%.0f s)",
+            i + 1,
+            len(configs),
+            group,
+            cost.macs / 1e6,
+            row["reference"].get("val_acc"),
+            row["scores"].get("train"),
+            sum(row["seconds"].values()),
+        )
+        (args.out / "rows.partial.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+    names = ("train", "synflow", "naswot", "zen", "params", "macs", "reference")
+    result = {
+        "scale": scale,
+        "note": note,
+        "data": dataset.label,
+        "args": vars(args) | {"out": str(args.out)},
+        "run": info,
+        "proxy_recipe": vars(proxy_recipe),
+        "reference_recipe": vars(ref_recipe),
+        "n_in_band": sum(bool(r["in_band"]) for r in rows),
+        "correlations": {"all": correlations(rows, False), "band": correlations(rows, True)},
+        "mean_seconds": {n: sum(r["seconds"][n] for r in rows) / len(rows) for n in names},
+        "total_s": time.perf_counter() - t_start,
+        "rows": rows,
+    }
+    (args.out / "fidelity.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (args.out / "fidelity.md").write_text(markdown(result))
+    (args.out / "run.json").write_text(json.dumps(result["run"] | {"args": result["args"]}, indent=1) + "\n")
+    (args.out / "command.txt").write_text(
+        f"{result['run']['command']}\n# commit {result['run']['git_commit']} dirty={result['run']['git_dirty']}\n"
+        f"# machine: {result['run']['cpu']}, {result['run']['cpu_count']} cores, torch {result['run']['torch']}, "
+        f"{result['run']['torch_threads']} threads, started {result['run']['utc']}\n"
+    )
+    (args.out / "rows.partial.json").unlink(missing_ok=True)
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The short-training proxy: train a candidate briefly, score it on held-out training images.
+
+The candidate is built with the same block sequence as at 224x224 but a stride-1 stem
+(``create_model(cfg, num_classes, in_chans, stem_stride=1)``), so that 28x28 and 32x32 images
+still have 4x4 and 2x2 spatial maps, not 1x1, before the last stage. Nothing else changes: the
+cost model's MACs at 224 remain the budget figure.
+
+Two scores come from one run: ``train`` (validation accuracy after the run, in [0, 1]) and
+``trainloss`` (minus the mean training loss over all steps, the "sum of training losses" proxy,
+which can rank better than early accuracy); ``benchmarks/fidelity.py`` measures both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from ghostnas.config import GhostNetConfig
+from ghostnas.data import Dataset, load_dataset, train_val_split
+from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
+from ghostnas.train import FitResult, Recipe, TrainingFailed, fit
+
+if TYPE_CHECKING:
+    from ghostnas.evaluators import EvalSettings
+
+__all__ = ["TrainEvaluator", "default_recipe", "from_settings", "proxy_data", "trainloss_from_settings"]
+
+log = logging.getLogger(__name__)
+
+
+def default_recipe(data: str, device: str = "cpu") -> Recipe:
+    """The proxy recipe for a dataset: about 30 s for a ghostnet_100-sized candidate on 2 CPU cores.
+
+    ``synthetic`` gets a seconds-long smoke-test recipe (it exists for tests only). On CUDA the
+    same budget in images runs with bf16 and channels_last off by default: at the proxy's batch
+    size they do not pay off (see REFERENCE.md), while the CUDA graph does.
+    """
+    if data == "synthetic":
+        return Recipe(epochs=2, train_images=512, val_images=256, batch_size=32, eval_batch_size=256, lr=0.05)
+    return Recipe()
+
+
+def proxy_data(
+    dataset: Dataset, recipe: Recipe
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The (train, val) tensors a recipe trains and validates on, carved out of the training set.
+
+    The split and the subset depend on ``recipe.split_seed`` only, so every candidate and every
+    seed uses the same images. The official test set is never touched.
+    """
+    n = len(dataset.train_x)
+    split = train_val_split(n, min(recipe.val_images, n // 2), recipe.split_seed)
+    keep = split.train if recipe.train_images <= 0 else split.train[: recipe.train_images]
+    return (dataset.train_x[keep], dataset.train_y[keep]), (
+        dataset.train_x[split.val],
+        dataset.train_y[split.val],
+    )
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads and restore the previous setting afterwards."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class TrainEvaluator:
+    """Scores a config by training it briefly (see the module docstring).
+
+    Args:
+        data: Dataset name, or a loaded :class:`~ghostnas.data.Dataset`.
+        data_dir: Where the dataset's files are (None: ``$GHOSTNAS_DATA`` or the default place).
+        recipe: Training recipe; None means :func:`default_recipe` for the dataset.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: Initialisation and batch order (the data split is fixed by the recipe).
+        score: ``val_acc`` (validation accuracy) or ``train_loss`` (minus the mean training loss).
+        threads: CPU intra-op threads during evaluation (None: leave torch's setting).
+    """
+
+    def __init__(
+        self,
+        data: str | Dataset = "fashion-mnist",
+        data_dir: str | None = None,
+        recipe: Recipe | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+        score: str = "val_acc",
+        threads: int | None = None,
+    ) -> None:
+        if score not in ("val_acc", "train_loss"):
+            raise ValueError(f"score must be 'val_acc' or 'train_loss', not {score!r}")
+        self._dataset = data if isinstance(data, Dataset) else None
+        self.data = data.spec.name if isinstance(data, Dataset) else data
+        self.data_dir = data_dir
+        self.recipe = recipe or default_recipe(self.data, device)
+        self.device = device
+        self.seed = seed
+        self.score = score
+        self.threads = threads
+        self.name = "train" if score == "val_acc" else "trainloss"
+
+    def dataset(self) -> Dataset:
+        """The dataset, loaded on first use and cached for the process."""
+        if self._dataset is None:
+            self._dataset = load_dataset(self.data, self.data_dir)
+        return self._dataset
+
+    def fit(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> FitResult:
+        """Train ``cfg`` with this evaluator's recipe; :class:`TrainingFailed` on divergence."""
+        from ghostnas.registry import create_model
+
+        ds = self.dataset()
+        train, val = proxy_data(ds, self.recipe)
+        spec = ds.spec
+
+        def build() -> torch.nn.Module:
+            return create_model(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+
+        with _threads(self.threads):
+            return fit(build, train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std)
+
+    def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
+        start = time.perf_counter()
+        try:
+            res = self.fit(cfg, report)
+        except TrainingFailed as exc:
+            raise EvaluationFailed(str(exc)) from None
+        except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
+            raise EvaluationFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
+        value = res.val_acc if self.score == "val_acc" else -res.train_loss_mean
+        metrics: dict[str, float | int | str] = {
+            "val_acc": res.val_acc,
+            "val_loss": res.val_loss,
+            "train_loss_mean": res.train_loss_mean,
+            "train_loss_last": res.train_loss_last,
+            "steps": res.steps,
+            "images": res.images,
+            "setup_s": res.setup_s,
+            "train_s": res.train_s,
+            "eval_s": res.eval_s,
+            "images_per_s": res.images_per_s,
+            "data": self.dataset().label,
+        }
+        for i, acc in enumerate(res.epoch_acc, start=1):
+            metrics[f"val_acc_{i}"] = acc
+        return EvalResult(score=value, metrics=metrics, seconds=time.perf_counter() - start)
+
+
+def _settings_recipe(settings: EvalSettings) -> Recipe:
+    recipe = default_recipe(settings.data, settings.device)
+    return recipe if settings.epochs is None else replace(recipe, epochs=float(settings.epochs))
+
+
+def from_settings(settings: EvalSettings) -> TrainEvaluator:
+    """Factory for ``make_evaluator("train", settings)``: validation accuracy.
+
+    The dataset is loaded here, not at the first evaluation, so that missing data is a one-line
+    error before a search starts rather than a string of failed trials.
+    """
+    ev = TrainEvaluator(
+        settings.data, settings.data_dir, _settings_recipe(settings), settings.device, settings.seed
+    )
+    ev.dataset()
+    return ev
+
+
+def trainloss_from_settings(settings: EvalSettings) -> TrainEvaluator:
+    """Factory for ``make_evaluator("trainloss", settings)``: minus the mean training loss."""
+    ev = TrainEvaluator(
+        settings.data,
+        settings.data_dir,
+        _settings_recipe(settings),
+        settings.device,
+        settings.seed,
+        score="train_loss",
+    )
+    ev.dataset()
+    return ev

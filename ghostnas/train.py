@@ -1,0 +1,581 @@
+"""The training loop shared by the short-training proxy and full training.
+
+One :class:`Recipe` (every field says its unit and why) and one function, :func:`fit`, which
+trains any model on tensors that are already in memory and returns accuracy, losses and timings.
+The proxy evaluator calls it with a short recipe on a small subset; a full ``ghostnas train``
+calls the same loop with a longer recipe (:func:`full_recipe`: more epochs, random crops, flips
+for CIFAR, label smoothing, cosine schedule).
+
+Why it is fast:
+
+- The data lives on the training device as one float tensor; a batch is an ``index_select``
+  with indices precomputed for the whole run, so there is no DataLoader, no per-step host
+  transfer and no per-step Python sampling. Random-crop offsets and flips are precomputed too.
+- The optimizer (SGD with Nesterov momentum, written with ``torch._foreach`` ops) takes its
+  learning rate from a device tensor indexed by a device step counter, and the per-step loss is
+  written into a device buffer. So one training step is a fixed sequence of device kernels with
+  no host synchronisation, which on CUDA can be captured once in a CUDA graph and replayed
+  (``Recipe.cuda_graphs``). On the CPU the identical step runs eagerly; the loss buffer is read
+  only every ``Recipe.check_every`` steps.
+- CUDA only: bf16 autocast and channels_last memory format (``Recipe.bf16``,
+  ``Recipe.channels_last``). ``torch.compile`` and ``cudnn.benchmark`` are deliberately not used:
+  they cost more per new architecture than a short run takes.
+
+Failures are not scores: a NaN, infinite or exploding loss raises :class:`TrainingFailed` with
+the step at which it happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "FitResult",
+    "Recipe",
+    "TrainingFailed",
+    "evaluate_accuracy",
+    "fit",
+    "full_recipe",
+    "lr_schedule",
+    "normalise",
+    "recalibrate_bn",
+]
+
+log = logging.getLogger(__name__)
+
+ReportFn = Callable[[int, float], None]
+ModelFactory = Callable[[], nn.Module]
+
+
+class TrainingFailed(RuntimeError):
+    """Training could not produce a meaningful model (diverged, NaN); ``str`` is the reason."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides how a candidate is trained. The defaults are the CPU proxy.
+
+    The proxy defaults were chosen by measurement on a 2-core CPU (see
+    ``benchmarks/bench_throughput.py``): ghostnet_100 at 28x28 with a stride-1 stem trains at
+    about 250-270 images/s at batch 128 with 2 threads and evaluates at about 800-1200 images/s,
+    so 2 epochs of 3,072 images plus two validations of 2,000 images take about 30 s.
+
+    Attributes:
+        epochs: Passes over the training subset (may be fractional). Validation runs, and
+            ``report`` is called, after every whole epoch and at the end. 2 gives the pruner
+            one early look at half the cost.
+        train_images: Size of the training subset in images, a fixed random subset of the
+            training part of the split (the same images for every candidate, so that scores
+            compare architectures, not data). 0 or more than available means all of it.
+        val_images: Images held out of the official training set for validation; fixed by
+            ``split_seed`` and never trained on. The official test set is not used here.
+        split_seed: Seed of the train/validation split and of the subset: fixed so that every
+            candidate and every seed sees the same split.
+        batch_size: Training images per step. 128 was the fastest on 2 CPU cores (measured).
+        eval_batch_size: Images per validation forward pass; larger is faster, no gradients.
+        lr: Peak learning rate of SGD (per step, before the schedule).
+        momentum: SGD momentum coefficient (Nesterov).
+        weight_decay: L2 coefficient on conv and linear weights (not on biases or batch-norm).
+        warmup: Fraction of all steps over which the learning rate rises linearly from 0; keeps
+            the first steps of an untrained batch-norm network from blowing up.
+        schedule: Decay after warm-up: ``linear`` (to 0; best for very short runs) or
+            ``cosine`` (to 0; the usual full-training schedule).
+        label_smoothing: Cross-entropy label smoothing, 0..1; helps long runs, not short ones.
+        crop_padding: Random-crop augmentation: pixels of zero padding on each side, then a
+            crop back to the original size (0 disables it; 4 for CIFAR full training).
+        flip: Random horizontal flips (natural images only: CIFAR, not Fashion-MNIST).
+        bn_recalibration_images: Before every validation, batch-norm running statistics are
+            re-estimated from this many training images (forward passes only, cumulative average).
+            A short run leaves the running averages far behind the weights (they are exponential
+            averages over only tens of steps), and an eval-mode network then predicts near chance
+            even when its training loss has dropped; re-estimating costs a fraction of a second.
+            0 disables it (long runs do not need it).
+        max_loss: Training loss in nats above which a run counts as diverged (chance level
+            for 10 classes is ln 10 = 2.3, so a loss this high means the run blew up).
+        check_every: Steps between host reads of the loss buffer for NaN or divergence; reading
+            forces a device synchronisation, so it is not done every step on a GPU.
+        bf16: CUDA only: bfloat16 autocast for the forward pass.
+        channels_last: CUDA only: NHWC memory format for model and data.
+        cuda_graphs: CUDA only: capture the training step in a CUDA graph after
+            ``graph_warmup`` eager steps and replay it.
+        graph_warmup: Eager steps before capture (CUDA needs a few to allocate and settle).
+    """
+
+    epochs: float = 2.0
+    train_images: int = 3072
+    val_images: int = 2000
+    split_seed: int = 0
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup: float = 0.15
+    schedule: str = "linear"
+    label_smoothing: float = 0.0
+    crop_padding: int = 0
+    flip: bool = False
+    bn_recalibration_images: int = 512
+    max_loss: float = 25.0
+    check_every: int = 8
+    bf16: bool = False
+    channels_last: bool = False
+    cuda_graphs: bool = True
+    graph_warmup: int = 3
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("epochs", self.epochs > 0 and math.isfinite(self.epochs)),
+            ("train_images", self.train_images >= 0),
+            ("val_images", self.val_images >= 1),
+            ("batch_size", self.batch_size >= 1),
+            ("eval_batch_size", self.eval_batch_size >= 1),
+            ("lr", self.lr > 0 and math.isfinite(self.lr)),
+            ("momentum", 0 <= self.momentum < 1),
+            ("weight_decay", self.weight_decay >= 0),
+            ("warmup", 0 <= self.warmup < 1),
+            ("schedule", self.schedule in ("linear", "cosine")),
+            ("label_smoothing", 0 <= self.label_smoothing < 1),
+            ("crop_padding", self.crop_padding >= 0),
+            ("bn_recalibration_images", self.bn_recalibration_images >= 0),
+            ("max_loss", self.max_loss > 0),
+            ("check_every", self.check_every >= 1),
+            ("graph_warmup", self.graph_warmup >= 1),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"Recipe.{name} = {getattr(self, name)!r} is out of range")
+
+
+def full_recipe(dataset: str, epochs: float = 30.0) -> Recipe:
+    """A longer recipe for training a chosen architecture, reusing the proxy's loop.
+
+    All of the training set except the validation split, cosine decay, label smoothing 0.1,
+    random crops with 4 pixels of padding for CIFAR-10 (2 for 28x28 Fashion-MNIST), flips for
+    CIFAR-10 only (a flipped garment is still the same garment, but its pixels are not natural
+    image statistics; Fashion-MNIST papers usually train without flips).
+    """
+    cifar = dataset == "cifar10"
+    return Recipe(
+        epochs=epochs,
+        train_images=0,
+        val_images=5000,
+        lr=0.1,
+        warmup=0.03,
+        schedule="cosine",
+        label_smoothing=0.1,
+        crop_padding=4 if cifar else 2,
+        flip=cifar,
+        bn_recalibration_images=0,
+        check_every=50,
+    )
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` measured.
+
+    Attributes:
+        val_acc: Validation accuracy after the last step, in [0, 1].
+        val_loss: Mean validation cross-entropy (no label smoothing) after the last step.
+        epoch_acc: Validation accuracy after each reported point (whole epochs and the end).
+        train_loss_mean: Mean training loss over all steps (the "sum of training losses" proxy
+            divided by the number of steps; lower means the network learns faster).
+        train_loss_last: Mean training loss over the last epoch's steps (or all, if fewer).
+        steps: Optimizer steps taken.
+        images: Training images processed.
+        setup_s: Seconds to build the model and move data to the device.
+        train_s: Seconds spent in training steps (device-synchronised).
+        eval_s: Seconds spent in validation.
+        images_per_s: Training throughput, ``images / train_s``.
+    """
+
+    val_acc: float
+    val_loss: float
+    epoch_acc: tuple[float, ...]
+    train_loss_mean: float
+    train_loss_last: float
+    steps: int
+    images: int
+    setup_s: float
+    train_s: float
+    eval_s: float
+    images_per_s: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def lr_schedule(recipe: Recipe, total_steps: int) -> torch.Tensor:
+    """Learning rate of every step (float32): linear warm-up, then linear or cosine decay to 0.
+
+    Step ``i`` uses the value at ``i + 1`` of the curve, so the first step is not wasted at 0.
+    """
+    t = torch.arange(1, total_steps + 1, dtype=torch.float64) / total_steps
+    w = recipe.warmup
+    up = t / w if w > 0 else torch.ones_like(t)
+    frac = ((t - w) / (1 - w)).clamp(0, 1)
+    down = 0.5 * (1 + torch.cos(math.pi * frac)) if recipe.schedule == "cosine" else 1 - frac
+    lr = torch.where(t < w, up, down) * recipe.lr
+    return lr.clamp_min(recipe.lr * 1e-3).float()
+
+
+class _SGD:
+    """SGD with Nesterov momentum whose learning rate is a device tensor (CUDA-graph safe).
+
+    ``torch.optim.SGD`` takes its rate as a Python float, which a captured graph would freeze;
+    here the rate is read on the device from a per-step table, so the whole step, schedule
+    included, can be replayed without the host. Weight decay applies to weights of rank > 1.
+    """
+
+    def __init__(self, params: list[nn.Parameter], momentum: float, weight_decay: float) -> None:
+        self.params = params
+        self.decayed = [p for p in params if p.ndim > 1]
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.bufs = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        if self.weight_decay:
+            by_id = {id(p): g for p, g in zip(self.params, grads, strict=True)}
+            torch._foreach_add_([by_id[id(p)] for p in self.decayed], self.decayed, alpha=self.weight_decay)
+        torch._foreach_mul_(self.bufs, self.momentum)
+        torch._foreach_add_(self.bufs, grads)
+        torch._foreach_add_(grads, self.bufs, alpha=self.momentum)  # Nesterov look-ahead
+        torch._foreach_mul_(grads, lr)
+        torch._foreach_sub_(self.params, grads)
+
+
+def _crop_flip(
+    x: torch.Tensor, shift: torch.Tensor | None, flip: torch.Tensor | None, pad: int
+) -> torch.Tensor:
+    """Random crop (zero padding ``pad``, per-image offsets ``shift`` in [0, 2 pad]) and flip.
+
+    Args:
+        x: Batch (N, C, H, W).
+        shift: (N, 2) row and column offsets into the padded image, or None for no crop.
+        flip: (N,) booleans, True to mirror the image left-right, or None for no flips.
+        pad: Padding in pixels on each side.
+    """
+    n, _, h, w = x.shape
+    if shift is not None and pad:
+        xp = F.pad(x, (pad, pad, pad, pad))
+        rows = torch.arange(h, device=x.device).unsqueeze(0) + shift[:, 0:1]  # (N, H)
+        cols = torch.arange(w, device=x.device).unsqueeze(0) + shift[:, 1:2]  # (N, W)
+        batch = torch.arange(n, device=x.device).view(n, 1, 1)
+        x = xp.permute(0, 2, 3, 1)[batch, rows.unsqueeze(2), cols.unsqueeze(1)].permute(0, 3, 1, 2)
+    if flip is not None:
+        x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    return x.contiguous()
+
+
+class _Stepper:
+    """One training step as a fixed sequence of device operations on static buffers.
+
+    Everything that varies from step to step (batch indices, augmentation offsets, learning
+    rate) is read on the device from tables built before training, through a device step
+    counter; so the same step can run eagerly or be captured once as a CUDA graph.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        order: torch.Tensor,
+        recipe: Recipe,
+        lr: torch.Tensor,
+        shifts: torch.Tensor | None,
+        flips: torch.Tensor | None,
+        autocast: bool,
+        channels_last: bool,
+    ) -> None:
+        self.model, self.x, self.y, self.order, self.recipe = model, x, y, order, recipe
+        self.lr, self.shifts, self.flips = lr, shifts, flips
+        self.autocast, self.channels_last = autocast, channels_last
+        dev = x.device
+        self.opt = _SGD(
+            [p for p in model.parameters() if p.requires_grad], recipe.momentum, recipe.weight_decay
+        )
+        self.t = torch.zeros((), dtype=torch.long, device=dev)
+        self.losses = torch.zeros(len(lr), dtype=torch.float32, device=dev)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _step(self) -> None:
+        t = self.t.view(1)
+        idx = self.order.index_select(0, t).squeeze(0)
+        x = self.x.index_select(0, idx)
+        y = self.y.index_select(0, idx)
+        if self.shifts is not None or self.flips is not None:
+            shift = None if self.shifts is None else self.shifts.index_select(0, t).squeeze(0)
+            flip = None if self.flips is None else self.flips.index_select(0, t).squeeze(0)
+            x = _crop_flip(x, shift, flip, self.recipe.crop_padding)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.opt.zero_grad()
+        # cache_enabled=False: autocast's weight-cast cache must not be used under graph capture
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False):
+            out = self.model(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=self.recipe.label_smoothing)
+        loss.backward()
+        self.opt.step(self.lr.index_select(0, self.t.view(1)).squeeze(0))
+        self.losses.index_copy_(0, self.t.view(1), loss.detach().view(1))
+        self.t += 1
+
+    def run(self, step: int, use_graph: bool) -> None:
+        """Take training step number ``step`` (0-based); steps must come in order."""
+        if not use_graph:
+            self._step()
+            return
+        if step < self.recipe.graph_warmup:  # pragma: no cover - CUDA only
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._step()
+            torch.cuda.current_stream().wait_stream(side)
+            return
+        if self.graph is None:  # pragma: no cover - CUDA only
+            # Capture records without executing, so after capture the step still has to run.
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self._step()
+        self.graph.replay()  # pragma: no cover - CUDA only
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch's CPU generator for model initialisation without disturbing the caller's."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # pragma: no cover - CUDA only
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 500,
+    autocast: bool = False,
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """Accuracy in [0, 1] and mean cross-entropy of ``model`` (eval mode) on normalised ``x``.
+
+    Counts accumulate on the device; there is one host read at the end.
+    """
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(xb).float()
+        yb = y[start : start + batch_size]
+        correct += (out.argmax(1) == yb).sum()
+        loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
+    model.train(was_training)
+    n = max(len(x), 1)
+    return int(correct) / n, float(loss_sum) / n
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module, x: torch.Tensor, batch_size: int, autocast: bool = False, channels_last: bool = False
+) -> None:
+    """Re-estimate every batch-norm layer's running statistics from the images ``x``.
+
+    The statistics are reset and then accumulated as a plain (cumulative) average over forward
+    passes in training mode; weights are not touched. Buffers are updated in place, so a
+    captured CUDA graph keeps pointing at them.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(x) == 0:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size]
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+                model(xb)
+    finally:
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+        model.train(was_training)
+
+
+def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """``uint8`` images (N, C, H, W) on the 0..255 scale to float32 with zero mean, unit std."""
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return (x.float() - m) / s
+
+
+def _first_bad(losses: torch.Tensor, upto: int, max_loss: float) -> tuple[int, str] | None:
+    seen = losses[:upto]
+    bad = ~torch.isfinite(seen) | (seen > max_loss)
+    if not bool(bad.any()):
+        return None
+    i = int(bad.nonzero()[0, 0])
+    v = float(seen[i])
+    what = "nan" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.3g} > max_loss {max_loss:g}")
+    return i + 1, what
+
+
+def fit(
+    model: nn.Module | ModelFactory,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    recipe: Recipe,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    report: ReportFn | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train`` with ``recipe`` and score it on ``val``.
+
+    Args:
+        model: A module, or a factory that builds one; a factory is called with torch's CPU
+            generator seeded by ``seed`` (so initialisation is reproducible) without changing
+            the caller's random state.
+        train: Images (N, C, H, W; ``uint8`` or float) and labels (N,) to train on, all of them
+            (the caller chooses the subset; see :func:`ghostnas.evaluators.proxy.proxy_data`).
+        val: Held-out images and labels to score on.
+        recipe: How to train.
+        device: Where to train; data is moved there once.
+        seed: Initialisation, batch order and augmentation. The same seed on the CPU gives the
+            same result bit for bit.
+        report: Called as ``report(epoch, val_acc)`` after each whole epoch (and at the end);
+            it may raise (e.g. ``optuna.TrialPruned``) to stop training, and that propagates.
+        mean: Per-channel mean (0..255 scale) for ``uint8`` inputs; default computed from train.
+        std: Per-channel standard deviation likewise.
+
+    Returns:
+        Accuracy, losses and timings.
+
+    Raises:
+        TrainingFailed: the loss became NaN, infinite or larger than ``recipe.max_loss``.
+    """
+    t0 = time.perf_counter()
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    tx, ty = train
+    vx, vy = val
+    if len(tx) == 0 or len(vx) == 0:
+        raise ValueError("fit needs at least one training and one validation image")
+    if mean is None or std is None:
+        ref = tx.double()
+        mean = tuple(float(v) for v in ref.mean((0, 2, 3)))
+        std = tuple(max(float(v), 1e-6) for v in ref.std((0, 2, 3)))
+    xs = normalise(tx.to(dev), mean, std) if tx.dtype == torch.uint8 else tx.to(dev, torch.float32)
+    xv = normalise(vx.to(dev), mean, std) if vx.dtype == torch.uint8 else vx.to(dev, torch.float32)
+    ys, yv = ty.to(dev), vy.to(dev)
+
+    batch = min(recipe.batch_size, len(xs))
+    if batch != recipe.batch_size:
+        recipe = replace(recipe, batch_size=batch)
+    steps_per_epoch = len(xs) // batch
+    total = max(1, round(recipe.epochs * steps_per_epoch))
+    report_at = sorted({e * steps_per_epoch for e in range(1, int(recipe.epochs) + 1)} | {total})
+    report_at = [s for s in report_at if s <= total]
+
+    gen = torch.Generator().manual_seed(seed)
+    epochs_needed = -(-total // steps_per_epoch)
+    order = torch.cat(
+        [torch.randperm(len(xs), generator=gen)[: steps_per_epoch * batch] for _ in range(epochs_needed)]
+    )
+    order = order[: total * batch].view(total, batch).to(dev)
+    shifts = flips = None
+    if recipe.crop_padding:
+        shifts = torch.randint(0, 2 * recipe.crop_padding + 1, (total, batch, 2), generator=gen).to(dev)
+    if recipe.flip:
+        flips = (torch.rand(total, batch, generator=gen) < 0.5).to(dev)
+
+    if isinstance(model, nn.Module):
+        net = model
+    else:
+        with _seeded(seed):
+            net = model()
+    use_cl = cuda and recipe.channels_last
+    net = net.to(dev, memory_format=torch.channels_last) if use_cl else net.to(dev)
+    net.train()
+    autocast = cuda and recipe.bf16
+    stepper = _Stepper(
+        net, xs, ys, order, recipe, lr_schedule(recipe, total).to(dev), shifts, flips, autocast, use_cl
+    )
+    use_graph = cuda and recipe.cuda_graphs
+    _sync(dev)
+    setup_s = time.perf_counter() - t0
+
+    train_s = eval_s = 0.0
+    epoch_acc: list[float] = []
+    val_acc = val_loss = float("nan")
+    step = 0
+    for point, end in enumerate(report_at, start=1):
+        t1 = time.perf_counter()
+        while step < end:
+            stepper.run(step, use_graph)
+            step += 1
+            if step % recipe.check_every == 0 or step == end:
+                bad = _first_bad(stepper.losses, step, recipe.max_loss)
+                if bad is not None:
+                    raise TrainingFailed(f"diverged: loss is {bad[1]} at step {bad[0]}")
+        _sync(dev)
+        train_s += time.perf_counter() - t1
+        t2 = time.perf_counter()
+        if recipe.bn_recalibration_images:
+            # whole batches only: the cumulative average weighs every batch equally
+            n_calib = max(1, min(recipe.bn_recalibration_images, len(xs)) // batch) * batch
+            recalibrate_bn(net, xs[:n_calib], batch, autocast, use_cl)
+        val_acc, val_loss = evaluate_accuracy(net, xv, yv, recipe.eval_batch_size, autocast, use_cl)
+        eval_s += time.perf_counter() - t2
+        if not math.isfinite(val_loss):
+            raise TrainingFailed(f"diverged: validation loss is {val_loss} after step {step}")
+        epoch_acc.append(val_acc)
+        log.debug("point %d (step %d): val_acc %.4f val_loss %.4f", point, step, val_acc, val_loss)
+        if report is not None:
+            report(point, val_acc)
+
+    losses = stepper.losses[:total].double()
+    last = losses[-min(steps_per_epoch, total) :]
+    return FitResult(
+        val_acc=val_acc,
+        val_loss=val_loss,
+        epoch_acc=tuple(epoch_acc),
+        train_loss_mean=float(losses.mean()),
+        train_loss_last=float(last.mean()),
+        steps=total,
+        images=total * batch,
+        setup_s=setup_s,
+        train_s=train_s,
+        eval_s=eval_s,
+        images_per_s=total * batch / train_s if train_s > 0 else float("nan"),
+    )
