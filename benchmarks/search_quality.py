@@ -176,7 +176,7 @@ def _finished(folder: Path, settings: TrainSettings) -> dict[str, Any] | None:
         and m["seed"] == settings.seed
         and m["epochs"] == settings.epochs
         and m["recipe"]["train_images"] == settings.train_images
-        and m["data"] == settings.data
+        and m.get("dataset") == settings.data
     )
     return m if same else None
 

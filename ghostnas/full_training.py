@@ -221,6 +221,7 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
         "model": _model_label(settings.model),
         "arch": cfg.short(),
         "data": ds.label,
+        "dataset": spec.name,
         "seed": settings.seed,
         "epochs": settings.epochs,
         "val_acc": res.val_acc,
