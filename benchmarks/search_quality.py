@@ -73,9 +73,45 @@ def log(msg: str) -> None:
     print(f"[{datetime.now(timezone.utc).strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _search_from_folder(folder: Path, limit: float) -> dict[str, Any]:
+    """A finished search's summary read back from its run folder (``--summarise-only``)."""
+    from ghostnas.run_folder import open_run
+
+    run = open_run(folder)
+    best_meta = json.loads((folder / "best.json").read_text())["meta"]
+    pareto = json.loads((folder / "pareto.json").read_text())
+    best = run.record(best_meta["trial"])
+    counts = run.info["counts"]
+    return {
+        "run_dir": str(folder),
+        "evaluated": counts["evaluated"],
+        "over_budget": counts["over_budget"],
+        "failed": counts["failed"],
+        "seconds": run.info["timing"]["loop_seconds"],
+        "best_trial": best["number"],
+        "best_is_reference": bool(best["reference"]),
+        "best_proxy": best["accuracy"],
+        "best_macs": best["macs"],
+        "best_params": best["params"],
+        "best_arch": best["config"],
+        "hypervolume": hypervolume_2d(pareto, "macs", limit),
+        "pareto": [
+            {
+                "trial": p["trial"],
+                "macs": p["macs"],
+                "params": p["params"],
+                "accuracy": p["accuracy"],
+            }
+            for p in pareto
+        ],
+    }
+
+
 def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dict[str, Any]:
     budget = parse_budget(args.budget)
     found = {}
+    if args.summarise_only:
+        return {s: _search_from_folder(out / f"search-{s}", budget.limit) for s in SAMPLERS}
     for sampler in SAMPLERS:
         settings = SearchSettings(
             budget=budget,
@@ -112,7 +148,12 @@ def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dic
             "best_arch": best["config"],
             "hypervolume": hv,
             "pareto": [
-                {"trial": p["trial"], "macs": p["macs"], "params": p["params"], "accuracy": p["accuracy"]}
+                {
+                    "trial": p["trial"],
+                    "macs": p["macs"],
+                    "params": p["params"],
+                    "accuracy": p["accuracy"],
+                }
                 for p in result.pareto
             ],
         }
@@ -143,6 +184,9 @@ def train_candidates(
                 command=command,
             )
             m = _finished(folder, settings)
+            if m is None and args.summarise_only:
+                log(f"train {label} seed {seed}: not finished; left out (--summarise-only)")
+                continue
             if m is None:
                 with cpu_lock(args.lock) as waited:
                     log(f"train {label} seed {seed} (waited {waited:.0f} s for the lock)")
@@ -157,7 +201,16 @@ def train_candidates(
             runs[label].append(
                 {
                     k: m[k]
-                    for k in ("seed", "val_acc", "test_acc", "test_loss", "params", "macs", "total_s", "arch")
+                    for k in (
+                        "seed",
+                        "val_acc",
+                        "test_acc",
+                        "test_loss",
+                        "params",
+                        "macs",
+                        "total_s",
+                        "arch",
+                    )
                 }
             )
     return runs
@@ -188,6 +241,8 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 def summarise(runs: dict[str, list[dict[str, Any]]], searches: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for label, rs in runs.items():
+        if not rs:
+            continue
         test_m, test_s = _mean_std([r["test_acc"] for r in rs])
         val_m, val_s = _mean_std([r["val_acc"] for r in rs])
         sampler = label.removeprefix("search-").removesuffix("-winner")
@@ -215,7 +270,9 @@ def summarise(runs: dict[str, list[dict[str, Any]]], searches: dict[str, Any]) -
 def verdict(rows: list[dict[str, Any]]) -> list[str]:
     """Each search winner against ghostnet_100: the difference in mean test accuracy and whether it
     exceeds twice its standard error (seeds as the only source of variation)."""
-    base = next(r for r in rows if r["model"] == BASELINE)
+    base = next((r for r in rows if r["model"] == BASELINE), None)
+    if base is None:
+        return [f"{BASELINE} has no finished training run; no comparison"]
     lines = []
     for r in rows:
         if r is base:
@@ -223,7 +280,9 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
         n1, n2 = len(r["test_acc"]), len(base["test_acc"])
         diff = r["test_acc_mean"] - base["test_acc_mean"]
         se = math.sqrt(r["test_acc_std"] ** 2 / n1 + base["test_acc_std"] ** 2 / n2)
-        if r["is_ghostnet_reference"]:
+        if min(n1, n2) < 2:
+            word = "cannot be compared yet (fewer than 2 seeds) with"
+        elif r["is_ghostnet_reference"]:
             word = "is the search's own reference network (width-scaled GhostNet, trial 0), compared with"
         elif se > 0 and abs(diff) > 2 * se:
             word = "beats" if diff > 0 else "loses to"
@@ -237,7 +296,10 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def table_md(
-    rows: list[dict[str, Any]], searches: dict[str, Any], scale: str, args: argparse.Namespace
+    rows: list[dict[str, Any]],
+    searches: dict[str, Any],
+    scale: str,
+    args: argparse.Namespace,
 ) -> str:
     out = [
         f"### Search quality: {args.budget}, {scale}",
@@ -268,7 +330,13 @@ def table_md(
     return "\n".join(out)
 
 
-def plot(rows: list[dict[str, Any]], searches: dict[str, Any], path: Path, title: str, budget: float) -> None:
+def plot(
+    rows: list[dict[str, Any]],
+    searches: dict[str, Any],
+    path: Path,
+    title: str,
+    budget: float,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,7 +348,13 @@ def plot(rows: list[dict[str, Any]], searches: dict[str, Any], path: Path, title
         xs = [p["macs"] / 1e6 for p in s["pareto"]]
         ys = [p["accuracy"] for p in s["pareto"]]
         ax1.step(xs, ys, where="post", color=f"C{i}")
-        ax1.scatter(xs, ys, color=f"C{i}", s=25, label=f"{sampler} front (HV {s['hypervolume']:.4f})")
+        ax1.scatter(
+            xs,
+            ys,
+            color=f"C{i}",
+            s=25,
+            label=f"{sampler} front (HV {s['hypervolume']:.4f})",
+        )
     ax1.axvline(budget / 1e6, color="k", linestyle="--", linewidth=1, label="budget")
     ax1.set_xlabel("MACs at 224x224 (millions)")
     ax1.set_ylabel("proxy score (validation accuracy, short training)")
@@ -309,21 +383,44 @@ def plot(rows: list[dict[str, Any]], searches: dict[str, Any], path: Path, title
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="results folder (e.g. results/search-quality-cpu-<date>)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="results folder (e.g. results/search-quality-cpu-<date>)",
+    )
     p.add_argument("--budget", default="150MFLOPs")
     p.add_argument("--space", default="ghostnet_v1")
     p.add_argument("--trials", type=int, default=30, help="evaluated candidates per search")
     p.add_argument("--evaluator", default="train", help="proxy evaluator of both searches")
-    p.add_argument("--proxy-epochs", type=float, default=None, help="proxy epochs (None: evaluator default)")
+    p.add_argument(
+        "--proxy-epochs",
+        type=float,
+        default=None,
+        help="proxy epochs (None: evaluator default)",
+    )
     p.add_argument("--search-seed", type=int, default=0)
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--train-epochs", type=float, default=30.0)
-    p.add_argument("--train-images", type=int, default=0, help="training subset for the final runs (0: all)")
+    p.add_argument(
+        "--train-images",
+        type=int,
+        default=0,
+        help="training subset for the final runs (0: all)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--lock", default=None, help="flock file taken around each search and training run")
+    p.add_argument(
+        "--lock",
+        default=None,
+        help="flock file taken around each search and training run",
+    )
     p.add_argument("--keep-weights", action="store_true", help="keep each trained weights.pt")
+    p.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="run nothing: summarise the searches and the training runs already finished in --out",
+    )
     args = p.parse_args(argv)
     if len(args.seeds) < 3:
         print("search_quality: use at least 3 seeds (--seeds 0 1 2)", file=sys.stderr)
@@ -348,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     t_train = time.perf_counter() - t1
     rows = summarise(runs, searches)
     base_cost = count_cost(resolve_config(BASELINE))
-    assert next(r for r in rows if r["model"] == BASELINE)["macs"] == base_cost.macs
+    assert all(r["macs"] == base_cost.macs for r in rows if r["model"] == BASELINE)
 
     full = args.device.startswith("cuda") and args.train_images == 0 and args.train_epochs >= 30
     scale = (
@@ -358,7 +455,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.proxy_epochs or 'default'}; final training {args.train_epochs:g} epochs on "
         f"{args.train_images or 'all'} images)"
     )
-    for label, model in candidates.items():  # keep the trained configs next to the table
+    done = sum(len(rs) for rs in runs.values())
+    if done < len(candidates) * len(args.seeds):
+        scale += f"; PARTIAL: {done} of {len(candidates) * len(args.seeds)} training runs finished"
+    for (
+        label,
+        model,
+    ) in candidates.items():  # keep the trained configs next to the table
         if model.endswith(".json"):
             shutil.copyfile(model, out / f"{label}.json")
     ended = datetime.now(timezone.utc)
