@@ -87,7 +87,12 @@ def sample_configs(
                 break
     if any(b is None for b in bins) or len(in_band) < band:
         raise SystemExit("could not fill every MACs bin from the space; widen --macs-lo/--macs-hi")
-    return [(c, "spread") for c in bins if c is not None] + [(c, "band") for c in in_band]
+    spread_cfgs = [c for c in bins if c is not None]
+    # interleaved, so that a run stopped early (see --stop-after) still covers range and band
+    out: list[tuple[GhostNetConfig, str]] = []
+    for i in range(max(len(spread_cfgs), len(in_band))):
+        out += [(c, "spread") for c in spread_cfgs[i : i + 1]] + [(c, "band") for c in in_band[i : i + 1]]
+    return out
 
 
 @contextlib.contextmanager
@@ -190,11 +195,23 @@ def markdown(result: dict[str, Any]) -> str:
         f"- Proxy: {a['proxy_images']} training images ({a['proxy_epochs']} epochs of "
         f"{a['proxy_images'] // a['proxy_epochs']}, batch {a['proxy_batch']}); reference: {a['proxy_images'] * a['ref_factor']} "
         f"images ({a['ref_epochs']} epochs of {a['proxy_images'] * a['ref_factor'] // a['ref_epochs']}, batch {a['ref_batch']}), "
-        f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g} (0.1 x batch / 128), "
+        f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g}, "
         f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference {a['ref_seed']}.",
         f"- Machine: {result['run']['cpu']} ({result['run']['cpu_count']} cores, {result['run']['torch_threads']} threads), "
         f"torch {result['run']['torch']}, device {a['device']}; commit {result['run']['git_commit'][:10]}.",
-        f"- Total wall time {result['total_s'] / 60:.1f} min.",
+        (
+            f"- {result['resumed_rows']} rows were scored by an earlier process of the same command (interrupted "
+            "and resumed with --resume; same sampled configs, recipes and seeds)."
+            if result["resumed_rows"]
+            else "- Scored in one process."
+        ),
+        f"- Total wall time {result['total_s'] / 60:.1f} min (this process; the CPU was shared with other jobs, so "
+        "timings are noisy)."
+        + (
+            f" Stopped early by --stop-after: {len(result['rows'])} of {result['n_sampled']} sampled configs scored."
+            if result["stopped_early"]
+            else ""
+        ),
         "",
         "| proxy | Kendall tau (all) | Spearman rho (all) | n | Kendall tau (band) | Spearman rho (band) | n band | mean s / config |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -257,8 +274,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--lock", help="flock this file around each config's measurements")
     parser.add_argument("--limit", type=int, help="score only the first N configs (smoke test)")
+    parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run in --out")
+    parser.add_argument(
+        "--stop-after",
+        type=float,
+        help="minutes after which no new config is started; the table covers those done",
+    )
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite fidelity.md from --out/fidelity.json"
+    )
     args = parser.parse_args()
+    if args.render_only:
+        (args.out / "fidelity.md").write_text(markdown(json.loads((args.out / "fidelity.json").read_text())))
+        return
     if args.proxy_images is None:
         args.proxy_images = 1024 if args.scale == "cpu" else 6144
     if args.threads:
@@ -294,7 +323,20 @@ def main() -> None:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    partial = args.out / "rows.partial.json"
+    if args.resume and partial.exists():
+        rows = json.loads(partial.read_text())
+        log.info("resuming: %d configs already scored by an earlier process", len(rows))
+    resumed = len(rows)
+    done = {json.dumps(r["config"], sort_keys=True) for r in rows}
+    stopped_early = False
     for i, (cfg, group) in enumerate(configs):
+        if json.dumps(config_to_dict(cfg), sort_keys=True) in done:
+            continue
+        if args.stop_after is not None and time.perf_counter() - t_start > 60 * args.stop_after:
+            stopped_early = True
+            log.info("--stop-after reached: %d of %d configs scored", len(rows), len(configs))
+            break
         cost = count_cost(cfg)
         with cpu_lock(args.lock):
             row = score_config(cfg, evs, ref)
@@ -317,7 +359,7 @@ def main() -> None:
             row["scores"].get("train"),
             sum(row["seconds"].values()),
         )
-        (args.out / "rows.partial.json").write_text(json.dumps(rows, indent=1) + "\n")
+        partial.write_text(json.dumps(rows, indent=1) + "\n")
 
     names = ("train", "synflow", "naswot", "zen", "params", "macs", "reference")
     result = {
@@ -329,6 +371,9 @@ def main() -> None:
         "proxy_recipe": vars(proxy_recipe),
         "reference_recipe": vars(ref_recipe),
         "n_in_band": sum(bool(r["in_band"]) for r in rows),
+        "n_sampled": len(configs),
+        "stopped_early": stopped_early,
+        "resumed_rows": resumed,
         "correlations": {"all": correlations(rows, False), "band": correlations(rows, True)},
         "mean_seconds": {n: sum(r["seconds"][n] for r in rows) / len(rows) for n in names},
         "total_s": time.perf_counter() - t_start,
@@ -342,7 +387,7 @@ def main() -> None:
         f"# machine: {result['run']['cpu']}, {result['run']['cpu_count']} cores, torch {result['run']['torch']}, "
         f"{result['run']['torch_threads']} threads, started {result['run']['utc']}\n"
     )
-    (args.out / "rows.partial.json").unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
     print(markdown(result))
 
 

@@ -6,7 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+from ghostnas.errors import GhostnasError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "read_user_text"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -33,3 +35,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_user_text(path: Path, max_bytes: int, what: str, error: type[GhostnasError]) -> str:
+    """Read a user-supplied text file (config, search space) with one-line errors.
+
+    Args:
+        path: The file.
+        max_bytes: Larger files are refused before reading (hostile or mistaken input).
+        what: How to name the expected file in messages, e.g. ``"config JSON file"``.
+        error: The :class:`GhostnasError` subclass to raise.
+    """
+    try:
+        if path.stat().st_size > max_bytes:
+            raise error(f"{path}: file is over {max_bytes} bytes; not a {what}")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected a {what}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text; expected a {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ghostnas.config import GhostNetConfig
@@ -143,16 +143,23 @@ def parse_budget(text: str) -> Budget:
 
 
 def candidate_costs(
-    cfg: GhostNetConfig, input_size: int = BUDGET_INPUT_SIZE, num_classes: int = BUDGET_NUM_CLASSES
+    cfg: GhostNetConfig,
+    input_size: int = BUDGET_INPUT_SIZE,
+    num_classes: int = BUDGET_NUM_CLASSES,
+    latency: Callable[[GhostNetConfig], float] | None = None,
 ) -> dict[str, float]:
     """Every cost metric of a candidate that the search can budget or optimise.
 
     MACs and params come from the closed-form cost model at the paper's 224x224 / 1000 classes
-    (microseconds per config). Latency is not here yet: it needs a latency table, so a latency
-    budget is refused before the search starts.
+    (microseconds per config). ``latency_ms`` is there when a latency predictor is given (e.g.
+    :meth:`ghostnas.latency.LatencyPredictor.predict`, a table lookup, timing only block shapes
+    the table lacks).
     """
     cost = count_cost(cfg, input_size, num_classes)
-    return {"macs": float(cost.macs), "params": float(cost.params)}
+    out = {"macs": float(cost.macs), "params": float(cost.params)}
+    if latency is not None:
+        out["latency_ms"] = float(latency(cfg))
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,7 +178,9 @@ OBJECTIVES: dict[str, Objective] = {
     "accuracy": Objective("accuracy", True),
     "macs": Objective("macs", False),
     "params": Objective("params", False),
+    "latency_ms": Objective("latency_ms", False),
 }
+_OBJECTIVE_ALIASES = {"latency": "latency_ms"}
 
 
 def parse_objectives(text: str) -> tuple[Objective, ...]:
@@ -180,12 +189,12 @@ def parse_objectives(text: str) -> tuple[Objective, ...]:
     Accuracy must come first and be present; cost objectives come from :func:`candidate_costs`.
     """
     names = [n.strip().lower() for n in (text or "").split(",") if n.strip()]
+    names = [_OBJECTIVE_ALIASES.get(n, n) for n in names]
     if not names:
         raise BudgetError("no objectives given; write e.g. accuracy,macs or accuracy")
     for n in names:
         if n not in OBJECTIVES:
-            extra = " (latency objectives need the latency table)" if n.startswith("latency") else ""
-            raise BudgetError(f"unknown objective {n!r}{extra}; choose from {', '.join(OBJECTIVES)}")
+            raise BudgetError(f"unknown objective {n!r}; choose from {', '.join(OBJECTIVES)} (or latency)")
     if len(set(names)) != len(names):
         raise BudgetError(f"objective listed twice in {text!r}")
     if names[0] != "accuracy":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ghostnas._io import atomic_write_text, read_user_text
 from ghostnas.errors import ConfigError
 
 __all__ = [
@@ -506,18 +507,7 @@ def loads_config(text: str, source: str = "<string>") -> GhostNetConfig:
 def load_config(path: str | Path) -> GhostNetConfig:
     """Read and validate a config JSON file (bare or with an export envelope)."""
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: file is over {MAX_CONFIG_BYTES} bytes; not a config")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a config JSON file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; expected a config JSON file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    text = read_user_text(path, MAX_CONFIG_BYTES, "config file", ConfigError)
     return loads_config(text, str(path))
 
 
@@ -526,8 +516,6 @@ def save_config(cfg: GhostNetConfig, path: str | Path, meta: Mapping[str, Any] |
 
     With ``meta`` the file is an envelope ``{"config": ..., "meta": ...}``.
     """
-    from ghostnas._io import atomic_write_text
-
     body: dict[str, Any] = config_to_dict(cfg)
     if meta is not None:
         body = {"config": body, "meta": dict(meta)}

@@ -97,9 +97,9 @@ def reference_costs(cost_key: str) -> dict[str, float]:
     from ghostnas.cost import count_cost
     from ghostnas.registry import resolve_config
 
+    out: dict[str, float] = {}
     if cost_key not in ("macs", "params"):
-        return {}
-    out = {}
+        return out  # latency of the table networks depends on the device: not drawn
     for name in REFERENCE_MODELS:
         cost = count_cost(resolve_config(name))
         out[name] = float(cost.macs if cost_key == "macs" else cost.params)

@@ -11,7 +11,7 @@ from ghostnas.cost import count_cost, measure_cost
 from ghostnas.errors import GhostnasError
 from ghostnas.registry import create_model, model_entries, resolve_config
 
-__all__ = ["MACS_CONVENTION", "model_table", "profile_model"]
+__all__ = ["MACS_CONVENTION", "model_table", "profile_latency", "profile_model"]
 
 MACS_CONVENTION = "conv+linear multiply-accumulates (the papers' FLOPs); BN/activations not counted"
 
@@ -62,3 +62,47 @@ def profile_model(
         out["hook_params"] = measured.params
         out["hook_macs"] = measured.macs
     return out
+
+
+def profile_latency(
+    model: str | os.PathLike[str] | GhostNetConfig | Mapping[str, Any],
+    input_size: int = 224,
+    num_classes: int = 1000,
+    device: str = "cpu",
+    threads: int | None = None,
+    table: str | os.PathLike[str] | None = None,
+    force_table: bool = False,
+) -> dict[str, Any]:
+    """Predicted (lookup table) and measured latency of the model's deploy form, batch 1.
+
+    Block shapes missing from this device's table are timed and added to it; a device without a
+    table is a one-line error telling the user to build one.
+
+    Returns:
+        ``latency_ms_predicted``, ``latency_ms_measured`` (20th percentile of repeated timings),
+        ``latency_median_ms``, ``latency_iqr_ms``, ``latency_device`` and ``latency_table``.
+    """
+    from ghostnas.latency import (
+        DEFAULT_THREADS,
+        NetworkSpec,
+        device_fingerprint,
+        measure_network,
+        open_predictor,
+        save_table,
+    )
+
+    threads = threads or DEFAULT_THREADS
+    cfg = resolve_config(model)
+    spec = NetworkSpec(input_size=input_size, num_classes=num_classes)
+    predictor, path = open_predictor(device, threads, table, spec=spec, force=force_table)
+    if predictor.fill([cfg]):
+        save_table(predictor.table, path)
+    measured = measure_network(cfg, spec, device, threads)
+    return {
+        "latency_ms_predicted": predictor.predict(cfg),
+        "latency_ms_measured": measured.latency_ms,
+        "latency_median_ms": measured.median_ms,
+        "latency_iqr_ms": measured.iqr_ms,
+        "latency_device": device_fingerprint(device, threads),
+        "latency_table": str(path),
+    }

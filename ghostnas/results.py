@@ -60,6 +60,7 @@ CSV_COLUMNS = (
     "outcome",
     "macs",
     "params",
+    "latency_ms",
     "accuracy",
     "seconds",
     "reason",
@@ -79,6 +80,12 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
     for t in sorted(trials, key=lambda t: t.number):
         ua = t.user_attrs
         outcome = ua.get("outcome") or ("running" if t.state.name == "RUNNING" else t.state.name.lower())
+        reason = ua.get("reason", "")
+        if t.state.name == "FAIL" and outcome in ("evaluating", "fail"):
+            # failed by Optuna's heartbeat check: its worker stopped beating (see ghostnas.workers)
+            outcome, reason = "worker_died", "not counted: its worker stopped sending heartbeats"
+        elif t.state.name == "RUNNING":
+            outcome = "running"
         rows.append(
             {
                 "number": t.number,
@@ -89,7 +96,7 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
                 "latency_ms": _float_or_none(ua.get("latency_ms")),
                 "accuracy": ua.get("accuracy") if outcome == "ok" else None,
                 "seconds": ua.get("seconds"),
-                "reason": ua.get("reason", ""),
+                "reason": reason,
                 "reference": bool(ua.get("reference", False)),
                 "config": ua.get("cfg", ""),
                 "full_config": ua.get("config"),
@@ -200,7 +207,7 @@ def over_budget_fractions(records: Sequence[Mapping[str, Any]]) -> dict[str, Any
 
 
 def _counts(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    keys = ("ok", "failed", "pruned", "over_budget", "running")
+    keys = ("ok", "failed", "pruned", "over_budget", "running", "worker_died", "surplus")
     out = {k: sum(r["outcome"] == k for r in records) for k in keys}
     out["evaluated"] = out["ok"] + out["failed"] + out["pruned"]
     out["trials"] = len(records)
@@ -331,11 +338,10 @@ def write_run_json(out_dir: Path, run_info: Mapping[str, Any]) -> None:
 
 
 def csv_columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """:data:`CSV_COLUMNS`, plus ``latency_ms`` after ``params`` when any trial has a predicted latency."""
-    columns = list(CSV_COLUMNS)
-    if any(r.get("latency_ms") is not None for r in records):
-        columns.insert(columns.index("params") + 1, "latency_ms")
-    return columns
+    """The columns of ``trials.csv`` (:data:`CSV_COLUMNS`; ``latency_ms`` is empty without a
+    latency predictor)."""
+    del records
+    return list(CSV_COLUMNS)
 
 
 def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
@@ -398,6 +404,7 @@ def write_outputs(
                 "trial": r["number"],
                 "macs": r["macs"],
                 "params": r["params"],
+                **({"latency_ms_predicted": r["latency_ms"]} if r["latency_ms"] is not None else {}),
                 "accuracy": r["accuracy"],
                 "reference": r["reference"],
                 "arch": r["config"],

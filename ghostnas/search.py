@@ -16,12 +16,14 @@ breeds only from feasible parents, which is what constraint-domination would do 
 no boundary model). ``run.json`` records the fraction of proposals over budget in the first and
 second half of the run, which shows whether the sampler learned.
 
-``--trials N`` counts *evaluated* candidates (trials that reached the evaluator: completed,
-failed or pruned by the pruner). Over-budget proposals are free and do not count, up to a cap of
-:data:`MAX_PROPOSALS_PER_TRIAL` per wanted trial.
+``--trials N`` counts *evaluated* candidates in the whole study (trials that reached the
+evaluator: completed, failed or pruned by the pruner). Over-budget proposals are free and do not
+count, up to a cap of :data:`MAX_PROPOSALS_PER_TRIAL` per wanted trial.
 
 Every run is a study in a storage (SQLite in the run folder by default); running the same
-settings again loads the study and runs only the remaining trials.
+settings again loads the study and runs only the remaining trials. Any number of processes may
+run one study at once (``--storage`` and ``--study``); :mod:`ghostnas.workers` keeps the count
+exact across them and recovers the trials of workers that died.
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ghostnas.budget import Budget, Objective, candidate_costs, parse_objectives
+from ghostnas import workers
+from ghostnas.budget import (
+    BUDGET_INPUT_SIZE,
+    BUDGET_NUM_CLASSES,
+    Budget,
+    Objective,
+    candidate_costs,
+    parse_objectives,
+)
 from ghostnas.config import GhostNetConfig, config_to_dict
 from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import (
@@ -63,6 +73,7 @@ __all__ = [
     "SearchError",
     "SearchResult",
     "SearchSettings",
+    "close_storage",
     "default_out_dir",
     "make_sampler",
     "open_storage",
@@ -113,6 +124,9 @@ class SearchSettings:
         study: Study name (None: the run folder's name).
         reference: Evaluate the space's reference network, width-scaled to the budget, first.
         command: The command line that started the run, recorded in ``run.json``.
+        latency_table: Latency table for a latency budget or objective (None: this CPU's
+            default table, see :mod:`ghostnas.latency`); block shapes it lacks are timed on
+            this machine's CPU and added to it.
     """
 
     budget: Budget
@@ -131,6 +145,7 @@ class SearchSettings:
     storage: str | None = None
     study: str | None = None
     reference: bool = True
+    latency_table: str | None = None
     command: Sequence[str] | None = None
 
 
@@ -234,6 +249,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Open an Optuna storage: an RDB URL (``sqlite:///...``, ``postgresql://...``) or
     ``journal:PATH`` for a journal file.
 
+    RDB storages get Optuna's heartbeat (see :mod:`ghostnas.workers`): a trial whose worker
+    stops beating for :data:`ghostnas.workers.GRACE_PERIOD` seconds is failed by a live worker
+    and its config retried. A PostgreSQL or MySQL server that does not answer fails within
+    10 seconds instead of hanging.
+
     Raises:
         SearchError: the URL cannot be opened; one line with the reason.
     """
@@ -244,6 +264,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             path = Path(url[len("journal:") :])
             if not path.parent.is_dir():
                 raise SearchError(f"storage {url!r}: folder {path.parent} does not exist")
+            if path.is_dir():
+                raise SearchError(f"storage {url!r}: {path} is a folder; give a journal file path")
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
@@ -253,7 +275,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 raise SearchError(f"storage {_redact(url)!r}: folder {Path(db).parent} does not exist")
         if url.startswith("sqlite:"):
             return _fast_sqlite(url)
-        return optuna.storages.RDBStorage(url)
+        engine_kwargs: dict[str, Any] = {}
+        if url.startswith(("postgresql", "mysql")):
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        return _rdb_with_retry(url, engine_kwargs)
     except SearchError:
         raise
     except Exception as exc:  # sqlalchemy and drivers raise many kinds; all mean "cannot open"
@@ -262,6 +287,36 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             f"cannot open storage {_redact(url)!r}: {reason}; give an Optuna storage URL such as "
             "sqlite:///path/study.db or journal:path/study.log"
         ) from None
+
+
+def _rdb(url: str, engine_kwargs: dict[str, Any] | None = None) -> optuna.storages.RDBStorage:
+    """An RDB storage with the heartbeat on (Optuna marks the heartbeat experimental)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=workers.HEARTBEAT_INTERVAL,
+            grace_period=workers.GRACE_PERIOD,
+            heartbeat_stale_trial_callback=workers.on_heartbeat_stale,
+        )
+
+
+def _rdb_with_retry(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """:func:`_rdb`, tried again when it lost a race: workers that start together on an empty
+    database all try to create Optuna's tables, and all but one see "already exists"."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(4):
+        try:
+            return _rdb(url, engine_kwargs)
+        except (IntegrityError, ProgrammingError) as exc:
+            if attempt == 3 or "already exists" not in str(exc):
+                raise
+            time.sleep(0.2 + 0.3 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
@@ -273,7 +328,6 @@ def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
     (at worst the last commits before a power loss are lost, and a resumed run redoes them);
     readers such as optuna-dashboard can read while the search writes.
     """
-    import optuna
     from sqlalchemy import event
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -282,7 +336,7 @@ def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=False)
+    storage = _rdb(url)
     event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # connections opened while creating the schema do not have the pragmas
     return storage
@@ -299,16 +353,13 @@ class _Plan:
     storage_url: str
     study_name: str
     fingerprint: dict[str, Any]
+    latency: Any = None  # a ghostnas.latency.LatencyPredictor when latency is budgeted or optimised
+    latency_path: Path | None = None
 
 
 def _validate(settings: SearchSettings) -> _Plan:
     """Check every input before anything is written; raise one-line errors."""
     budget = settings.budget
-    if budget.metric == "latency_ms":
-        raise SearchError(
-            f"latency budget {budget.describe()}: latency budgets need the latency table, which this "
-            "version does not have yet; use a MACs (150MFLOPs) or params (5Mparams) budget"
-        )
     if isinstance(settings.trials, bool) or not isinstance(settings.trials, int) or settings.trials < 1:
         raise SearchError(f"trials = {settings.trials!r}: must be an integer of at least 1")
     if settings.timeout is not None and (not math.isfinite(settings.timeout) or settings.timeout <= 0):
@@ -329,10 +380,13 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(
             f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators())}"
         )
+    latency, latency_path = None, None
+    if budget.metric == "latency_ms" or any(o.name == "latency_ms" for o in objectives):
+        latency, latency_path = _open_latency(settings.latency_table)
     space = load_space(settings.space)
     lo = space.cost_range()
     smallest = lo.min_macs if budget.metric == "macs" else lo.min_params
-    if smallest > budget.limit:
+    if budget.metric != "latency_ms" and smallest > budget.limit:
         unit = "MACs" if budget.metric == "macs" else "params"
         raise SearchError(
             f"budget {budget.describe()} is below the smallest config of space {space.name} "
@@ -353,7 +407,34 @@ def _validate(settings: SearchSettings) -> _Plan:
         "epochs": settings.epochs,
         "data": settings.data,
     }
-    return _Plan(settings, space, objectives, out_dir, storage_url, study_name, fingerprint)
+    if latency is not None:
+        fingerprint["latency_device"] = latency.table.device
+    return _Plan(
+        settings, space, objectives, out_dir, storage_url, study_name, fingerprint, latency, latency_path
+    )
+
+
+def _open_latency(table: str | None) -> tuple[Any, Path]:
+    """This CPU's latency predictor (1 thread, 224x224, batch 1), or a one-line error telling
+    the user to run ``ghostnas latency build-table``."""
+    from ghostnas.latency import NetworkSpec, open_predictor
+
+    return open_predictor(
+        "cpu", table=table, spec=NetworkSpec(input_size=BUDGET_INPUT_SIZE, num_classes=BUDGET_NUM_CLASSES)
+    )
+
+
+def _costs(plan: _Plan, cfg: GhostNetConfig) -> dict[str, float]:
+    """Every cost of a candidate; with a latency predictor, newly timed blocks are saved."""
+    if plan.latency is None:
+        return candidate_costs(cfg)
+    before = len(plan.latency.table.entries)
+    costs = candidate_costs(cfg, latency=plan.latency.predict)
+    if len(plan.latency.table.entries) != before and plan.latency_path is not None:
+        from ghostnas.latency import save_table
+
+        save_table(plan.latency.table, plan.latency_path)
+    return costs
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +459,7 @@ def _make_objective(
     evaluator: Evaluator,
     clock: _Clock,
     reference: GhostNetConfig | None,
+    me: workers.WorkerId,
 ) -> Callable[[optuna.Trial], Any]:
     import optuna
 
@@ -386,9 +468,10 @@ def _make_objective(
 
     def objective(trial: optuna.Trial) -> Any:
         clock.objective_calls += 1
+        trial.set_user_attr("worker", me.as_dict())
         cfg = plan.space.suggest(trial)
         t0 = time.perf_counter()
-        costs = candidate_costs(cfg)
+        costs = _costs(plan, cfg)
         clock.cost_model += time.perf_counter() - t0
         for key, value in costs.items():
             trial.set_user_attr(key, value)
@@ -403,6 +486,11 @@ def _make_objective(
             trial.set_user_attr("outcome", "over_budget")
             trial.set_user_attr("reason", reason)
             raise optuna.TrialPruned(reason)
+        trial.set_user_attr("outcome", "evaluating")
+        if not workers.claim_slot(trial.study, trial._trial_id, plan.settings.trials, me):
+            trial.set_user_attr("outcome", "surplus")
+            trial.set_user_attr("reason", "not counted: the study's other trials fill --trials")
+            raise optuna.TrialPruned("surplus")
 
         def report(step: int, value: float) -> None:
             trial.report(value, step)
@@ -414,6 +502,7 @@ def _make_objective(
         t0 = time.perf_counter()
         try:
             result = evaluator.evaluate(cfg, report=report if single else None)
+            score = float(result.score)
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
@@ -422,13 +511,12 @@ def _make_objective(
             raise
         except EvaluationFailed as exc:
             _record_failure(trial, str(exc) or "evaluation failed")
-        except Exception as exc:  # OOM, NaN, bugs in a plug-in: a failed trial, not a dead search
+        except Exception as exc:  # MemoryError, CUDA OOM, NaN checks, plug-in bugs: a failed trial
             _record_failure(trial, f"{type(exc).__name__}: {exc}")
         finally:
             elapsed = time.perf_counter() - t0
             clock.evaluation += elapsed
             trial.set_user_attr("seconds", round(elapsed, 4))
-        score = float(result.score)
         if not math.isfinite(score):
             _record_failure(trial, f"evaluator returned a non-finite score {score!r}")
         trial.set_user_attr("outcome", "ok")
@@ -461,15 +549,6 @@ def _fmt(value: float, metric: str) -> str:
 # the run
 
 
-def _is_evaluated(t: optuna.trial.FrozenTrial) -> bool:
-    """A trial that reached the evaluator (not rejected by the budget, not still running)."""
-    from optuna.trial import TrialState
-
-    if t.state not in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED):
-        return False
-    return t.user_attrs.get("outcome") not in ("over_budget", "interrupted") and "cfg" in t.user_attrs
-
-
 def _reference_params(plan: _Plan) -> tuple[GhostNetConfig | None, dict[str, Any] | None]:
     """The reference network at the widest grid width that fits the budget."""
     space, budget = plan.space, plan.settings.budget
@@ -477,27 +556,10 @@ def _reference_params(plan: _Plan) -> tuple[GhostNetConfig | None, dict[str, Any
         return None, None
     for width in reversed(space.width.values()):
         cfg = space.reference.with_width(width)
-        if budget.fits(candidate_costs(cfg)):
+        if budget.fits(_costs(plan, cfg)):
             return cfg, space.config_to_params(cfg)
     logger.warning("no width of the reference network fits %s; starting without it", budget.describe())
     return None, None
-
-
-def _fail_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
-    """Mark trials left RUNNING by a killed run as FAIL.
-
-    Only for the run's own SQLite file, which one process writes at a time; in a shared storage
-    a RUNNING trial may belong to a live worker (use Optuna's heartbeat there).
-    """
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        trial_id = t._trial_id  # FrozenTrial exposes the storage id only under this name
-        storage.set_trial_user_attr(trial_id, "outcome", "failed")
-        storage.set_trial_user_attr(trial_id, "reason", "interrupted: the run was killed")
-        storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    return len(stale)
 
 
 def run_search(
@@ -546,162 +608,213 @@ def run_search(
     # other settings stops the run with nothing written.
     directions = [o.direction for o in plan.objectives]
     storage = None
-    fresh_default = settings.storage is None and not (plan.out_dir / "study.db").exists()
-    if not fresh_default:
-        storage = open_storage(plan.storage_url)
-    existing = _load_existing(storage, plan, directions) if storage is not None else []
+    try:
+        fresh_default = settings.storage is None and not (plan.out_dir / "study.db").exists()
+        if not fresh_default:
+            storage = open_storage(plan.storage_url)
+        existing = _load_existing(storage, plan, directions) if storage is not None else []
 
-    # Inputs are valid: from here on the run folder may be created.
-    started = _dt.datetime.now(_dt.timezone.utc)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    if storage is None:
-        storage = open_storage(plan.storage_url)
-    evaluated_before = sum(_is_evaluated(t) for t in existing)
-    n_objectives = len(plan.objectives)
-    if sampler is None:
-        # Re-seed by history length so a resumed run does not replay the first run's draws.
-        sampler = make_sampler(
-            settings.sampler, settings.seed + 7919 * len(existing), settings.trials, n_objectives
+        # Inputs are valid: from here on the run folder may be created.
+        started = _dt.datetime.now(_dt.timezone.utc)
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+        if storage is None:
+            storage = open_storage(plan.storage_url)
+        n_objectives = len(plan.objectives)
+        if sampler is None:
+            # Re-seed by history length so a resumed run does not replay the first run's draws.
+            sampler = make_sampler(
+                settings.sampler, settings.seed + 7919 * len(existing), settings.trials, n_objectives
+            )
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if n_objectives == 1 else None
         )
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if n_objectives == 1 else None
-    study = optuna.create_study(
-        study_name=plan.study_name,
-        storage=storage,
-        directions=directions,
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
-    reference, ref_params = _reference_params(plan) if settings.reference else (None, None)
-    if ref_params is not None and not existing:
-        study.enqueue_trial(ref_params, user_attrs={"reference": True})
-    if not existing:
-        study.set_user_attr("ghostnas", plan.fingerprint)
+        study = optuna.create_study(
+            study_name=plan.study_name,
+            storage=storage,
+            directions=directions,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+        me = workers.WorkerId.current()
+        workers.sweep_stale(study, storage, me)
+        reference, ref_params = _reference_params(plan) if settings.reference else (None, None)
+        if ref_params is not None and not existing:
+            # skip_if_exists: workers that start together on a new study enqueue it once between them
+            study.enqueue_trial(ref_params, user_attrs={"reference": True}, skip_if_exists=True)
+        if "ghostnas" not in study.user_attrs:
+            study.set_user_attr("ghostnas", plan.fingerprint)
+        existing = study.get_trials(deepcopy=False)
+        evaluated_before = workers.count_evaluated(existing)
 
-    remaining = settings.trials - evaluated_before
-    clock = _Clock()
-    state = {"evaluated": evaluated_before, "proposals": 0, "over": 0}
-    max_proposals = MAX_PROPOSALS_PER_TRIAL * max(remaining, 1)
-    tracker = results.FrontTracker(plan.objectives)
-    for t in existing:
-        tracker.add(t)
+        remaining = settings.trials - evaluated_before
+        clock = _Clock()
+        state = {"evaluated": evaluated_before, "proposals": 0, "over": 0}
+        max_proposals = MAX_PROPOSALS_PER_TRIAL * max(remaining, 1)
+        tracker = results.FrontTracker(plan.objectives)
+        for t in existing:
+            tracker.add(t)
 
-    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state["proposals"] += 1
-        if _is_evaluated(trial):
-            state["evaluated"] += 1
-        else:
-            state["over"] += 1
-        tracker.add(trial)
-        if progress is not None:
-            progress(
-                Progress(
-                    evaluated=state["evaluated"],
-                    target=settings.trials,
-                    proposals=state["proposals"],
-                    over_budget=state["over"],
-                    best_accuracy=tracker.best_accuracy,
-                    pareto_size=tracker.pareto_size,
-                    last_state=trial.user_attrs.get("outcome", trial.state.name.lower()),
+        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            state["proposals"] += 1
+            if trial.user_attrs.get("outcome") == "over_budget":
+                state["over"] += 1
+            tracker.add(trial)
+            if trial.user_attrs.get("outcome") == "surplus":
+                deadline = None if settings.timeout is None else t_start + settings.timeout
+                _wait_for_others(study, storage, me, settings.trials, deadline)
+            state["evaluated"] = workers.count_evaluated(study.get_trials(deepcopy=False))
+            if progress is not None:
+                progress(
+                    Progress(
+                        evaluated=state["evaluated"],
+                        target=settings.trials,
+                        proposals=state["proposals"],
+                        over_budget=state["over"],
+                        best_accuracy=tracker.best_accuracy,
+                        pareto_size=tracker.pareto_size,
+                        last_state=trial.user_attrs.get("outcome", trial.state.name.lower()),
+                    )
                 )
+            if state["evaluated"] >= settings.trials:
+                study.stop()
+            elif state["proposals"] >= max_proposals:
+                logger.warning(
+                    "stopping after %d proposals, %d of them over budget: the budget may be too tight for the space",
+                    state["proposals"],
+                    state["over"],
+                )
+                study.stop()
+
+        objective = _make_objective(plan, evaluator, clock, reference, me)
+        t_start = time.perf_counter()
+        interrupted = False
+        if remaining > 0:
+            logger.info(
+                "study %s: %d evaluated trial(s) so far, running %d more",
+                plan.study_name,
+                evaluated_before,
+                remaining,
             )
-        if state["evaluated"] >= settings.trials:
-            study.stop()
-        elif state["proposals"] >= max_proposals:
+            try:
+                study.optimize(
+                    objective,
+                    timeout=settings.timeout,
+                    catch=(_CandidateFailed,),
+                    callbacks=[after_trial],
+                    gc_after_trial=False,
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+        else:
+            logger.info(
+                "study %s already has %d evaluated trial(s); writing outputs only",
+                plan.study_name,
+                evaluated_before,
+            )
+        loop_seconds = time.perf_counter() - t_start
+
+        t_out = time.perf_counter()
+        trials = study.get_trials(deepcopy=False)
+        ended = _dt.datetime.now(_dt.timezone.utc)
+        timing = {
+            "loop_seconds": round(loop_seconds, 3),
+            "evaluation_seconds": round(clock.evaluation, 3),
+            "cost_model_seconds": round(clock.cost_model, 4),
+            "optuna_seconds": round(max(loop_seconds - clock.evaluation - clock.cost_model, 0.0), 3),
+            "optuna_share": round((loop_seconds - clock.evaluation - clock.cost_model) / loop_seconds, 4)
+            if loop_seconds > 0
+            else None,
+            "proposals_this_run": state["proposals"],
+        }
+        run_info = results.run_record(
+            settings=settings,
+            plan_fields={
+                "space": plan.space.name,
+                "space_source": plan.space.source,
+                "space_sha256": space_digest(plan.space),
+                "study": plan.study_name,
+                "storage": _redact(plan.storage_url),
+                "out": str(plan.out_dir),
+                "sampler": settings.sampler if isinstance(settings.sampler, str) else type(sampler).__name__,
+                "sampler_class": type(sampler).__name__,
+                "objectives": [o.name for o in plan.objectives],
+                "evaluator_class": type(evaluator).__name__,
+            },
+            trials=trials,
+            started=started,
+            ended=ended,
+            timing=timing,
+            interrupted=interrupted,
+        )
+        outputs = results.write_outputs(
+            plan.out_dir, trials, plan.space, plan.settings.budget, plan.objectives, run_info
+        )
+        run_info["timing"]["outputs_seconds"] = round(time.perf_counter() - t_out, 3)
+        results.write_run_json(plan.out_dir, run_info)
+        evaluated = workers.count_evaluated(trials)
+        result = SearchResult(
+            out_dir=plan.out_dir,
+            study_name=plan.study_name,
+            storage_url=_redact(plan.storage_url),
+            evaluated=evaluated,
+            evaluated_this_run=evaluated - evaluated_before,
+            best=outputs["best"],
+            pareto=outputs["pareto"],
+            run_info=run_info,
+            files=outputs["files"],
+        )
+        if interrupted:
+            raise KeyboardInterrupt
+        if outputs["best"] is None:
+            counts = run_info["counts"]
+            raise NoResultError(
+                f"no candidate was evaluated successfully ({counts['failed']} failed, "
+                f"{counts['over_budget']} over budget); see the reasons in {plan.out_dir / 'trials.csv'}"
+            )
+        return result
+    finally:
+        close_storage(storage)
+
+
+def close_storage(storage: optuna.storages.BaseStorage | None) -> None:
+    """Release an RDB storage's connections (SQLite then folds its WAL back into the database
+    file, so the study is one self-contained file again)."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _wait_for_others(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    me: workers.WorkerId,
+    target: int,
+    deadline: float | None,
+) -> None:
+    """After a surplus trial: wait while other workers' trials fill the remaining slots, so that
+    a slot freed by a dying worker is taken by this one (its config retried) rather than lost.
+    Stops at ``deadline`` (``--timeout``); Ctrl-C stops it safely too."""
+    from optuna.storages import fail_stale_trials
+
+    told = False
+    while deadline is None or time.perf_counter() < deadline:
+        trials = study.get_trials(deepcopy=False)
+        running = workers.in_flight(trials)
+        if workers.count_evaluated(trials) >= target or running == 0:
+            return
+        if not told:
             logger.warning(
-                "stopping after %d proposals, %d of them over budget: the budget may be too tight for the space",
-                state["proposals"],
-                state["over"],
+                "the last %d slot(s) are taken by trials running in other workers; waiting for them "
+                "(their configs are retried here if their workers die); Ctrl-C stops, rerun resumes",
+                running,
             )
-            study.stop()
-
-    objective = _make_objective(plan, evaluator, clock, reference)
-    t_start = time.perf_counter()
-    interrupted = False
-    if remaining > 0:
-        logger.info(
-            "study %s: %d evaluated trial(s) so far, running %d more",
-            plan.study_name,
-            evaluated_before,
-            remaining,
-        )
-        try:
-            study.optimize(
-                objective,
-                timeout=settings.timeout,
-                catch=(_CandidateFailed,),
-                callbacks=[after_trial],
-                gc_after_trial=False,
-            )
-        except KeyboardInterrupt:
-            interrupted = True
-    else:
-        logger.info(
-            "study %s already has %d evaluated trial(s); writing outputs only",
-            plan.study_name,
-            evaluated_before,
-        )
-    loop_seconds = time.perf_counter() - t_start
-
-    t_out = time.perf_counter()
-    trials = study.get_trials(deepcopy=False)
-    ended = _dt.datetime.now(_dt.timezone.utc)
-    timing = {
-        "loop_seconds": round(loop_seconds, 3),
-        "evaluation_seconds": round(clock.evaluation, 3),
-        "cost_model_seconds": round(clock.cost_model, 4),
-        "optuna_seconds": round(max(loop_seconds - clock.evaluation - clock.cost_model, 0.0), 3),
-        "optuna_share": round((loop_seconds - clock.evaluation - clock.cost_model) / loop_seconds, 4)
-        if loop_seconds > 0
-        else None,
-        "proposals_this_run": state["proposals"],
-    }
-    run_info = results.run_record(
-        settings=settings,
-        plan_fields={
-            "space": plan.space.name,
-            "space_source": plan.space.source,
-            "space_sha256": space_digest(plan.space),
-            "study": plan.study_name,
-            "storage": _redact(plan.storage_url),
-            "out": str(plan.out_dir),
-            "sampler": settings.sampler if isinstance(settings.sampler, str) else type(sampler).__name__,
-            "sampler_class": type(sampler).__name__,
-            "objectives": [o.name for o in plan.objectives],
-            "evaluator_class": type(evaluator).__name__,
-        },
-        trials=trials,
-        started=started,
-        ended=ended,
-        timing=timing,
-        interrupted=interrupted,
-    )
-    outputs = results.write_outputs(
-        plan.out_dir, trials, plan.space, plan.settings.budget, plan.objectives, run_info
-    )
-    run_info["timing"]["outputs_seconds"] = round(time.perf_counter() - t_out, 3)
-    results.write_run_json(plan.out_dir, run_info)
-    evaluated = sum(_is_evaluated(t) for t in trials)
-    result = SearchResult(
-        out_dir=plan.out_dir,
-        study_name=plan.study_name,
-        storage_url=_redact(plan.storage_url),
-        evaluated=evaluated,
-        evaluated_this_run=evaluated - evaluated_before,
-        best=outputs["best"],
-        pareto=outputs["pareto"],
-        run_info=run_info,
-        files=outputs["files"],
-    )
-    if interrupted:
-        raise KeyboardInterrupt
-    if outputs["best"] is None:
-        counts = run_info["counts"]
-        raise NoResultError(
-            f"no candidate was evaluated successfully ({counts['failed']} failed, "
-            f"{counts['over_budget']} over budget); see the reasons in {plan.out_dir / 'trials.csv'}"
-        )
-    return result
+            told = True
+        time.sleep(0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fail_stale_trials(study)  # heartbeat storages; a no-op for the others
+        workers.sweep_stale(study, storage, me)
 
 
 def _load_existing(
@@ -721,10 +834,6 @@ def _load_existing(
             f"study {plan.study_name!r} optimises {len(probe.directions)} objective(s), not "
             f"{','.join(o.name for o in plan.objectives)}; use the same --objectives or another --study"
         )
-    if plan.settings.storage is None:
-        stale = _fail_stale(probe, storage)
-        if stale:
-            logger.warning("marked %d trial(s) left running by a killed run as failed", stale)
     return probe.get_trials(deepcopy=False)
 
 

@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ghostnas._io import read_user_text
 from ghostnas._yaml import parse_yaml
 from ghostnas.config import (
     ACTIVATIONS,
@@ -725,18 +726,7 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
         raise SpaceError(
             f"unknown search space {text!r}; choose one of {', '.join(list_spaces())} or give a path to a .yaml file"
         )
-    try:
-        if path.stat().st_size > MAX_SPACE_BYTES:
-            raise SpaceError(f"{path}: over {MAX_SPACE_BYTES} bytes; not a search space")
-        body = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpaceError(f"{path}: no such search-space file") from None
-    except IsADirectoryError:
-        raise SpaceError(f"{path}: is a directory, expected a search-space .yaml file") from None
-    except UnicodeDecodeError:
-        raise SpaceError(f"{path}: not UTF-8 text; expected a search-space .yaml file") from None
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
+    body = read_user_text(path, MAX_SPACE_BYTES, "search-space file", SpaceError)
     return loads_space(body, str(path))
 
 

@@ -59,7 +59,7 @@ def random_config(rng: random.Random, max_chs: int = 64) -> GhostNetConfig:
 def postgres_url() -> Iterator[str]:
     """URL of a real local PostgreSQL server (skipped only where PostgreSQL is not installed and
     this is not CI: in CI, scripts/setup.sh installs it and a missing server is a failure)."""
-    from tests import _postgres
+    from ghostnas.testing import postgres as _postgres
 
     if not _postgres.available():
         if os.environ.get("CI"):

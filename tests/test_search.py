@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -310,16 +311,15 @@ def test_timeout_stops_early_and_a_killed_runs_trial_is_marked_failed(tmp_path):
     slow = FakeEvaluator(sleep=0.3)
     result = run_search(settings(tmp_path, trials=50, timeout=0.5), evaluator=slow)
     assert 1 <= result.evaluated < 50
-    # Simulate a run killed mid-trial: a trial left RUNNING in the run's own SQLite study.
+    # Simulate a run killed mid-trial: a trial left RUNNING by a process that no longer exists
+    # (tests/test_reliability.py does it for real with SIGKILL).
     study = load_study(tmp_path / "run")
-    study.ask()
+    trial = study.ask()
+    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": 2**22 + 17, "started": "1"})
     resumed = run_search(settings(tmp_path, trials=result.evaluated + 1))
-    killed = [
-        t
-        for t in load_study(tmp_path / "run").trials
-        if t.user_attrs.get("reason", "").startswith("interrupted")
-    ]
+    killed = [t for t in load_study(tmp_path / "run").trials if t.user_attrs.get("outcome") == "worker_died"]
     assert len(killed) == 1 and killed[0].state.name == "FAIL"
+    assert "pid 4194321" in killed[0].user_attrs["reason"] and "died" in killed[0].user_attrs["reason"]
     assert resumed.evaluated == result.evaluated + 1
 
 

@@ -1,9 +1,11 @@
-"""Plain-text output helpers for the CLI (library code never prints)."""
+"""Argument types and plain-text output helpers shared by the CLI modules (library code never prints)."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -35,3 +37,29 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> No
     print(line(list(columns)))
     for row in cells:
         print(line(row))
+
+
+def int_at_least(lo: int) -> Callable[[str], int]:
+    """argparse type: an integer ``>= lo``, with a one-line message otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {lo}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ghostnas.cli._format import print_json, print_table
+from ghostnas.cli._format import int_at_least, print_json, print_table
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
-    return value
+_positive = int_at_least(1)
+_non_negative = int_at_least(0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
     p.add_argument("--num-classes", type=_non_negative, default=1000, help="classifier width (default 1000)")
     p.add_argument("--verify", action="store_true", help="also build the model and count with hooks")
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="also predict (lookup table) and measure deploy latency, batch 1 (see `ghostnas latency`)",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="latency device (default cpu)")
+    p.add_argument("--threads", type=_positive, default=None, help="latency CPU threads (default 1)")
+    p.add_argument(
+        "--table", default=None, help="latency table (default: this device's, under $GHOSTNAS_HOME)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON (keys include params and macs)")
     p.set_defaults(func=cmd_profile)
 
@@ -65,6 +58,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from ghostnas.profiling import profile_model
 
     info = profile_model(args.model, args.input_size, args.num_classes, verify=args.verify)
+    if args.latency:
+        from ghostnas.profiling import profile_latency
+
+        info |= profile_latency(
+            args.model, args.input_size, args.num_classes, args.device, args.threads, args.table
+        )
     if args.json:
         print_json(info)
         return 0
@@ -76,5 +75,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )
     if args.verify:
         print(f"hook count  params {info['hook_params']:,}  macs {info['hook_macs']:,}")
+    if args.latency:
+        print(
+            f"latency     {info['latency_ms_predicted']:.2f} ms predicted, {info['latency_ms_measured']:.2f} ms "
+            f"measured (median {info['latency_median_ms']:.2f}, IQR {info['latency_iqr_ms']:.2f}; "
+            f"{args.device}, batch 1)"
+        )
     print(f"convention  {info['macs_convention']}")
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from typing import Any
 
+from ghostnas.cli._format import positive_float
 from ghostnas.cli._models import _positive
 
 _EPILOG = """\
@@ -17,18 +17,11 @@ at 224x224 and 1000 classes (the paper convention) even though the proxy trains 
 
 Outputs in the run folder (--out): trials.csv, pareto.json, best.json (load it with
 ghostnas.create_model), pareto.png, summary.md, run.json, and the study (study.db).
-Running the same command again resumes the study and runs only the missing trials.
+Running the same command again resumes the study and runs only the missing trials, also after a
+crash (kill -9): the trials a dead process was running are marked failed and their configs rerun.
+Several processes (on one machine or many) share one study with the same --storage and --study;
+--trials is then the total for the study (README, "Reliability: resume and many workers").
 """
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
 
 
 def _budget(text: str) -> Any:
@@ -75,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"evaluated candidates wanted in the study; over-budget proposals do not count (default {DEFAULT_TRIALS})",
     )
     p.add_argument(
-        "--timeout", type=_positive_float, default=None, help="stop starting trials after this many seconds"
+        "--timeout", type=positive_float, default=None, help="stop starting trials after this many seconds"
     )
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
     p.add_argument(
@@ -86,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--objectives",
         default="accuracy,macs",
-        help="accuracy,macs (Pareto front, default), accuracy,params, or accuracy (single objective, with pruning)",
+        help="accuracy,macs (Pareto front, default), accuracy,params, accuracy,latency, or accuracy "
+        "(single objective, with pruning)",
     )
     p.add_argument(
         "--evaluator",
@@ -95,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="proxy training budget in epochs (training evaluators)",
     )
@@ -116,6 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Optuna storage URL or journal:PATH (default: SQLite study.db in the run folder)",
     )
     p.add_argument("--study", default=None, help="study name (default: the run folder's name)")
+    p.add_argument(
+        "--latency-table",
+        default=None,
+        help="latency table for a latency budget (20ms) or objective (accuracy,latency); default: "
+        "this CPU's table from `ghostnas latency build-table`",
+    )
     p.add_argument(
         "--no-reference", action="store_true", help="do not evaluate the width-scaled GhostNet first"
     )
@@ -180,6 +180,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         storage=args.storage,
         study=args.study,
         reference=not args.no_reference,
+        latency_table=args.latency_table,
         command=["ghostnas", *args.argv],
     )
     try:

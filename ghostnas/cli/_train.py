@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ghostnas.cli._format import print_json
-from ghostnas.cli._search import _int, _positive_float
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+from ghostnas.cli._format import int_at_least, positive_float, print_json
+from ghostnas.cli._search import _int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="NAME_OR_CFG", help="registered name or config .json")
     p.add_argument("--data", default="fashion-mnist", help="fashion-mnist (default), cifar10 or synthetic")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files")
-    p.add_argument("--epochs", type=_positive_float, default=30.0, help="training epochs (default 30)")
+    p.add_argument("--epochs", type=positive_float, default=30.0, help="training epochs (default 30)")
     p.add_argument(
         "--seed", type=_int, default=0, help="initialisation, batch order, augmentation (default 0)"
     )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument(
         "--train-images",
-        type=_non_negative_int,
+        type=int_at_least(0),
         default=0,
         help="train on this many images of the training split (default 0: all)",
     )

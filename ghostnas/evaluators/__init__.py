@@ -59,9 +59,11 @@ _FACTORIES: dict[str, str] = {
 }
 
 
-# What `ghostnas search` uses when --evaluator is not given. The proxy issue sets this to the
-# evaluator its fidelity benchmark supports; until then only the fake exists.
-DEFAULT_EVALUATOR = "fake"
+# What `ghostnas search` uses when --evaluator is not given: the short-training proxy, the one
+# the fidelity benchmark supports (results/fidelity-cpu-2026-11-23: it ranks configs by a 10x
+# longer training far better than synflow, NASWOT, Zen-score, params or MACs, which are all
+# near zero rank correlation on this space).
+DEFAULT_EVALUATOR = "train"
 
 
 def list_evaluators() -> list[str]:

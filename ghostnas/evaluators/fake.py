@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Callable
 
 from ghostnas.config import GhostNetConfig
 from ghostnas.cost import count_cost
+from ghostnas.errors import GhostnasError
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
 
 __all__ = ["FakeEvaluator"]
@@ -58,6 +60,19 @@ class FakeEvaluator:
         return EvalResult(score=score, metrics={"fake": 1}, seconds=time.perf_counter() - start)
 
 
+# Test-only: seconds the fake sleeps per evaluation when built by name (``--evaluator fake``), so
+# that tests and the crash/resume demo can kill a worker mid-trial. Never read by real evaluators.
+SLEEP_ENV = "GHOSTNAS_FAKE_SLEEP"
+
+
 def from_settings(settings: object) -> FakeEvaluator:
-    """Factory for :func:`ghostnas.evaluators.make_evaluator`; the fake needs no settings."""
-    return FakeEvaluator()
+    """Factory for :func:`ghostnas.evaluators.make_evaluator`; the fake needs no settings (the
+    test-only ``GHOSTNAS_FAKE_SLEEP`` environment variable slows it down)."""
+    text = os.environ.get(SLEEP_ENV, "")
+    try:
+        sleep = float(text) if text else 0.0
+    except ValueError:
+        raise GhostnasError(f"{SLEEP_ENV}={text!r}: must be a number of seconds") from None
+    if not math.isfinite(sleep) or sleep < 0:
+        raise GhostnasError(f"{SLEEP_ENV}={text!r}: must be a non-negative number of seconds")
+    return FakeEvaluator(sleep=sleep)

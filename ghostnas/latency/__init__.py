@@ -1,0 +1,87 @@
+"""Latency: measuring deploy models, a per-block lookup table, and the predictor built on it.
+
+MACs are not speed: depthwise convolutions and the Ghost module's concatenation are memory-bound,
+so GhostNet runs slower on a CPU than its MAC count suggests. This package measures what users
+deploy (eval mode, batch-norm folded, fixed threads, batch 1), stores per-block timings in a JSON
+table keyed by device, and predicts a network's latency as the sum of its blocks plus a fitted
+correction, cheaply enough for the search to use as a budget or an objective.
+
+Measuring needs torch; importing :mod:`ghostnas` does not import this package.
+"""
+
+from __future__ import annotations
+
+from ghostnas.latency._accuracy import accuracy_report, kendall_tau
+from ghostnas.latency._measure import (
+    DEFAULT_THREADS,
+    LatencyError,
+    MeasureSettings,
+    Timing,
+    clock_name,
+    fold_bn,
+    resolve_device,
+    thread_count,
+    time_callable,
+    time_module,
+)
+from ghostnas.latency._parts import NetworkSpec, Part, block_key, deploy_model, network_parts
+from ghostnas.latency._predict import (
+    Fit,
+    LatencyPredictor,
+    MeasureFn,
+    fit_correction,
+    fit_table,
+    measure_network,
+    open_predictor,
+    parse_latency_ms,
+    part_timer,
+)
+from ghostnas.latency._table import (
+    TABLE_FORMAT,
+    LatencyTable,
+    default_table_path,
+    device_fingerprint,
+    fingerprint_hash,
+    load_table,
+    open_table,
+    save_table,
+    table_from_dict,
+)
+
+__all__ = [
+    "DEFAULT_THREADS",
+    "TABLE_FORMAT",
+    "Fit",
+    "LatencyError",
+    "LatencyPredictor",
+    "LatencyTable",
+    "MeasureFn",
+    "MeasureSettings",
+    "NetworkSpec",
+    "Part",
+    "Timing",
+    "accuracy_report",
+    "block_key",
+    "clock_name",
+    "default_table_path",
+    "deploy_model",
+    "device_fingerprint",
+    "fingerprint_hash",
+    "fit_correction",
+    "fit_table",
+    "fold_bn",
+    "kendall_tau",
+    "load_table",
+    "measure_network",
+    "network_parts",
+    "open_predictor",
+    "open_table",
+    "parse_latency_ms",
+    "part_timer",
+    "resolve_device",
+    "save_table",
+    "table_from_dict",
+    "thread_count",
+    "time_callable",
+    "time_module",
+]

@@ -1,0 +1,270 @@
+"""Run ``ghostnas search`` worker processes, kill them, and check the study they leave.
+
+Used by tests/test_reliability.py and scripts/crash_resume.py: a search is started in a
+subprocess with a slowed-down fake evaluator, killed with SIGKILL in the middle of a trial,
+started again with the same command, and the trial set is checked (nothing lost, the killed
+trial failed and its config retried, exactly the requested number evaluated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ghostnas import workers
+from ghostnas.evaluators.fake import SLEEP_ENV
+
+__all__ = [
+    "CrashReport",
+    "check_study",
+    "crash_and_resume",
+    "load_trials",
+    "run_workers",
+    "search_command",
+    "start_worker",
+]
+
+
+def search_command(
+    out: Path,
+    trials: int,
+    *,
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int = 0,
+    budget: str = "10M",
+) -> list[str]:
+    """The ``ghostnas search`` command line of a worker: tiny space, fake evaluator."""
+    cmd = [sys.executable, "-m", "ghostnas", "search", "--space", "tiny", "--budget", budget]
+    cmd += ["--evaluator", "fake", "--sampler", "random", "--seed", str(seed), "--trials", str(trials)]
+    cmd += ["--out", str(out), "--no-progress", "--no-reference"]
+    if storage:
+        cmd += ["--storage", storage]
+    if study:
+        cmd += ["--study", study]
+    return cmd
+
+
+def start_worker(cmd: Sequence[str], sleep: float, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start one worker; its stdout and stderr go to ``log``."""
+    env = {**os.environ, SLEEP_ENV: str(sleep), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with open(log, "wb") as fh:
+        return subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def load_trials(storage_url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    """All trials of the study (empty while it does not exist yet); read-only."""
+    if storage_url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = storage_url[len("journal:") :]
+        if not Path(path).exists():
+            return []
+        storage: Any = optuna.storages.JournalStorage(JournalFileBackend(path))
+    else:
+        if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///") :]).exists():
+            return []
+        storage = optuna.storages.RDBStorage(storage_url)
+    try:
+        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    except KeyError:
+        return []
+    finally:
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.engine.dispose()
+
+
+def _wait(
+    until: Callable[[list[optuna.trial.FrozenTrial]], bool],
+    storage_url: str,
+    study: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes],
+) -> list[optuna.trial.FrozenTrial]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            trials = load_trials(storage_url, study)
+        except Exception:  # the worker is creating the schema: try again
+            trials = []
+        if until(trials):
+            return trials
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited ({proc.returncode}) before the moment to kill it")
+        time.sleep(0.05)
+    raise TimeoutError(f"the worker did not reach the moment to kill it in {timeout:.0f} s")
+
+
+def _mid_trial(trials: list[optuna.trial.FrozenTrial]) -> bool:
+    ok = sum(t.user_attrs.get("outcome") == "ok" for t in trials)
+    running = any(t.state.name == "RUNNING" and t.user_attrs.get("outcome") == "evaluating" for t in trials)
+    return ok >= 2 and running
+
+
+def check_study(trials: list[optuna.trial.FrozenTrial], target: int) -> list[str]:
+    """Problems with a finished study's trial set (empty when it is right)."""
+    problems = []
+    numbers = [t.number for t in trials]
+    if len(set(numbers)) != len(numbers):
+        problems.append(f"duplicate trial numbers: {sorted(numbers)}")
+    evaluated = workers.count_evaluated(trials)
+    if evaluated != target:
+        problems.append(f"{evaluated} evaluated trials, wanted exactly {target}")
+    running = [t.number for t in trials if t.state.name == "RUNNING"]
+    if running:
+        problems.append(f"trials still RUNNING: {running}")
+    return problems
+
+
+@dataclass
+class CrashReport:
+    """What :func:`crash_and_resume` saw. ``problems`` is empty when every check passed."""
+
+    target: int
+    killed_pid: int
+    completed_before: dict[int, float]
+    stale_number: int | None
+    stale_reason: str
+    retry_number: int | None
+    retry_outcome: str | None
+    evaluated: int
+    trials: int
+    resume_status: int
+    outputs: list[str]
+    checks: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def crash_and_resume(
+    workdir: Path, trials: int = 8, sleep: float = 0.6, timeout: float = 60.0, journal: bool = False
+) -> CrashReport:
+    """Start a search, SIGKILL it mid-trial, run the same command again, and check the study.
+
+    Args:
+        workdir: Empty folder for the run folder and the worker logs.
+        trials: ``--trials`` of the search.
+        sleep: Seconds the fake evaluator takes per trial (so there is a trial to kill).
+        timeout: Seconds to wait for each phase.
+        journal: Keep the study in a journal file (``--storage journal:...``, no heartbeat)
+            instead of the run folder's SQLite file.
+    """
+    out = workdir / "run"
+    if journal:
+        url, study = f"journal:{workdir / 'study.log'}", "crash"
+        cmd = search_command(out, trials, storage=url, study=study)
+    else:
+        url, study = f"sqlite:///{out / 'study.db'}", out.name
+        cmd = search_command(out, trials)
+    first = start_worker(cmd, sleep, workdir, workdir / "first.log")
+    try:
+        before = _wait(_mid_trial, url, study, timeout, first)
+    finally:
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    completed = {t.number: t.values[0] for t in before if t.state.name == "COMPLETE"}
+    mid = [t for t in before if t.state.name == "RUNNING" and t.user_attrs.get("outcome") == "evaluating"]
+
+    second = start_worker(cmd, sleep, workdir, workdir / "resume.log")
+    status = second.wait(timeout=timeout)
+    after = load_trials(url, study)
+    by_number = {t.number: t for t in after}
+    checks, problems = [], []
+
+    def check(ok: bool, text: str) -> None:
+        (checks if ok else problems).append(text)
+
+    check(status == 0, f"the resumed run exited with status {status}")
+    kept = all(
+        n in by_number and by_number[n].state.name == "COMPLETE" and by_number[n].values[0] == v
+        for n, v in completed.items()
+    )
+    check(kept, f"the {len(completed)} trials completed before the kill are kept unchanged")
+    stale = by_number.get(mid[0].number) if mid else None
+    stale_reason = stale.user_attrs.get("reason", "") if stale else ""
+    check(
+        stale is not None
+        and stale.state.name == "FAIL"
+        and stale.user_attrs.get("outcome") == "worker_died"
+        and "died" in stale_reason,
+        f"the trial running at the kill (#{mid[0].number if mid else '?'}) is FAIL, worker_died",
+    )
+    retry = next((t for t in after if stale and t.user_attrs.get("retry_of") == stale.number), None)
+    check(
+        retry is not None and stale is not None and retry.params == stale.params,
+        "its config was evaluated again in a new trial with the same parameters",
+    )
+    retries = [t for t in after if stale and t.user_attrs.get("retry_of") == stale.number]
+    check(len(retries) == 1, f"the config was retried once ({len(retries)} retries)")
+    for problem in check_study(after, trials):
+        problems.append(problem)
+    if not check_study(after, trials):
+        checks.append(f"exactly {trials} trials evaluated, distinct numbers, none left running")
+    outputs = []
+    for name in ("pareto.json", "best.json", "run.json"):
+        try:
+            json.loads((out / name).read_text())
+            outputs.append(name)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{name} is not valid JSON: {exc}")
+    if len(outputs) == 3:
+        checks.append("pareto.json, best.json and run.json are valid JSON")
+    return CrashReport(
+        target=trials,
+        killed_pid=first.pid,
+        completed_before=completed,
+        stale_number=stale.number if stale else None,
+        stale_reason=stale_reason,
+        retry_number=retry.number if retry else None,
+        retry_outcome=retry.user_attrs.get("outcome") if retry else None,
+        evaluated=workers.count_evaluated(after),
+        trials=len(after),
+        resume_status=status,
+        outputs=outputs,
+        checks=checks,
+        problems=problems,
+    )
+
+
+def run_workers(
+    workdir: Path,
+    storage_url: str,
+    study: str,
+    n_workers: int,
+    trials: int,
+    sleep: float = 0.0,
+    timeout: float = 120.0,
+    budget: str = "10M",
+) -> list[int]:
+    """Run ``n_workers`` searches on one study at once (each with its own run folder); return
+    their exit statuses. Logs are in ``workdir/worker-<i>.log``."""
+    procs = [
+        start_worker(
+            search_command(
+                workdir / f"out-{i}", trials, storage=storage_url, study=study, seed=i, budget=budget
+            ),
+            sleep,
+            workdir,
+            workdir / f"worker-{i}.log",
+        )
+        for i in range(n_workers)
+    ]
+    deadline = time.monotonic() + timeout
+    statuses = []
+    for proc in procs:
+        try:
+            statuses.append(proc.wait(timeout=max(deadline - time.monotonic(), 0.1)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            statuses.append(proc.wait())
+    return statuses
