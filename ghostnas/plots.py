@@ -1,24 +1,50 @@
-"""The Pareto plot, as "extract, then render".
+"""The run's figures, as "extract, then render".
 
-:func:`pareto_plot_data` turns trial records into a plain, tested record of what the figure shows
-(every scored trial, the front, the budget line, rejected proposals, the GhostNet reference
-networks' costs); :func:`render_pareto` draws that record with matplotlib and knows nothing about
-studies or trials.
+Each figure has a function that turns trial records into a plain, tested record of what the
+figure shows, and a function that draws that record with matplotlib and knows nothing about
+studies or trials:
+
+- :func:`pareto_plot_data` / :func:`render_pareto`: accuracy against cost (MACs, params, or
+  latency when the search predicted it): every scored trial faint, the front highlighted and
+  labelled by trial, the budget line, rejected proposals, the GhostNet reference networks.
+- :func:`hypervolume_history` / :func:`render_hypervolume`: how the front improved, trial by
+  trial.
+
+:func:`write_plots` draws all that apply into a run folder; the search calls it at its end and
+``ghostnas plot RUN_DIR`` calls it on any finished run.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ghostnas.budget import Budget
-from ghostnas.results import pareto_front
+from ghostnas.results import hypervolume_2d, pareto_front, scored_in_budget
 
-__all__ = ["ParetoPlotData", "pareto_plot_data", "reference_costs", "render_pareto"]
+__all__ = [
+    "HypervolumeHistory",
+    "ParetoPlotData",
+    "hypervolume_history",
+    "pareto_plot_data",
+    "plot_run",
+    "reference_costs",
+    "render_hypervolume",
+    "render_pareto",
+    "write_plots",
+]
 
 REFERENCE_MODELS = ("ghostnet_050", "ghostnet_100", "ghostnet_130")
+
+# x-axis scale and label per cost metric
+_AXES = {
+    "macs": (1e6, "MACs at 224x224, 1000 classes (millions; conv+linear, the paper's FLOPs)"),
+    "params": (1e6, "params at 1000 classes (millions)"),
+    "latency_ms": (1.0, "predicted latency (ms, batch 1, 224x224)"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +59,8 @@ class ParetoPlotData:
         rejected: Costs of proposals rejected as over budget (never trained, no accuracy).
         failed: Number of failed trials (no accuracy).
         budget: The budget line on the x axis, when it limits ``cost_key``.
-        references: ``name -> cost`` of the GhostNet table networks (paper convention).
+        references: ``name -> cost`` of the GhostNet table networks (paper convention); empty
+            for latency (the figure does not time networks).
     """
 
     cost_key: str
@@ -46,8 +73,27 @@ class ParetoPlotData:
     references: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HypervolumeHistory:
+    """The front's hypervolume after each trial, in trial order.
+
+    Attributes:
+        trials: Trial numbers, every trial of the run in order.
+        values: Hypervolume of the front of scored, in-budget trials up to and including each
+            trial (see :func:`ghostnas.results.hypervolume_2d`): non-decreasing by construction.
+        cost_key: The front's cost axis.
+        reference_cost: The cost coordinate of the reference point (the budget when it limits
+            ``cost_key``; otherwise the largest scored cost).
+    """
+
+    trials: list[int]
+    values: list[float]
+    cost_key: str
+    reference_cost: float
+
+
 def reference_costs(cost_key: str) -> dict[str, float]:
-    """Cost of ghostnet_050/100/130 at 224x224, 1000 classes."""
+    """Cost of ghostnet_050/100/130 at 224x224, 1000 classes (empty for latency)."""
     from ghostnas.cost import count_cost
     from ghostnas.registry import resolve_config
 
@@ -60,11 +106,16 @@ def reference_costs(cost_key: str) -> dict[str, float]:
     return out
 
 
+def _scored_in_budget(
+    records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str
+) -> list[Mapping[str, Any]]:
+    return [r for r in scored_in_budget(records, budget) if r.get(cost_key) is not None]
+
+
 def pareto_plot_data(records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str) -> ParetoPlotData:
     """Extract the figure's data from trial records (see :func:`ghostnas.results.trial_records`)."""
     scored = [r for r in records if r["outcome"] == "ok" and r.get(cost_key) is not None]
-    in_budget = [r for r in scored if r[budget.metric] <= budget.limit]
-    front = pareto_front(in_budget, cost_key)
+    front = pareto_front(_scored_in_budget(records, budget, cost_key), cost_key)
     ref = next((r for r in scored if r["reference"]), None)
     return ParetoPlotData(
         cost_key=cost_key,
@@ -84,47 +135,85 @@ def pareto_plot_data(records: Sequence[Mapping[str, Any]], budget: Budget, cost_
     )
 
 
-def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> None:
-    """Draw ``data`` to a PNG file (matplotlib, Agg backend; written atomically)."""
-    import io
+def hypervolume_history(
+    records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str
+) -> HypervolumeHistory:
+    """The hypervolume of the front after each trial (extract step of the history figure).
 
+    The reference point is (cost = budget, accuracy = 0) when the budget limits ``cost_key``,
+    the same as ``summary.md``'s figure, so the last value equals the run's hypervolume. Otherwise
+    it is the largest cost of any scored in-budget trial, so values compare only within the run.
+    """
+    ordered = sorted(records, key=lambda r: r["number"])
+    eligible = _scored_in_budget(ordered, budget, cost_key)
+    if budget.metric == cost_key:
+        ref = float(budget.limit)
+    else:
+        ref = max((float(r[cost_key]) for r in eligible), default=1.0)
+    eligible_ids = {r["number"] for r in eligible}
+    seen: list[Mapping[str, Any]] = []
+    trials, values = [], []
+    value = 0.0
+    for r in ordered:
+        if r["number"] in eligible_ids:
+            seen.append(r)
+            value = hypervolume_2d(pareto_front(seen, cost_key), cost_key, ref) if ref > 0 else 0.0
+        trials.append(int(r["number"]))
+        values.append(value)
+    return HypervolumeHistory(trials=trials, values=values, cost_key=cost_key, reference_cost=ref)
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+
+
+def _figure() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    return Figure(figsize=(7.5, 5), dpi=120)
+
+
+def _save(fig: Any, path: str | Path) -> None:
     from ghostnas._io import atomic_write_bytes
 
-    scale, unit = {"macs": (1e6, "M MACs"), "latency_ms": (1.0, " ms predicted latency")}.get(
-        data.cost_key, (1e6, "M params")
-    )
-    fig = Figure(figsize=(7.5, 5), dpi=120)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> None:
+    """Draw ``data`` to a PNG file (matplotlib, Agg backend; written atomically)."""
+    scale, xlabel = _AXES.get(data.cost_key, (1.0, data.cost_key))
+    fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     if data.points:
         ax.scatter(
             [p[0] / scale for p in data.points],
             [p[1] for p in data.points],
-            s=18,
-            color="0.6",
+            s=16,
+            color="0.55",
+            alpha=0.45,
             label=f"scored trials ({len(data.points)})",
             zorder=2,
         )
     if data.front:
-        ax.step(
-            [p[0] / scale for p in data.front],
-            [p[1] for p in data.front],
-            where="post",
-            color="C0",
-            zorder=3,
-        )
-        ax.scatter(
-            [p[0] / scale for p in data.front],
-            [p[1] for p in data.front],
-            s=36,
-            color="C0",
-            label=f"Pareto front ({len(data.front)})",
-            zorder=4,
-        )
+        xs = [p[0] / scale for p in data.front]
+        ys = [p[1] for p in data.front]
+        ax.step(xs, ys, where="post", color="C0", zorder=3)
+        ax.scatter(xs, ys, s=36, color="C0", label=f"Pareto front ({len(data.front)})", zorder=4)
+        for x, y, n in data.front:
+            ax.annotate(
+                f"#{n}",
+                (x / scale, y),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+                color="C0",
+            )
     if data.reference_trial is not None:
         x, y, n = data.reference_trial
         ax.scatter(
@@ -165,10 +254,7 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
             transform=ax.get_xaxis_transform(),
         )
     ax.set_xlim(left=0)
-    if data.cost_key == "latency_ms":
-        ax.set_xlabel("predicted latency at 224x224, batch 1 (ms; ghostnas latency table)")
-    else:
-        ax.set_xlabel(f"cost at 224x224, 1000 classes ({unit}; conv+linear MACs, the paper's FLOPs)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("proxy accuracy")
     if title:
         suffix = f"; {data.failed} failed" if data.failed else ""
@@ -176,7 +262,77 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
     ax.grid(True, alpha=0.3)
     if data.points or data.rejected or data.budget is not None:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    _save(fig, path)
+
+
+def render_hypervolume(history: HypervolumeHistory, path: str | Path, title: str = "") -> None:
+    """Draw the hypervolume history as a step line over trial numbers."""
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    if history.trials:
+        ax.step(history.trials, history.values, where="post", color="C0")
+        ax.scatter(history.trials[-1:], history.values[-1:], color="C0", zorder=3)
+        ax.annotate(
+            f"{history.values[-1]:.4f}",
+            (history.trials[-1], history.values[-1]),
+            textcoords="offset points",
+            xytext=(-10, 6),
+            fontsize=8,
+            ha="right",
+        )
+    scale, _ = _AXES.get(history.cost_key, (1.0, history.cost_key))
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume of the front (normalised)")
+    ax.set_title(
+        (title + "\n" if title else "")
+        + f"reference point: accuracy 0, {history.cost_key} {history.reference_cost / scale:g}"
+        + ("M" if scale == 1e6 else ""),
+        fontsize=9,
+    )
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
+
+
+def write_plots(
+    out_dir: str | Path,
+    records: Sequence[Mapping[str, Any]],
+    budget: Budget,
+    cost_key: str,
+    title: str = "",
+) -> list[str]:
+    """Write ``pareto.png``, ``hypervolume.png`` and, when the trials carry a predicted latency,
+    ``latency.png`` into ``out_dir``.
+
+    Returns:
+        The file names written.
+    """
+    out_dir = Path(out_dir)
+    render_pareto(pareto_plot_data(records, budget, cost_key), out_dir / "pareto.png", title=title)
+    render_hypervolume(
+        hypervolume_history(records, budget, cost_key), out_dir / "hypervolume.png", title=title
+    )
+    files = ["pareto.png", "hypervolume.png"]
+    if cost_key != "latency_ms" and any(
+        r["outcome"] == "ok" and r.get("latency_ms") is not None for r in records
+    ):
+        render_pareto(pareto_plot_data(records, budget, "latency_ms"), out_dir / "latency.png", title=title)
+        files.append("latency.png")
+    return files
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Draw a finished run's figures from its ``run.json`` and ``trials.csv`` (``ghostnas plot``).
+
+    Returns:
+        The PNG files written (into the run folder).
+
+    Raises:
+        ghostnas.run_folder.RunFolderError: not a readable run folder (nothing is written).
+    """
+    from ghostnas.run_folder import open_run
+
+    run = open_run(run_dir)
+    s = run.settings
+    title = f"{s.get('space', '?')} under {run.budget.describe()}, evaluator {s.get('evaluator', '?')}"
+    names = write_plots(run.path, run.records, run.budget, run.cost_key, title=title)
+    return [run.path / n for n in names]

@@ -2,7 +2,8 @@
 
 Files in the run folder: ``trials.csv`` (every trial), ``pareto.json`` (the front of accuracy
 against cost, under budget, with full configs), ``best.json`` (the best config under budget, a
-config file :func:`ghostnas.create_model` loads), ``pareto.png``, ``summary.md`` and ``run.json``
+config file :func:`ghostnas.create_model` loads), ``pareto.png`` and ``hypervolume.png`` (and
+``latency.png`` when the search predicted latency), ``summary.md`` and ``run.json``
 (command, versions, git commit, machine, times, counts, where the time went).
 
 Configs in ``pareto.json`` and ``best.json`` are rebuilt by replaying each trial's stored
@@ -38,10 +39,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CSV_COLUMNS",
     "FrontTracker",
+    "best_record",
+    "csv_columns",
     "hypervolume_2d",
     "over_budget_fractions",
     "pareto_front",
+    "provenance",
     "run_record",
+    "scored_in_budget",
     "trial_records",
     "write_outputs",
     "write_run_json",
@@ -88,7 +93,7 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
                 "outcome": outcome,
                 "macs": _int_or_none(ua.get("macs")),
                 "params": _int_or_none(ua.get("params")),
-                "latency_ms": ua.get("latency_ms"),
+                "latency_ms": _float_or_none(ua.get("latency_ms")),
                 "accuracy": ua.get("accuracy") if outcome == "ok" else None,
                 "seconds": ua.get("seconds"),
                 "reason": reason,
@@ -103,6 +108,10 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
 
 def _int_or_none(v: Any) -> int | None:
     return None if v is None else int(v)
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def pareto_front(points: Sequence[Mapping[str, Any]], cost_key: str) -> list[dict[str, Any]]:
@@ -133,6 +142,25 @@ def hypervolume_2d(front: Sequence[Mapping[str, Any]], cost_key: str, limit: flo
         nxt = pts[i + 1][0] if i + 1 < len(pts) else limit
         area += max(acc, 0.0) * (nxt - cost)
     return area / limit
+
+
+def scored_in_budget(records: Sequence[Mapping[str, Any]], budget: Budget) -> list[Mapping[str, Any]]:
+    """Records with an accuracy whose cost is within ``budget``: the candidates a front or a
+    best pick may come from."""
+    return [
+        r
+        for r in records
+        if r["outcome"] == "ok" and r.get(budget.metric) is not None and r[budget.metric] <= budget.limit
+    ]
+
+
+def best_record(records: Sequence[Mapping[str, Any]], budget: Budget) -> Mapping[str, Any] | None:
+    """The best trial under budget: highest accuracy, then lowest cost, then earliest."""
+    return max(
+        scored_in_budget(records, budget),
+        key=lambda r: (r["accuracy"], -r[budget.metric], -r["number"]),
+        default=None,
+    )
 
 
 class FrontTracker:
@@ -243,6 +271,18 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def provenance() -> dict[str, Any]:
+    """ghostnas version, git commit, machine and library versions: what any results file records."""
+    from ghostnas import __version__
+
+    return {
+        "ghostnas_version": __version__,
+        "git": _git_commit(),
+        "machine": machine_info(),
+        "versions": {"torch": _version("torch"), "optuna": _version("optuna"), "numpy": _version("numpy")},
+    }
+
+
 def run_record(
     *,
     settings: Any,
@@ -297,15 +337,23 @@ def write_run_json(out_dir: Path, run_info: Mapping[str, Any]) -> None:
 # all outputs
 
 
+def csv_columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The columns of ``trials.csv`` (:data:`CSV_COLUMNS`; ``latency_ms`` is empty without a
+    latency predictor)."""
+    del records
+    return list(CSV_COLUMNS)
+
+
 def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
+    columns = csv_columns(records)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for r in records:
         row = dict(r)
         row["trial_params"] = json.dumps(r["trial_params"], sort_keys=True)
         row["reference"] = int(r["reference"])
-        writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return buf.getvalue()
 
 
@@ -336,7 +384,8 @@ def write_outputs(
     objectives: Sequence[Objective],
     run_info: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Write trials.csv, pareto.json, best.json, pareto.png and summary.md.
+    """Write trials.csv, pareto.json, best.json, the plots (see :func:`ghostnas.plots.write_plots`)
+    and summary.md.
 
     Returns:
         ``{"best": record or None, "pareto": [records], "files": [names]}``.
@@ -345,11 +394,7 @@ def write_outputs(
 
     records = trial_records(trials)
     cost_key = objectives[1].name if len(objectives) > 1 else budget.metric
-    ok = [
-        r
-        for r in records
-        if r["outcome"] == "ok" and r[budget.metric] is not None and r[budget.metric] <= budget.limit
-    ]
+    ok = scored_in_budget(records, budget)
     front = pareto_front(ok, cost_key)
     pareto = []
     for r in front:
@@ -371,7 +416,7 @@ def write_outputs(
     atomic_write_text(out_dir / "trials.csv", _csv_text(records))
     atomic_write_text(out_dir / "pareto.json", json.dumps(pareto, indent=2) + "\n")
 
-    best = max(ok, key=lambda r: (r["accuracy"], -r[budget.metric], -r["number"]), default=None)
+    best = best_record(records, budget)
     if best is not None:
         meta = {
             "source": "ghostnas search",
@@ -389,10 +434,8 @@ def write_outputs(
     elif (out_dir / "best.json").exists():
         (out_dir / "best.json").unlink()
 
-    data = plots.pareto_plot_data(records, budget, cost_key)
     title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
-    plots.render_pareto(data, out_dir / "pareto.png", title=title)
-    files.append("pareto.png")
+    files += plots.write_plots(out_dir, records, budget, cost_key, title=title)
     hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
     atomic_write_text(
         out_dir / "summary.md", _summary(records, front, best, budget, space, cost_key, hv, run_info)
@@ -490,7 +533,8 @@ def _summary(
         f"evaluating, {timing['optuna_seconds']:.2f} s in Optuna (sampler and storage; "
         f"{_pct(share)} of the loop), {timing['proposals_this_run']} proposals.",
         "",
-        "Files: `trials.csv`, `pareto.json`, `best.json`, `pareto.png`, `summary.md`, `run.json`.",
+        "Files: `trials.csv`, `pareto.json`, `best.json`, `pareto.png`, `hypervolume.png` (and "
+        "`latency.png` when latency was predicted), `summary.md`, `run.json`.",
         "",
     ]
     return "\n".join(lines)

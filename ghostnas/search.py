@@ -58,7 +58,7 @@ from ghostnas.evaluators import (
     list_evaluators,
     make_evaluator,
 )
-from ghostnas.space import SearchSpace, load_space
+from ghostnas.space import SearchSpace, load_space, space_digest
 
 if TYPE_CHECKING:
     import optuna
@@ -735,6 +735,7 @@ def run_search(
             plan_fields={
                 "space": plan.space.name,
                 "space_source": plan.space.source,
+                "space_sha256": space_digest(plan.space),
                 "study": plan.study_name,
                 "storage": _redact(plan.storage_url),
                 "out": str(plan.out_dir),

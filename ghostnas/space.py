@@ -19,7 +19,10 @@ is the resulting absolute channel count, as in the paper's table.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import math
 import os
@@ -56,6 +59,7 @@ __all__ = [
     "list_spaces",
     "load_space",
     "loads_space",
+    "space_digest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -724,3 +728,16 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
         )
     body = read_user_text(path, MAX_SPACE_BYTES, "search-space file", SpaceError)
     return loads_space(body, str(path))
+
+
+def space_digest(space: SearchSpace) -> str:
+    """SHA-256 of what the space can build (its fields as canonical JSON, not its file's text).
+
+    Recorded in ``run.json`` and in exported models' provenance: a space edited after a run
+    (another width grid, block choices, reference) gets another digest, while reformatting or
+    commenting its YAML file does not.
+    """
+    data = dataclasses.asdict(space)
+    data.pop("source", None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

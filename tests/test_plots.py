@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ghostnas.budget import parse_budget
-from ghostnas.plots import pareto_plot_data, reference_costs, render_pareto
+from ghostnas.cli import main
+from ghostnas.plots import hypervolume_history, pareto_plot_data, reference_costs, render_pareto, write_plots
 from ghostnas.results import hypervolume_2d, over_budget_fractions, pareto_front
+from tests._runs import make_run
 
 
 def rec(number, outcome, macs, accuracy=None, reference=False):
@@ -79,3 +81,70 @@ def test_render_writes_a_png(tmp_path):
     empty = pareto_plot_data([rec(0, "failed", 1e6)], parse_budget("150MFLOPs"), "macs")
     render_pareto(empty, tmp_path / "empty.png")
     assert (tmp_path / "empty.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------------
+# hypervolume history, latency plot, `ghostnas plot`
+
+
+def test_hypervolume_history_is_monotone_and_ends_at_the_run_value():
+    budget = parse_budget("150MFLOPs")
+    hist = hypervolume_history(RECORDS, budget, "macs")
+    assert hist.trials == [r["number"] for r in RECORDS]
+    assert all(b >= a for a, b in zip(hist.values, hist.values[1:], strict=False))
+    ok = [r for r in RECORDS if r["outcome"] == "ok"]
+    assert hist.values[-1] == pytest.approx(hypervolume_2d(pareto_front(ok, "macs"), "macs", 150e6))
+    # Trial 0 alone: 0.80 over [90M, 150M) of 150M; the rejected trial 1 changes nothing.
+    assert hist.values[0] == pytest.approx(0.80 * 60 / 150) == hist.values[1]
+    # The dominated trial 3 does not move it; trial 2 (cheaper) does.
+    assert hist.values[2] > hist.values[1] and hist.values[3] == hist.values[2]
+    assert hist.reference_cost == 150e6
+
+
+def test_hypervolume_2d_agrees_with_optuna():
+    hv = pytest.importorskip("optuna._hypervolume")
+    import numpy as np
+
+    ok = [r for r in RECORDS if r["outcome"] == "ok"]
+    # Optuna minimises: losses are (-accuracy, macs); reference point (0, budget).
+    losses = np.array([[-r["accuracy"], r["macs"]] for r in ok])
+    expected = hv.compute_hypervolume(losses, np.array([0.0, 150e6])) / 150e6
+    assert hypervolume_2d(pareto_front(ok, "macs"), "macs", 150e6) == pytest.approx(expected)
+
+
+def test_latency_plot_only_when_latency_was_predicted(tmp_path):
+    budget = parse_budget("150MFLOPs")
+    assert write_plots(tmp_path / "a", RECORDS, budget, "macs") == ["pareto.png", "hypervolume.png"]
+    assert not (tmp_path / "a" / "latency.png").exists()
+    with_latency = [dict(r, latency_ms=(r["macs"] or 0) / 1e7) for r in RECORDS]
+    files = write_plots(tmp_path / "b", with_latency, budget, "macs")
+    assert files == ["pareto.png", "hypervolume.png", "latency.png"]
+    data = pareto_plot_data(with_latency, budget, "latency_ms")
+    assert [p[2] for p in data.front] == [2, 0, 8, 6] and data.budget is None and data.references == {}
+    for name in files:
+        assert (tmp_path / "b" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ghostnas_plot_run_dir(tmp_path, capsys):
+    run = make_run(tmp_path / "run", trials=5)
+    for name in ("pareto.png", "hypervolume.png"):
+        assert (run / name).is_file()  # the search draws them at its end
+        (run / name).unlink()
+    assert main(["plot", str(run)]) == 0
+    out = capsys.readouterr().out
+    for name in ("pareto.png", "hypervolume.png"):
+        assert (run / name).read_bytes()[:4] == b"\x89PNG" and name in out
+    assert not (run / "latency.png").exists()
+
+
+@pytest.mark.parametrize("what", ["missing", "not a run folder", "broken run.json"])
+def test_ghostnas_plot_bad_folder(tmp_path, capsys, what):
+    target = tmp_path / "x"
+    if what != "missing":
+        target.mkdir()
+    if what == "broken run.json":
+        (target / "run.json").write_text("{not json")
+    assert main(["plot", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
+    assert not list(tmp_path.rglob("*.png"))

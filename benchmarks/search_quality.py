@@ -1,0 +1,505 @@
+"""Does searching beat picking GhostNet off the shelf? The search-quality benchmark.
+
+One run of this script does, side by side and with the same settings:
+
+1. ``ghostnas search --budget B`` twice at the same seed and trial count: with the default
+   sampler (TPE) and with ``random``. Both use the same proxy evaluator.
+2. Trains the winner of each search (``best.json``: best proxy score under budget) and
+   ``ghostnet_100`` (141M MACs) with one shared training recipe
+   (:func:`ghostnas.full_training.train_model`), at several seeds each, and scores each on the
+   official test set.
+3. Writes ``table.md`` and ``results.json`` (mean and spread of test accuracy, MACs, params, the
+   hypervolume of both fronts), ``search_quality.png`` (both fronts; final test accuracy against
+   MACs), ``command.txt`` and ``run.json`` (exact command, commit, machine, timings) into ``--out``.
+
+The full-scale benchmark is for a CUDA GPU (``--device cuda``, 30+ trials, full training). On the
+2-core CPU machine it runs at a reduced scale that fits about half an hour; the scale is
+recorded next to the results and printed in the table's title. Every unit of work (a search, a
+training run) takes the shared CPU lock (``--lock``) on its own, so other jobs can interleave.
+
+Example (the CPU run kept under results/)::
+
+    .venv/bin/python benchmarks/search_quality.py --out results/search-quality-cpu-2026-11-23 \
+        --trials 16 --proxy-epochs 1 --train-epochs 2 --train-images 10000 --seeds 0 1 2 \
+        --lock /tmp/ghostnas-cpu.lock
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import math
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ghostnas.budget import parse_budget
+from ghostnas.config import config_to_dict
+from ghostnas.cost import count_cost
+from ghostnas.full_training import TrainSettings, train_model
+from ghostnas.registry import resolve_config
+from ghostnas.results import hypervolume_2d, provenance
+from ghostnas.search import SearchSettings, run_search
+
+SAMPLERS = ("tpe", "random")
+BASELINE = "ghostnet_100"
+
+
+@contextlib.contextmanager
+def cpu_lock(path: str | None) -> Iterator[float]:
+    """Hold the shared CPU lock (flock) for one unit of work; yields the seconds spent waiting."""
+    if not path:
+        yield 0.0
+        return
+    t0 = time.perf_counter()
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield time.perf_counter() - t0
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now(timezone.utc).strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _search_from_folder(folder: Path, limit: float) -> dict[str, Any]:
+    """A finished search's summary read back from its run folder (``--summarise-only``)."""
+    from ghostnas.run_folder import open_run
+
+    run = open_run(folder)
+    best_meta = json.loads((folder / "best.json").read_text())["meta"]
+    pareto = json.loads((folder / "pareto.json").read_text())
+    best = run.record(best_meta["trial"])
+    counts = run.info["counts"]
+    return {
+        "run_dir": str(folder),
+        "evaluated": counts["evaluated"],
+        "over_budget": counts["over_budget"],
+        "failed": counts["failed"],
+        "seconds": run.info["timing"]["loop_seconds"],
+        "best_trial": best["number"],
+        "best_is_reference": bool(best["reference"]),
+        "best_proxy": best["accuracy"],
+        "best_macs": best["macs"],
+        "best_params": best["params"],
+        "best_arch": best["config"],
+        "hypervolume": hypervolume_2d(pareto, "macs", limit),
+        "pareto": [
+            {
+                "trial": p["trial"],
+                "macs": p["macs"],
+                "params": p["params"],
+                "accuracy": p["accuracy"],
+            }
+            for p in pareto
+        ],
+    }
+
+
+def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dict[str, Any]:
+    budget = parse_budget(args.budget)
+    found = {}
+    if args.summarise_only:
+        return {s: _search_from_folder(out / f"search-{s}", budget.limit) for s in SAMPLERS}
+    for sampler in SAMPLERS:
+        settings = SearchSettings(
+            budget=budget,
+            space=args.space,
+            trials=args.trials,
+            sampler=sampler,
+            evaluator=args.evaluator,
+            epochs=args.proxy_epochs,
+            data=args.data,
+            data_dir=args.data_dir,
+            seed=args.search_seed,
+            device=args.device,
+            out=str(out / f"search-{sampler}"),
+            command=command,
+        )
+        with cpu_lock(args.lock) as waited:
+            log(f"search {sampler}: {args.trials} trials (waited {waited:.0f} s for the lock)")
+            t0 = time.perf_counter()
+            result = run_search(settings)
+            seconds = time.perf_counter() - t0
+        best = result.best
+        hv = hypervolume_2d(result.pareto, "macs", budget.limit)
+        found[sampler] = {
+            "run_dir": str(result.out_dir),
+            "evaluated": result.evaluated,
+            "over_budget": result.run_info["counts"]["over_budget"],
+            "failed": result.run_info["counts"]["failed"],
+            "seconds": round(seconds, 1),
+            "best_trial": best["number"],
+            "best_is_reference": bool(best["reference"]),
+            "best_proxy": best["accuracy"],
+            "best_macs": best["macs"],
+            "best_params": best["params"],
+            "best_arch": best["config"],
+            "hypervolume": hv,
+            "pareto": [
+                {
+                    "trial": p["trial"],
+                    "macs": p["macs"],
+                    "params": p["params"],
+                    "accuracy": p["accuracy"],
+                }
+                for p in result.pareto
+            ],
+        }
+        log(
+            f"search {sampler}: best trial {best['number']} proxy {best['accuracy']:.4f} "
+            f"{best['macs'] / 1e6:.1f}M MACs; hypervolume {hv:.4f}; {seconds:.0f} s"
+        )
+    return found
+
+
+def train_candidates(
+    args: argparse.Namespace, out: Path, candidates: dict[str, str], command: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in candidates}
+    for seed in args.seeds:  # seed-major: an interrupted run still has every model at the first seeds
+        for label, model in candidates.items():
+            folder = out / "train" / f"{label}-seed{seed}"
+            settings = TrainSettings(
+                model=model,
+                data=args.data,
+                data_dir=args.data_dir,
+                epochs=args.train_epochs,
+                seed=seed,
+                device=args.device,
+                train_images=args.train_images,
+                out=str(folder),
+                force=True,
+                command=command,
+            )
+            m = _finished(folder, settings)
+            if m is None and args.summarise_only:
+                log(f"train {label} seed {seed}: not finished; left out (--summarise-only)")
+                continue
+            if m is None:
+                with cpu_lock(args.lock) as waited:
+                    log(f"train {label} seed {seed} (waited {waited:.0f} s for the lock)")
+                    m = train_model(settings).metrics
+            else:
+                log(f"train {label} seed {seed}: reusing the finished run in {folder}")
+            if not args.keep_weights:
+                (folder / "weights.pt").unlink(missing_ok=True)
+            log(
+                f"train {label} seed {seed}: val {m['val_acc']:.4f} test {m['test_acc']:.4f} ({m['total_s']:.0f} s)"
+            )
+            runs[label].append(
+                {
+                    k: m[k]
+                    for k in (
+                        "seed",
+                        "val_acc",
+                        "test_acc",
+                        "test_loss",
+                        "params",
+                        "macs",
+                        "total_s",
+                        "arch",
+                    )
+                }
+            )
+    return runs
+
+
+def _finished(folder: Path, settings: TrainSettings) -> dict[str, Any] | None:
+    """Metrics of a training run this benchmark already finished in ``folder`` with the same
+    model, data, epochs, subset and seed (a re-run after an interruption does not train it again)."""
+    try:
+        m = json.loads((folder / "metrics.json").read_text())
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = (
+        cfg == config_to_dict(resolve_config(settings.model))
+        and m["seed"] == settings.seed
+        and m["epochs"] == settings.epochs
+        and m["recipe"]["train_images"] == settings.train_images
+        and m.get("dataset") == settings.data
+    )
+    return m if same else None
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], searches: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for label, rs in runs.items():
+        if not rs:
+            continue
+        test_m, test_s = _mean_std([r["test_acc"] for r in rs])
+        val_m, val_s = _mean_std([r["val_acc"] for r in rs])
+        sampler = label.removeprefix("search-").removesuffix("-winner")
+        s = searches.get(sampler)
+        rows.append(
+            {
+                "model": label,
+                "arch": rs[0]["arch"],
+                "macs": rs[0]["macs"],
+                "params": rs[0]["params"],
+                "proxy_score": s["best_proxy"] if s else None,
+                "search_trial": s["best_trial"] if s else None,
+                "is_ghostnet_reference": s["best_is_reference"] if s else True,
+                "seeds": [r["seed"] for r in rs],
+                "test_acc": [r["test_acc"] for r in rs],
+                "test_acc_mean": test_m,
+                "test_acc_std": test_s,
+                "val_acc_mean": val_m,
+                "val_acc_std": val_s,
+            }
+        )
+    return rows
+
+
+def verdict(rows: list[dict[str, Any]]) -> list[str]:
+    """Each search winner against ghostnet_100: the difference in mean test accuracy and whether it
+    exceeds twice its standard error (seeds as the only source of variation)."""
+    base = next((r for r in rows if r["model"] == BASELINE), None)
+    if base is None:
+        return [f"{BASELINE} has no finished training run; no comparison"]
+    lines = []
+    for r in rows:
+        if r is base:
+            continue
+        n1, n2 = len(r["test_acc"]), len(base["test_acc"])
+        diff = r["test_acc_mean"] - base["test_acc_mean"]
+        se = math.sqrt(r["test_acc_std"] ** 2 / n1 + base["test_acc_std"] ** 2 / n2)
+        if min(n1, n2) < 2:
+            word = "cannot be compared yet (fewer than 2 seeds) with"
+        elif r["is_ghostnet_reference"]:
+            word = "is the search's own reference network (width-scaled GhostNet, trial 0), compared with"
+        elif se > 0 and abs(diff) > 2 * se:
+            word = "beats" if diff > 0 else "loses to"
+        else:
+            word = "is within noise of"
+        lines.append(
+            f"{r['model']} {word} {BASELINE}: {100 * diff:+.2f} points of test accuracy "
+            f"(2 x standard error = {200 * se:.2f}), {r['macs'] / 1e6:.1f}M vs {base['macs'] / 1e6:.1f}M MACs"
+        )
+    return lines
+
+
+def table_md(
+    rows: list[dict[str, Any]],
+    searches: dict[str, Any],
+    scale: str,
+    args: argparse.Namespace,
+) -> str:
+    out = [
+        f"### Search quality: {args.budget}, {scale}",
+        "",
+        "| model | MACs | params | proxy score | test accuracy (mean ± std) | seeds | per seed |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        proxy = "" if r["proxy_score"] is None else f"{r['proxy_score']:.4f}"
+        trial = "" if r["search_trial"] is None else f" (trial {r['search_trial']})"
+        out.append(
+            f"| {r['model']}{trial} | {r['macs'] / 1e6:.1f}M | {r['params'] / 1e6:.2f}M | {proxy} | "
+            f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} | {len(r['seeds'])} | "
+            + ", ".join(f"{100 * a:.2f}" for a in r["test_acc"])
+            + " |"
+        )
+    out += [
+        "",
+        "| search | evaluated | over budget (rejected) | best trial | hypervolume of the front | time |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for sampler, s in searches.items():
+        out.append(
+            f"| {sampler} | {s['evaluated']} | {s['over_budget']} | {s['best_trial']} | {s['hypervolume']:.4f} | "
+            f"{s['seconds']:.0f} s |"
+        )
+    out += ["", *[f"- {line}" for line in verdict(rows)], ""]
+    return "\n".join(out)
+
+
+def plot(
+    rows: list[dict[str, Any]],
+    searches: dict[str, Any],
+    path: Path,
+    title: str,
+    budget: float,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5), dpi=110)
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for i, (sampler, s) in enumerate(searches.items()):
+        xs = [p["macs"] / 1e6 for p in s["pareto"]]
+        ys = [p["accuracy"] for p in s["pareto"]]
+        ax1.step(xs, ys, where="post", color=f"C{i}")
+        ax1.scatter(
+            xs,
+            ys,
+            color=f"C{i}",
+            s=25,
+            label=f"{sampler} front (HV {s['hypervolume']:.4f})",
+        )
+    ax1.axvline(budget / 1e6, color="k", linestyle="--", linewidth=1, label="budget")
+    ax1.set_xlabel("MACs at 224x224 (millions)")
+    ax1.set_ylabel("proxy score (validation accuracy, short training)")
+    ax1.set_title("search fronts, same seed and trial count", fontsize=10)
+    ax1.grid(True, alpha=0.3)
+    ax1.legend(fontsize=8)
+    for i, r in enumerate(rows):
+        ax2.errorbar(
+            [r["macs"] / 1e6],
+            [100 * r["test_acc_mean"]],
+            yerr=[100 * r["test_acc_std"]],
+            fmt="o",
+            capsize=4,
+            color=f"C{i}",
+            label=f"{r['model']} ({len(r['seeds'])} seeds)",
+        )
+    ax2.set_xlabel("MACs at 224x224 (millions)")
+    ax2.set_ylabel("test accuracy, % (mean ± std over seeds)")
+    ax2.set_title("same training recipe", fontsize=10)
+    ax2.grid(True, alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--out",
+        required=True,
+        help="results folder (e.g. results/search-quality-cpu-<date>)",
+    )
+    p.add_argument("--budget", default="150MFLOPs")
+    p.add_argument("--space", default="ghostnet_v1")
+    p.add_argument("--trials", type=int, default=30, help="evaluated candidates per search")
+    p.add_argument("--evaluator", default="train", help="proxy evaluator of both searches")
+    p.add_argument(
+        "--proxy-epochs",
+        type=float,
+        default=None,
+        help="proxy epochs (None: evaluator default)",
+    )
+    p.add_argument("--search-seed", type=int, default=0)
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--train-epochs", type=float, default=30.0)
+    p.add_argument(
+        "--train-images",
+        type=int,
+        default=0,
+        help="training subset for the final runs (0: all)",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--lock",
+        default=None,
+        help="flock file taken around each search and training run",
+    )
+    p.add_argument("--keep-weights", action="store_true", help="keep each trained weights.pt")
+    p.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="run nothing: summarise the searches and the training runs already finished in --out",
+    )
+    args = p.parse_args(argv)
+    if len(args.seeds) < 3:
+        print("search_quality: use at least 3 seeds (--seeds 0 1 2)", file=sys.stderr)
+        return 2
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        Path(sys.executable).name,
+        "benchmarks/search_quality.py",
+        *(argv if argv is not None else sys.argv[1:]),
+    ]
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    searches = run_searches(args, out, command)
+    t_search = time.perf_counter() - t0
+    candidates = {f"search-{s}-winner": str(Path(searches[s]["run_dir"]) / "best.json") for s in SAMPLERS}
+    candidates[BASELINE] = BASELINE
+    t1 = time.perf_counter()
+    runs = train_candidates(args, out, candidates, command)
+    t_train = time.perf_counter() - t1
+    rows = summarise(runs, searches)
+    base_cost = count_cost(resolve_config(BASELINE))
+    assert all(r["macs"] == base_cost.macs for r in rows if r["model"] == BASELINE)
+
+    full = args.device.startswith("cuda") and args.train_images == 0 and args.train_epochs >= 30
+    scale = (
+        "full scale"
+        if full
+        else f"REDUCED SCALE on {args.device} ({args.trials} trials/search, proxy epochs "
+        f"{args.proxy_epochs or 'default'}; final training {args.train_epochs:g} epochs on "
+        f"{args.train_images or 'all'} images)"
+    )
+    done = sum(len(rs) for rs in runs.values())
+    if done < len(candidates) * len(args.seeds):
+        scale += f"; PARTIAL: {done} of {len(candidates) * len(args.seeds)} training runs finished"
+    for (
+        label,
+        model,
+    ) in candidates.items():  # keep the trained configs next to the table
+        if model.endswith(".json"):
+            shutil.copyfile(model, out / f"{label}.json")
+    ended = datetime.now(timezone.utc)
+    results = {
+        "scale": scale,
+        "settings": vars(args),
+        "searches": searches,
+        "models": rows,
+        "verdict": verdict(rows),
+        "timing": {"search_s": round(t_search, 1), "train_s": round(t_train, 1)},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = table_md(rows, searches, scale, args)
+    (out / "table.md").write_text(md)
+    plot(
+        rows,
+        searches,
+        out / "search_quality.png",
+        f"{args.budget} on {args.data}: {scale}",
+        parse_budget(args.budget).limit,
+    )
+    info = {
+        "command": command,
+        **provenance(),
+        "started": started.isoformat(timespec="seconds"),
+        "ended": ended.isoformat(timespec="seconds"),
+        "timing": results["timing"],
+    }
+    (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "command.txt").write_text(
+        " ".join(command)
+        + "\n\n# from the repository root; git commit "
+        + str((info.get("git") or {}).get("commit"))
+        + f"\n# machine: {info['machine']['cpu']}, {info['machine']['cores']} cores; torch {info['versions']['torch']}\n"
+    )
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""``ghostnas export``: a search result becomes a named model (and optionally an ONNX file)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ghostnas.cli._format import print_json
+from ghostnas.cli._models import _non_negative, _positive
+
+_EPILOG = """\
+The config is written with its provenance (run folder, study, trial, metrics, search space and
+its digest, ghostnas version, date) to DIR/NAME.json; DIR defaults to the user's model library
+($GHOSTNAS_HOME/models, default ~/.ghostnas/models), where ghostnas.create_model(NAME),
+`ghostnas profile NAME` and `ghostnas models` find it. Shipped model names are always refused;
+an existing export of the same name is replaced only with --force.
+"""
+
+
+def _trial_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a trial number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: trial numbers start at 0")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a searched architecture as a named model (and optionally ONNX)",
+        description="Export the best trial (--best) or trial N (--trial N) of a search's run folder "
+        "as a named model config with provenance.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the folder a `ghostnas search` wrote")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--best", action="store_true", help="the best scored trial under budget")
+    which.add_argument("--trial", type=_trial_number, metavar="N", help="trial number N (see trials.csv)")
+    p.add_argument(
+        "--name", required=True, help="model name: lower-case letters, digits, _ . - (e.g. ghostnas_150m)"
+    )
+    p.add_argument(
+        "--to",
+        metavar="DIR",
+        default=None,
+        help="folder to write NAME.json (default: the user's model library)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing export (or ONNX file) of that name"
+    )
+    p.add_argument("--onnx", metavar="FILE", default=None, help="also write a checked ONNX model to FILE")
+    p.add_argument(
+        "--input-size", type=_positive, default=224, help="ONNX input side in pixels (default 224)"
+    )
+    p.add_argument(
+        "--num-classes", type=_non_negative, default=1000, help="ONNX classifier width (default 1000)"
+    )
+    p.add_argument("--in-chans", type=_positive, default=3, help="ONNX input channels (default 3)")
+    p.add_argument(
+        "--stem-stride", type=int, choices=(1, 2), default=2, help="ONNX stem stride; 1 for small inputs"
+    )
+    p.add_argument("--weights", default=None, help="state-dict file for the ONNX model (weights_only=True)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ghostnas.export import OnnxOptions, export_trial
+
+    onnx = None
+    if args.onnx is not None:
+        onnx = OnnxOptions(
+            path=Path(args.onnx),
+            input_size=args.input_size,
+            num_classes=args.num_classes,
+            in_chans=args.in_chans,
+            stem_stride=args.stem_stride,
+            weights=Path(args.weights) if args.weights else None,
+        )
+    result = export_trial(
+        args.run_dir,
+        args.name,
+        trial=None if args.best else args.trial,
+        to=args.to,
+        force=args.force,
+        onnx=onnx,
+    )
+    m = result.meta["metrics"]
+    if args.json:
+        print_json({"name": result.name, "path": str(result.path), "meta": result.meta})
+        return 0
+    print(f"exported     trial {result.trial} as {result.name} -> {result.path}")
+    print(
+        f"metrics      accuracy {m['accuracy']:.4f} ({m['evaluator']}), {m['macs']:,} MACs, {m['params']:,} params"
+    )
+    print(f"arch         {result.meta['arch']}")
+    if result.onnx is not None:
+        diff = result.onnx["max_abs_diff"]
+        check = f"max |onnxruntime - torch| = {diff:.2e}" if diff is not None else "onnxruntime not installed"
+        print(f"onnx         {result.onnx['path']}: onnx.checker ok, {check}")
+    print(f"use          ghostnas.create_model({result.name!r}) / ghostnas profile {result.name}")
+    return 0

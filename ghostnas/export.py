@@ -1,0 +1,302 @@
+"""Turning a search result into a named model: ``ghostnas export``.
+
+A trial of a finished run (the best under budget, or any scored trial by number) is written as a
+config JSON file with its provenance into the user's model library (``$GHOSTNAS_HOME/models``,
+default ``~/.ghostnas/models``) or another folder. From then on ``ghostnas.create_model(NAME)``,
+``ghostnas profile NAME`` and ``ghostnas models`` know it. Optionally the same architecture is
+written as a checked ONNX file (:func:`ghostnas.onnx_export.export_onnx`).
+
+Where the config comes from. Each trial stores its full config in the study (user attribute
+``config``); when the run folder holds its study (``study.db``, the default) that is what is
+exported. Otherwise the trial's parameters are replayed through the run's search space. Either
+way the config must reproduce the architecture string and the params and MACs the run recorded,
+or nothing is written: an export never silently differs from what was searched.
+
+Every check runs before anything is written, so a bad request leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ghostnas.config import GhostNetConfig, config_from_dict, save_config
+from ghostnas.cost import count_cost
+from ghostnas.errors import GhostnasError
+from ghostnas.registry import model_entries, user_model_dir, valid_model_name
+from ghostnas.results import best_record
+from ghostnas.run_folder import RunFolder, open_run
+
+__all__ = ["ExportError", "ExportResult", "OnnxOptions", "export_trial", "select_trial", "trial_config"]
+
+log = logging.getLogger(__name__)
+
+_NOT_SCORED = {
+    "over_budget": "was over budget: rejected by the cost model, never trained",
+    "failed": "failed",
+    "pruned": "was stopped early by the pruner (no final accuracy)",
+    "interrupted": "was interrupted",
+    "running": "is still running or was killed",
+}
+
+
+class ExportError(GhostnasError):
+    """The export request cannot be met: bad name, missing trial, name clash."""
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """How to write the ONNX file alongside the config (see :func:`ghostnas.onnx_export.export_onnx`)."""
+
+    path: Path
+    input_size: int = 224
+    num_classes: int = 1000
+    in_chans: int = 3
+    stem_stride: int = 2
+    weights: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        name: The model name.
+        path: The config JSON file.
+        trial: The exported trial's number.
+        config: The exported architecture.
+        meta: The provenance written with it.
+        onnx: The ONNX check result (``path``, ``max_abs_diff``, ``onnxruntime``), or None.
+    """
+
+    name: str
+    path: Path
+    trial: int
+    config: GhostNetConfig
+    meta: dict[str, Any]
+    onnx: dict[str, Any] | None = None
+
+
+def select_trial(run: RunFolder, trial: int | None) -> Mapping[str, Any]:
+    """The record to export: trial ``trial``, or the best under budget when None.
+
+    Raises:
+        ExportError: no such trial, or the trial has no accuracy (failed, over budget, pruned).
+    """
+    if trial is None:
+        best = best_record(run.records, run.budget)
+        if best is None:
+            raise ExportError(f"{run.path}: no trial was scored under budget; nothing to export")
+        return best
+    record = run.record(trial)
+    if record is None:
+        numbers = [r["number"] for r in run.records]
+        span = f"trials {min(numbers)}..{max(numbers)}" if numbers else "no trials"
+        raise ExportError(f"{run.path}: no trial {trial} (the run has {span}); see trials.csv")
+    if record["outcome"] != "ok" or record["accuracy"] is None:
+        why = _NOT_SCORED.get(record["outcome"], f"has outcome {record['outcome']!r}")
+        reason = f" ({record['reason']})" if record["reason"] else ""
+        raise ExportError(f"trial {trial} {why}{reason}; export a scored trial (see trials.csv or --best)")
+    limit = run.budget.limit
+    cost = record.get(run.budget.metric)
+    if cost is None or cost > limit:
+        raise ExportError(f"trial {trial} is over the run's budget {run.budget.describe()}; pick another")
+    return record
+
+
+def _stored_config(run: RunFolder, number: int) -> dict[str, Any] | None:
+    """Trial ``number``'s full config from the study in the run folder, if it is there."""
+    db = run.path / "study.db"
+    if not db.is_file():
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = optuna.load_study(study_name=run.settings["study"], storage=f"sqlite:///{db.resolve()}")
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    except Exception as exc:  # sqlalchemy and optuna raise many kinds; fall back to replay
+        log.warning("cannot read %s (%s); replaying the trial through the space", db, exc)
+        return None
+    return None if trial is None else trial.user_attrs.get("config")
+
+
+def _replayed_config(run: RunFolder, record: Mapping[str, Any]) -> GhostNetConfig:
+    from ghostnas.space import SpaceError, load_space, space_digest
+
+    s = run.settings
+    try:
+        space = load_space(s.get("space_source") or s["space"])
+    except (SpaceError, KeyError):
+        try:
+            space = load_space(s["space"])
+        except (SpaceError, KeyError):
+            raise ExportError(
+                f"{run.path}: no study.db and the run's search space {s.get('space')!r} cannot be loaded; "
+                "cannot rebuild the trial's config"
+            ) from None
+    want = s.get("space_sha256")
+    if want and space_digest(space) != want:
+        raise ExportError(
+            f"search space {space.name} has changed since the run (digest differs) and the run folder has "
+            "no study.db; cannot rebuild the trial's config faithfully"
+        )
+    try:
+        return space.params_to_config(record["trial_params"])
+    except SpaceError as exc:
+        raise ExportError(
+            f"trial {record['number']} does not replay through space {space.name}: {exc}"
+        ) from None
+
+
+def trial_config(run: RunFolder, record: Mapping[str, Any]) -> GhostNetConfig:
+    """The config trial ``record`` evaluated, checked against what the run recorded.
+
+    Raises:
+        ExportError: the config cannot be recovered, or its architecture string, params or MACs
+            differ from the run's records.
+    """
+    stored = _stored_config(run, record["number"])
+    cfg = config_from_dict(stored) if stored is not None else _replayed_config(run, record)
+    n = record["number"]
+    if record["config"] and cfg.short() != record["config"]:
+        raise ExportError(f"trial {n}: the recovered config is not the one trials.csv records; not exported")
+    cost = count_cost(cfg)
+    for key, value in (("macs", cost.macs), ("params", cost.params)):
+        if record.get(key) is not None and int(record[key]) != value:
+            raise ExportError(
+                f"trial {n}: the recovered config has {value:,} {key}, the run recorded {int(record[key]):,}; "
+                "not exported"
+            )
+    return cfg
+
+
+def _check_name(name: str, folder: Path, force: bool) -> Path:
+    if not isinstance(name, str) or not valid_model_name(name):
+        raise ExportError(
+            f"bad model name {name!r}: use lower-case letters, digits, '_', '.', '-', starting with a "
+            "letter, at most 64 characters (e.g. ghostnas_150m)"
+        )
+    entry = model_entries().get(name)
+    if entry is not None and entry.source == "builtin":
+        raise ExportError(f"{name!r} is a shipped model and shipped names always win; choose another --name")
+    path = folder / f"{name}.json"
+    if path.exists() and not force:
+        raise ExportError(f"{path} already exists; choose another --name or pass --force to replace it")
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder}: exists and is not a folder; give another --to")
+    return path
+
+
+def _provenance(
+    run: RunFolder, record: Mapping[str, Any], cfg: GhostNetConfig, name: str, how: str
+) -> dict[str, Any]:
+    from ghostnas import __version__
+    from ghostnas.space import space_digest
+
+    s = run.settings
+    metrics: dict[str, Any] = {
+        "accuracy": record["accuracy"],
+        "macs": record["macs"],
+        "params": record["params"],
+        "evaluator": s.get("evaluator"),
+        "data": s.get("data"),
+        "epochs": s.get("epochs"),
+        "seconds": record.get("seconds"),
+    }
+    if record.get("latency_ms") is not None:
+        metrics["latency_ms"] = record["latency_ms"]
+    digest = s.get("space_sha256")
+    if digest is None:  # runs from before the digest was recorded
+        try:
+            from ghostnas.space import load_space
+
+            digest = space_digest(load_space(s["space"]))
+        except (GhostnasError, KeyError):
+            digest = None
+    return {
+        "source": "ghostnas export",
+        "name": name,
+        "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "ghostnas_version": __version__,
+        "run_dir": str(run.path.resolve()),
+        "study": s.get("study"),
+        "storage": s.get("storage"),
+        "trial": record["number"],
+        "selected": how,
+        "reference": bool(record.get("reference")),
+        "metrics": metrics,
+        "cost_convention": "conv+linear multiply-accumulates and params at 224x224, 1000 classes",
+        "budget": run.budget.describe(),
+        "search_space": {"name": s.get("space"), "source": s.get("space_source"), "sha256": digest},
+        "search_command": run.info.get("command"),
+        "search_git": run.info.get("git"),
+        "arch": cfg.short(),
+    }
+
+
+def export_trial(
+    run_dir: str | Path,
+    name: str,
+    *,
+    trial: int | None = None,
+    to: str | Path | None = None,
+    force: bool = False,
+    onnx: OnnxOptions | None = None,
+) -> ExportResult:
+    """Export a run's trial as the named model ``name``.
+
+    Args:
+        run_dir: The search's run folder.
+        name: Model name (lower-case letters, digits, ``_ . -``; not a shipped name).
+        trial: Trial number; None exports the best trial under budget.
+        to: Folder to write ``NAME.json`` into; default the user's model library
+            (:func:`ghostnas.user_model_dir`), where ``create_model(NAME)`` finds it.
+        force: Replace an existing export of the same name (and an existing ONNX file).
+        onnx: Also write a checked ONNX file.
+
+    Returns:
+        What was written.
+
+    Raises:
+        GhostnasError: bad run folder, trial or name; nothing is written.
+    """
+    folder = Path(to).expanduser() if to is not None else user_model_dir()
+    path = _check_name(name, folder, force)
+    run = open_run(run_dir)
+    record = select_trial(run, trial)
+    cfg = trial_config(run, record)
+    if onnx is not None:
+        if onnx.path.is_dir():
+            raise ExportError(f"--onnx {onnx.path}: is a folder; give the .onnx file to write")
+        if onnx.path.exists() and not force:
+            raise ExportError(f"--onnx {onnx.path} already exists; pass --force to replace it")
+    meta = _provenance(run, record, cfg, name, "best" if trial is None else "trial")
+    onnx_info = None
+    if onnx is not None:  # first: it is the step that can still fail, and it writes atomically
+        from ghostnas.onnx_export import export_onnx
+
+        onnx_info = export_onnx(
+            cfg,
+            onnx.path,
+            input_size=onnx.input_size,
+            num_classes=onnx.num_classes,
+            in_chans=onnx.in_chans,
+            stem_stride=onnx.stem_stride,
+            weights=onnx.weights,
+        )
+        meta["onnx"] = {
+            "path": str(Path(onnx_info["path"]).resolve()),
+            "input_size": onnx.input_size,
+            "num_classes": onnx.num_classes,
+            "in_chans": onnx.in_chans,
+            "stem_stride": onnx.stem_stride,
+            "max_abs_diff": onnx_info["max_abs_diff"],
+        }
+    save_config(cfg, path, meta=meta)
+    log.info("exported trial %d of %s as %s (%s)", record["number"], run.path, name, path)
+    return ExportResult(name=name, path=path, trial=record["number"], config=cfg, meta=meta, onnx=onnx_info)

@@ -1,0 +1,267 @@
+"""Training a chosen architecture fully: ``ghostnas train NAME_OR_CFG --data fashion-mnist``.
+
+The same data code and the same training loop as the search's short-training proxy
+(:func:`ghostnas.evaluators.proxy.proxy_data`, :func:`ghostnas.train.fit`), with the longer recipe
+of :func:`ghostnas.train.full_recipe`: all training images except the fixed validation split,
+cosine decay, label smoothing 0.1 and random crops. Two choices are made here:
+
+- Horizontal flips are on for Fashion-MNIST as well as CIFAR-10. A left-right mirrored shirt,
+  bag or sneaker is still a shirt, bag or sneaker (the classes carry no handedness), so the flip
+  preserves every label; vertical flips would not (an upside-down trouser or ankle boot is not in
+  the data) and are never used. ``flip=False`` turns it off.
+- The network is built with a stride-1 stem for these small images, as in the proxy, so params
+  and MACs at 224x224 (the budget figures) describe the same block sequence.
+
+Validation accuracy is measured on the held-out part of the training set; the official test
+set is scored once, at the end, and reported next to it. A run folder holds ``weights.pt`` (a
+plain state dict, ``torch.load(..., weights_only=True)``), ``metrics.json``, ``config.json`` and
+``run.json`` (command, versions, git commit, machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ghostnas._io import atomic_write_text
+from ghostnas.config import GhostNetConfig, save_config
+from ghostnas.cost import count_cost
+from ghostnas.errors import GhostnasError
+
+__all__ = [
+    "TrainError",
+    "TrainReport",
+    "TrainSettings",
+    "default_train_dir",
+    "train_model",
+    "training_recipe",
+]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, float], None]
+"""``progress(epoch, total_epochs, val_acc)`` after every whole epoch (and at the end)."""
+
+
+class TrainError(GhostnasError):
+    """The training request cannot be met (bad settings, an existing run folder)."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What ``ghostnas train`` trains and how.
+
+    Attributes:
+        model: Registered name, config JSON path or config.
+        data: ``fashion-mnist``, ``cifar10`` or ``synthetic`` (tests only).
+        data_dir: Folder with the dataset files (None: the default place).
+        epochs: Passes over the training images.
+        seed: Initialisation, batch order and augmentation (the validation split is fixed).
+        device: ``cpu``, ``cuda`` or ``cuda:N``; ``auto`` picks CUDA when available.
+        train_images: Train on this many images of the training part (0: all of them); for
+            reduced-scale runs such as the CPU benchmark.
+        flip: Random horizontal flips (see the module docstring).
+        out: Run folder (None: :func:`default_train_dir`).
+        force: Replace the outputs of an earlier run in ``out``.
+        command: The command line, recorded in ``run.json``.
+    """
+
+    model: str | GhostNetConfig
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: float = 30.0
+    seed: int = 0
+    device: str = "auto"
+    train_images: int = 0
+    flip: bool = True
+    out: str | None = None
+    force: bool = False
+    command: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What a finished training run measured and wrote.
+
+    Attributes:
+        out_dir: The run folder.
+        metrics: The content of ``metrics.json``.
+        files: File names written.
+    """
+
+    out_dir: Path
+    metrics: dict[str, Any]
+    files: list[str]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def _model_label(model: str | GhostNetConfig) -> str:
+    if isinstance(model, GhostNetConfig):
+        return "config"
+    return Path(model).stem if model.endswith(".json") else model
+
+
+def default_train_dir(settings: TrainSettings) -> Path:
+    """``results/train-<model>-<data>-e<epochs>-seed<seed>``."""
+    return Path("results") / _slug(
+        f"train-{_model_label(settings.model)}-{settings.data}-e{settings.epochs:g}-seed{settings.seed}"
+    )
+
+
+def training_recipe(data: str, epochs: float, train_images: int = 0, flip: bool = True) -> Any:
+    """The full-training recipe: :func:`ghostnas.train.full_recipe` with this module's choices.
+
+    ``synthetic`` (tests only) keeps the split small enough for its 2,048 training images.
+    """
+    from ghostnas.train import full_recipe
+
+    recipe = full_recipe(data, epochs)
+    recipe = replace(recipe, flip=flip, train_images=train_images)
+    if data == "synthetic":
+        recipe = replace(recipe, val_images=256, batch_size=64, check_every=8)
+    return recipe
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError(f"device {name!r}: CUDA is not available here; use --device cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise TrainError(f"device {name!r}: use cpu, cuda, cuda:N or auto")
+    return name
+
+
+def _validate(settings: TrainSettings) -> tuple[GhostNetConfig, Path, str]:
+    from ghostnas.registry import resolve_config
+
+    if not math.isfinite(settings.epochs) or settings.epochs <= 0:
+        raise TrainError(f"epochs = {settings.epochs!r}: must be a positive number")
+    if settings.train_images < 0:
+        raise TrainError(f"train_images = {settings.train_images!r}: must be 0 (all) or more")
+    cfg = resolve_config(settings.model)
+    device = _device(settings.device)
+    out = Path(settings.out) if settings.out else default_train_dir(settings)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: exists and is not a folder")
+    if (out / "metrics.json").exists() and not settings.force:
+        raise TrainError(f"{out} already holds a training run; choose another --out or pass --force")
+    return cfg, out, device
+
+
+def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> TrainReport:
+    """Train ``settings.model`` fully and write weights, metrics and provenance.
+
+    Args:
+        settings: What to train and how.
+        progress: Called after every whole epoch with the validation accuracy.
+
+    Returns:
+        The run folder and its metrics.
+
+    Raises:
+        GhostnasError: bad model, data or settings (nothing is written); the training diverged.
+    """
+    import torch
+
+    from ghostnas.data import load_dataset
+    from ghostnas.evaluators.proxy import proxy_data
+    from ghostnas.registry import create_model
+    from ghostnas.results import provenance
+    from ghostnas.train import TrainingFailed, evaluate_accuracy, fit, normalise
+    from ghostnas.weights import save_weights
+
+    cfg, out, device = _validate(settings)
+    ds = load_dataset(settings.data, settings.data_dir)
+    recipe = training_recipe(settings.data, settings.epochs, settings.train_images, settings.flip)
+    train, val = proxy_data(ds, recipe)
+    spec = ds.spec
+    built: dict[str, torch.nn.Module] = {}
+
+    def build() -> torch.nn.Module:
+        built["net"] = create_model(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+        return built["net"]
+
+    total_epochs = math.ceil(recipe.epochs)
+
+    def report(point: int, val_acc: float) -> None:
+        if progress is not None:
+            progress(min(point, total_epochs), total_epochs, val_acc)
+
+    started = _dt.datetime.now(_dt.timezone.utc)
+    t0 = time.perf_counter()
+    try:
+        res = fit(build, train, val, recipe, device, settings.seed, report, ds.mean, ds.std)
+    except TrainingFailed as exc:
+        raise TrainError(f"training {_model_label(settings.model)} failed: {exc}") from None
+    net = built["net"]
+    t_test = time.perf_counter()
+    dev = torch.device(device)
+    test_x = normalise(ds.test_x.to(dev), ds.mean, ds.std)
+    test_acc, test_loss = evaluate_accuracy(net, test_x, ds.test_y.to(dev), recipe.eval_batch_size)
+    test_s = time.perf_counter() - t_test
+    net = net.to("cpu")
+    cost = count_cost(cfg)
+    trained_cost = count_cost(cfg, spec.size, spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+    metrics: dict[str, Any] = {
+        "model": _model_label(settings.model),
+        "arch": cfg.short(),
+        "data": ds.label,
+        "dataset": spec.name,
+        "seed": settings.seed,
+        "epochs": settings.epochs,
+        "val_acc": res.val_acc,
+        "val_loss": res.val_loss,
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "epoch_val_acc": list(res.epoch_acc),
+        "train_loss_last": res.train_loss_last,
+        "train_images": len(train[0]),
+        "val_images": len(val[0]),
+        "test_images": len(ds.test_x),
+        "params": cost.params,
+        "macs": cost.macs,
+        "cost_convention": "params and MACs at 224x224, 1000 classes (conv+linear MACs, the paper's FLOPs)",
+        "trained_params": trained_cost.params,
+        "trained_macs": trained_cost.macs,
+        "build": {"num_classes": spec.num_classes, "in_chans": spec.in_chans, "stem_stride": 1},
+        "input_size": spec.size,
+        "device": device,
+        "train_s": round(res.train_s, 3),
+        "eval_s": round(res.eval_s + test_s, 3),
+        "total_s": round(time.perf_counter() - t0, 3),
+        "images_per_s": round(res.images_per_s, 1),
+        "recipe": dataclasses.asdict(recipe),
+    }
+    run_info = {
+        "command": list(settings.command) if settings.command is not None else None,
+        **provenance(),
+        "device": device,
+        "cuda_device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "started": started.isoformat(timespec="seconds"),
+        "ended": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "data_source": ds.source,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(net, out / "weights.pt")
+    save_config(cfg, out / "config.json")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+    log.info("trained %s: val %.4f, test %.4f -> %s", metrics["model"], res.val_acc, test_acc, out)
+    return TrainReport(
+        out_dir=out, metrics=metrics, files=["weights.pt", "config.json", "metrics.json", "run.json"]
+    )

@@ -1,0 +1,37 @@
+"""The search-quality benchmark's plumbing at toy scale: fake proxy, tiny space, synthetic data.
+
+This checks that one command produces the table, the JSON, the plot and the provenance from its
+own runs; it measures nothing (the real run is under results/).
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import search_quality
+
+
+def test_benchmark_writes_table_json_plot_and_provenance(tmp_path, capsys):
+    out = tmp_path / "sq"
+    argv = ["--out", str(out), "--budget", "10M", "--space", "tiny", "--trials", "3", "--evaluator", "fake"]
+    argv += ["--data", "synthetic", "--train-epochs", "1", "--train-images", "128", "--seeds", "0", "1", "2"]
+    assert search_quality.main(argv) == 0
+    for name in ("table.md", "results.json", "search_quality.png", "run.json", "command.txt"):
+        assert (out / name).is_file(), name
+    res = json.loads((out / "results.json").read_text())
+    assert "REDUCED SCALE" in res["scale"]
+    assert set(res["searches"]) == {"tpe", "random"}
+    for s in res["searches"].values():
+        assert s["evaluated"] == 3 and 0 < s["hypervolume"] < 1
+    models = {r["model"]: r for r in res["models"]}
+    assert set(models) == {"search-tpe-winner", "search-random-winner", "ghostnet_100"}
+    assert models["ghostnet_100"]["macs"] == 141_150_512
+    for r in models.values():
+        assert r["seeds"] == [0, 1, 2] and len(r["test_acc"]) == 3
+    table = (out / "table.md").read_text()
+    assert "ghostnet_100" in table and "hypervolume" in table and res["verdict"][0] in table
+    assert "search_quality.py" in (out / "command.txt").read_text()
+    assert not list(out.rglob("weights.pt"))  # not kept unless --keep-weights
+    # A re-run reuses the finished searches and training runs.
+    assert search_quality.main(argv) == 0
+    assert "reusing the finished run" in capsys.readouterr().out
