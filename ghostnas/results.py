@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostnas._io import atomic_write_text
+from ghostnas._machine import cpu_model
 from ghostnas.budget import Budget, Objective
 from ghostnas.config import config_to_dict, save_config
 from ghostnas.errors import GhostnasError
@@ -243,17 +244,6 @@ def _git_commit() -> dict[str, Any] | None:
     return {"commit": head, "dirty": bool(dirty)}
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(pkg: str) -> str | None:
     try:
         return metadata.version(pkg)
@@ -264,7 +254,7 @@ def _version(pkg: str) -> str | None:
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, OS and Python: what a reader needs to compare timings."""
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],

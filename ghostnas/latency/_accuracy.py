@@ -10,36 +10,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ghostnas.stats import kendall_tau  # one tau-b for the proxy and the latency benchmarks
+
 __all__ = ["accuracy_report", "kendall_tau"]
-
-
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b rank correlation (ties in either list handled), O(n^2).
-
-    Returns:
-        A value in [-1, 1]; 1 when the two lists order every pair the same way. NaN when either
-        list is constant.
-    """
-    if len(x) != len(y):
-        raise ValueError("kendall_tau needs two lists of the same length")
-    concordant = discordant = ties_x = ties_y = 0
-    n = len(x)
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx = (x[i] > x[j]) - (x[i] < x[j])
-            dy = (y[i] > y[j]) - (y[i] < y[j])
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif dx == dy:
-                concordant += 1
-            else:
-                discordant += 1
-    denom = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
-    return (concordant - discordant) / denom if denom else float("nan")
 
 
 def accuracy_report(

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ghostnas._machine import cpu_model
 from ghostnas.latency._measure import LatencyError, Timing, clock_name
 
 __all__ = [
@@ -49,17 +50,6 @@ MAX_TABLE_BYTES = 64 << 20
 BACKEND = "torch-eager"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_fingerprint(device: str = "cpu", threads: int = 1) -> dict[str, Any]:
     """What a latency number depends on besides the network: hardware, threads, software.
 
@@ -75,7 +65,7 @@ def device_fingerprint(device: str = "cpu", threads: int = 1) -> dict[str, Any]:
     fp: dict[str, Any] = {
         "backend": BACKEND,
         "device": device,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "machine": platform.machine(),
         "logical_cpus": os.cpu_count() or 0,
         "threads": threads,
