@@ -28,6 +28,7 @@ where higher is supposed to mean "will train to higher accuracy". Whether it doe
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import time
@@ -201,7 +202,7 @@ def zen_score(
 # evaluators
 
 
-class _ZeroCost:
+class _ZeroCost(abc.ABC):
     """Shared plumbing: dataset shape, seeded model construction, timing."""
 
     name = "zero_cost"
@@ -223,8 +224,9 @@ class _ZeroCost:
                 cfg, num_classes=self.spec.num_classes, in_chans=self.spec.in_chans, stem_stride=1
             )
 
+    @abc.abstractmethod
     def score(self, cfg: GhostNetConfig) -> float:
-        raise NotImplementedError
+        """The proxy's value for ``cfg`` (higher is better)."""
 
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         start = time.perf_counter()
