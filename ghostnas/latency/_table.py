@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ghostnas._io import read_user_text
 from ghostnas._machine import cpu_model
 from ghostnas.latency._measure import LatencyError, Timing, clock_name
 
@@ -184,20 +185,11 @@ def load_table(path: str | Path, fp: Mapping[str, Any] | None = None, force: boo
             another device.
     """
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            raise LatencyError(f"{path}: file is over {MAX_TABLE_BYTES} bytes; not a latency table")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise LatencyError(
             f"{path}: no latency table for this device; build one with `ghostnas latency build-table`"
-        ) from None
-    except IsADirectoryError:
-        raise LatencyError(f"{path}: is a directory, expected a latency table .json") from None
-    except UnicodeDecodeError:
-        raise LatencyError(f"{path}: not UTF-8 text; not a latency table") from None
-    except OSError as exc:
-        raise LatencyError(f"{path}: cannot read ({exc.strerror})") from None
+        )
+    text = read_user_text(path, MAX_TABLE_BYTES, "latency table .json", LatencyError)
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError, RecursionError) as exc:
