@@ -324,9 +324,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     partial = args.out / "rows.partial.json"
+    finished = args.out / "fidelity.json"
     if args.resume and partial.exists():
         rows = json.loads(partial.read_text())
         log.info("resuming: %d configs already scored by an earlier process", len(rows))
+    elif args.resume and finished.exists():  # a run that ended at --stop-after: extend it
+        rows = json.loads(finished.read_text())["rows"]
+        log.info("extending: %d configs scored by an earlier, stopped run", len(rows))
     resumed = len(rows)
     done = {json.dumps(r["config"], sort_keys=True) for r in rows}
     stopped_early = False
