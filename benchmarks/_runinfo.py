@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ghostnas._machine import cpu_model
+
 
 def _git(*args: str) -> str:
     try:
@@ -24,14 +26,21 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _commit() -> dict[str, Any]:
+    """The checkout's commit; where there is no git repository (a copy of the tree sent to a GPU
+    machine) the commit named by ``GHOSTNAS_GIT_COMMIT``, marked as such."""
+    commit = _git("rev-parse", "HEAD")
+    if commit != "unknown":
+        return {
+            "git_commit": commit,
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        }
+    named = os.environ.get("GHOSTNAS_GIT_COMMIT", "unknown")
+    return {
+        "git_commit": named,
+        "git_dirty": "unknown",
+        "git_commit_from": "GHOSTNAS_GIT_COMMIT (no .git here)",
+    }
 
 
 def run_info() -> dict[str, Any]:
@@ -39,8 +48,7 @@ def run_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
         "utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        **_commit(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,

@@ -21,19 +21,22 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+try:  # benchmarks/ is on sys.path when run as a script
+    from _runinfo import run_info
+except ImportError:  # pragma: no cover
+    from benchmarks._runinfo import run_info
 from ghostnas.config import config_to_dict
 from ghostnas.latency import (
     LatencyPredictor,
     LatencyTable,
+    MeasureSettings,
     NetworkSpec,
     accuracy_report,
     device_fingerprint,
@@ -54,29 +57,6 @@ def sampler(space: str) -> tuple[Any, str]:
     return load_space(space).sample, f"ghostnas.space.load_space({space!r}).sample"
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    fp = device_fingerprint("cpu", 1)
-    return {
-        "cpu": fp["cpu"],
-        "logical_cpus": fp["logical_cpus"],
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-    }
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", type=int, default=60, help="configs judged (default 60)")
@@ -93,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--blocks", type=int, default=25, help="timed blocks per measurement (default 25)")
+    p.add_argument("--min-block-ms", type=float, default=5.0, help="shortest timed block, ms (default 5)")
     p.add_argument("--out", default=None, help="results folder (default results/latency-<device>-<date>)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     started = time.time()
-    commit = git_commit()  # at the start: the code that ran, even if files change meanwhile
+    info = run_info()  # at the start: the code that ran, even if files change meanwhile
 
     sample, source = sampler(args.space)
     rng = random.Random(args.seed)
@@ -109,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("configs from %s: %d judged, %d for fitting (disjoint)", source, len(cfgs), len(fit_cfgs))
 
     spec = NetworkSpec(input_size=args.input_size)
+    settings = MeasureSettings(blocks=args.blocks, min_block_s=args.min_block_ms / 1e3)
     table = LatencyTable(device=device_fingerprint(args.device, args.threads))
-    predictor = LatencyPredictor(table, spec, part_timer(args.device, args.threads))
+    predictor = LatencyPredictor(table, spec, part_timer(args.device, args.threads, settings))
     t0 = time.time()
     n_parts = predictor.fill(
         cfgs + fit_cfgs,
@@ -126,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     noise_rng = random.Random(args.seed + 11)
     parts = {p.key: p for c in cfgs for p in network_parts(c, spec)}
     recheck = noise_rng.sample(sorted(parts), min(args.recheck, len(parts)))
-    timer = part_timer(args.device, args.threads)
+    timer = part_timer(args.device, args.threads, settings)
     part_spread = sorted(
         abs(timer(parts[k]).latency_ms - table.entries[k].latency_ms) / table.entries[k].latency_ms
         for k in recheck
@@ -140,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         order = list(range(len(cfgs)))
         order_rng.shuffle(order)
         for i in order:
-            t = measure_network(cfgs[i], spec, args.device, args.threads)
+            t = measure_network(cfgs[i], spec, args.device, args.threads, settings)
             passes[pi][i] = {"latency_ms": t.latency_ms, "median_ms": t.median_ms, "iqr_ms": t.iqr_ms}
         log.info("pass %d/%d done", pi + 1, args.passes)
 
@@ -196,13 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     save_table(table, out / "table.json")
     (out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    run = {
-        "command": " ".join([sys.executable, *sys.argv]),
-        "cwd": os.getcwd(),
-        "commit": commit,
-        "machine": machine(),
-        "utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    run = info | {"cwd": os.getcwd(), "table_device": table.device}
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
 
     print(

@@ -125,6 +125,56 @@ def compare(
     }
 
 
+GPU_RECIPES = (
+    ("graph fp32", Recipe()),
+    ("graph bf16", Recipe(bf16=True)),
+    ("graph channels_last fp32", Recipe(channels_last=True)),
+    ("graph bf16+channels_last", Recipe(bf16=True, channels_last=True)),
+    ("eager (no graph) fp32", Recipe(cuda_graphs=False)),
+)
+
+
+def _concurrent_child(model: str, batch: int, steps: int, device: str, barrier: Any, queue: Any) -> None:
+    """One of several proxy trainings sharing the GPU: warm up, wait for the others, time a fit."""
+    dev = torch.device(device)
+    x, y = fake_data(steps * batch, 28, 1)
+    ghostnas_loop(model, x, y, batch, 8, dev, Recipe())  # CUDA context, cuDNN handles, first capture
+    barrier.wait()
+    t0 = time.time()
+    r = ghostnas_loop(model, x, y, batch, steps, dev, Recipe())
+    queue.put({"start": t0, "end": time.time(), "images": steps * batch, **r})
+
+
+def concurrent(model: str, k: int, batch: int, steps: int, device: str = "cuda") -> dict[str, Any]:
+    """``k`` proxy trainings at once on one GPU (separate processes, as ``k`` search workers are).
+
+    The aggregate counts every image of every process over the wall time from the first start to
+    the last end, model building and graph capture of the timed fits included (conservative).
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(k), ctx.Queue()
+    procs = [
+        ctx.Process(target=_concurrent_child, args=(model, batch, steps, device, barrier, queue))
+        for _ in range(k)
+    ]
+    for p in procs:
+        p.start()
+    rows = [queue.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    wall = max(r["end"] for r in rows) - min(r["start"] for r in rows)
+    return {
+        "processes": k,
+        "batch": batch,
+        "steps": steps,
+        "aggregate_images_per_s": sum(r["images"] for r in rows) / wall,
+        "per_process_images_per_s_mean": sum(r["images_per_s"] for r in rows) / k,
+        "rows": rows,
+    }
+
+
 def sweep(model: str, steps: int) -> list[dict[str, Any]]:
     """Trainer throughput by threads and batch size on the CPU."""
     rows = []
@@ -140,17 +190,18 @@ def sweep(model: str, steps: int) -> list[dict[str, Any]]:
     return rows
 
 
-def proxy_run(model: str) -> dict[str, Any]:
+def proxy_run(model: str, device: str = "cpu") -> dict[str, Any]:
     """One complete default `train` evaluation on Fashion-MNIST, data loading included."""
     from ghostnas.evaluators import EvalSettings, make_evaluator
 
     c0, t0 = time.process_time(), time.perf_counter()
-    ev = make_evaluator("train", EvalSettings(data="fashion-mnist"))
+    ev = make_evaluator("train", EvalSettings(data="fashion-mnist", device=device))
     res = ev.evaluate(ghostnas.resolve_config(model))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     m = dict(res.metrics)
     return {
         "model": model,
+        "device": device,
         "recipe": {k: v for k, v in vars(ev.recipe).items()},
         "val_acc": res.score,
         "chance": 0.1,
@@ -167,6 +218,12 @@ def main() -> None:
     parser.add_argument("--model", default="ghostnet_100")
     parser.add_argument("--steps", type=int, default=12, help="timed training steps per run (CPU)")
     parser.add_argument("--gpu-steps", type=int, default=100, help="timed training steps per run (CUDA)")
+    parser.add_argument("--gpu-batches", default="128,512,2048", help="CUDA batch sizes (128 is the proxy's)")
+    parser.add_argument(
+        "--concurrent",
+        default="1,2,4",
+        help="CUDA: also time this many proxy trainings at once in separate processes ('' to skip)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating repetitions; the best is kept")
     parser.add_argument("--no-sweep", action="store_true", help="skip the CPU threads x batch sweep")
     parser.add_argument("--no-proxy", action="store_true", help="skip the full proxy run on Fashion-MNIST")
@@ -190,12 +247,9 @@ def main() -> None:
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         out["gpu"] = []
-        for label, recipe in (
-            ("graph fp32", Recipe()),
-            ("graph bf16+channels_last", Recipe(bf16=True, channels_last=True)),
-            ("eager (no graph) fp32", Recipe(cuda_graphs=False)),
-        ):
-            for batch in (512, 2048):
+        batches = [int(b) for b in args.gpu_batches.split(",")]
+        for label, recipe in GPU_RECIPES:
+            for batch in batches:
                 r = compare(args.model, dev, batch, args.gpu_steps, recipe, args.rounds)
                 r["label"] = label
                 out["gpu"].append(r)
@@ -203,6 +257,16 @@ def main() -> None:
                     f"GPU {torch.cuda.get_device_name(0)} batch {batch} {label}: plain "
                     f"{r['plain']['images_per_s']:.0f} img/s, ghostnas {r['ghostnas']['images_per_s']:.0f} img/s, "
                     f"ratio {r['ratio']:.2f}x"
+                )
+        if args.concurrent:
+            out["gpu_concurrent"] = []
+            for k in (int(v) for v in args.concurrent.split(",")):
+                r = concurrent(args.model, k, 128, args.gpu_steps * 3)
+                out["gpu_concurrent"].append(r)
+                print(
+                    f"GPU several candidates at once: {k} processes x batch 128 (CUDA graph fp32): "
+                    f"{r['aggregate_images_per_s']:.0f} img/s together, "
+                    f"{r['per_process_images_per_s_mean']:.0f} img/s each"
                 )
     else:
         out["gpu"] = "no CUDA device in this run: GPU columns not measured"
@@ -217,13 +281,14 @@ def main() -> None:
             )
 
     if not args.no_proxy:
-        p = proxy_run(args.model)
-        out["proxy_run"] = p
-        print(
-            f"default `train` proxy of {args.model} on Fashion-MNIST: val acc {p['val_acc']:.4f} (chance 0.10) in "
-            f"{p['seconds_total_incl_data_loading']:.1f} s including data loading; "
-            f"{p['cpu_ms_per_train_image_incl_everything']:.2f} CPU ms per training image (everything included)"
-        )
+        for device in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+            p = proxy_run(args.model, device)
+            out["proxy_run" if device == "cpu" else "proxy_run_gpu"] = p
+            print(
+                f"default `train` proxy of {args.model} on Fashion-MNIST, {device}: val acc {p['val_acc']:.4f} "
+                f"(chance 0.10) in {p['seconds_total_incl_data_loading']:.1f} s including data loading; "
+                f"{p['cpu_ms_per_train_image_incl_everything']:.2f} CPU ms per training image (everything included)"
+            )
 
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
