@@ -27,8 +27,11 @@ def _git(*args: str) -> str:
 
 
 def _commit() -> dict[str, Any]:
-    """The checkout's commit; where there is no git repository (a copy of the tree sent to a GPU
-    machine) the commit named by ``GHOSTNAS_GIT_COMMIT``, marked as such."""
+    """The checkout's commit, or the one named by ``GHOSTNAS_GIT_COMMIT`` (marked as such) for a
+    copy of the tree run on another machine, where a stale ``.git`` may have come along."""
+    named = os.environ.get("GHOSTNAS_GIT_COMMIT")
+    if named:  # the tree was sent elsewhere: whatever .git came along may be older than the files
+        return {"git_commit": named, "git_dirty": "unknown", "git_commit_from": "GHOSTNAS_GIT_COMMIT"}
     commit = _git("rev-parse", "HEAD")
     if commit != "unknown":
         return {

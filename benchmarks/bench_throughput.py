@@ -217,7 +217,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ghostnet_100")
     parser.add_argument("--steps", type=int, default=12, help="timed training steps per run (CPU)")
-    parser.add_argument("--gpu-steps", type=int, default=100, help="timed training steps per run (CUDA)")
+    parser.add_argument(
+        "--gpu-steps",
+        type=int,
+        default=100,
+        help="timed training steps per run at batch 128 (CUDA); larger batches take proportionally fewer, at least 20",
+    )
     parser.add_argument("--gpu-batches", default="128,512,2048", help="CUDA batch sizes (128 is the proxy's)")
     parser.add_argument(
         "--concurrent",
@@ -250,7 +255,8 @@ def main() -> None:
         batches = [int(b) for b in args.gpu_batches.split(",")]
         for label, recipe in GPU_RECIPES:
             for batch in batches:
-                r = compare(args.model, dev, batch, args.gpu_steps, recipe, args.rounds)
+                steps = max(20, args.gpu_steps * 128 // batch)  # about the same images per run
+                r = compare(args.model, dev, batch, steps, recipe, args.rounds)
                 r["label"] = label
                 out["gpu"].append(r)
                 print(

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from ghostnas.config import GhostNetConfig, config_to_dict
+from ghostnas.config import GhostNetConfig, config_from_dict, config_to_dict
 from ghostnas.cost import count_cost
 from ghostnas.data import load_dataset
 from ghostnas.evaluators import EvaluationFailed
@@ -158,14 +158,27 @@ def score_config(cfg: GhostNetConfig, evs: dict[str, Any], ref: TrainEvaluator) 
     return row
 
 
+def reference_acc(row: dict[str, Any]) -> float | None:
+    """The reference accuracy of a row: the mean over every reference seed that finished."""
+    values = [v for v in reference_seeds(row).values() if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def reference_seeds(row: dict[str, Any]) -> dict[str, float | None]:
+    """Reference accuracy by seed: the main reference plus any added with ``--add-ref-seed``."""
+    out = {str(row.get("ref_seed", "main")): row["reference"].get("val_acc")}
+    out.update(row.get("extra_reference", {}))
+    return out
+
+
 def correlations(rows: list[dict[str, Any]], band_only: bool) -> dict[str, dict[str, float | int]]:
     """Kendall's tau and Spearman's rho of every proxy against the reference accuracy."""
     out: dict[str, dict[str, float | int]] = {}
     for name in PROXIES:
         pairs = [
-            (r["scores"][name], r["reference"]["val_acc"])
+            (r["scores"][name], reference_acc(r))
             for r in rows
-            if (r["in_band"] or not band_only) and name in r["scores"] and "val_acc" in r["reference"]
+            if (r["in_band"] or not band_only) and name in r["scores"] and reference_acc(r) is not None
         ]
         xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
         enough = len(pairs) >= 2
@@ -175,6 +188,85 @@ def correlations(rows: list[dict[str, Any]], band_only: bool) -> dict[str, dict[
             "spearman_rho": spearman_rho(xs, ys) if enough else math.nan,
         }
     return out
+
+
+def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Kendall tau between the reference accuracies of every pair of reference seeds.
+
+    This is the ceiling of the table: no proxy can be expected to rank the configs more like one
+    reference run than another run of the same reference with another seed does.
+    """
+    seeds = sorted({k for r in rows for k, v in reference_seeds(r).items() if v is not None})
+    out: dict[str, dict[str, float | int]] = {}
+    for i, a in enumerate(seeds):
+        for b in seeds[i + 1 :]:
+            pairs = [
+                (reference_seeds(r)[a], reference_seeds(r)[b])
+                for r in rows
+                if reference_seeds(r).get(a) is not None and reference_seeds(r).get(b) is not None
+            ]
+            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+            out[f"{a} vs {b}"] = {
+                "n": len(pairs),
+                "kendall_tau": kendall_tau(xs, ys) if len(pairs) >= 2 else math.nan,
+                "spearman_rho": spearman_rho(xs, ys) if len(pairs) >= 2 else math.nan,
+            }
+    return out
+
+
+def extra_seed_file(out: Path, seed: int) -> Path:
+    return out / f"ref-seed-{seed}.json"
+
+
+def add_reference_seed(args: argparse.Namespace, dataset: Any, ref_recipe: Recipe) -> None:
+    """Train the reference of every scored config once more with seed ``--add-ref-seed``.
+
+    Writes ``ref-seed-N.json`` (config key -> accuracy) after every config, so it resumes; the
+    next ``--render-only`` folds it into the table (reference = mean over seeds, plus the
+    seed-to-seed repeatability). Several seeds can run at once in separate processes.
+    """
+    seed = args.add_ref_seed
+    rows = json.loads((args.out / "fidelity.json").read_text())["rows"]
+    path = extra_seed_file(args.out, seed)
+    done: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    ref = TrainEvaluator(dataset, recipe=ref_recipe, device=args.device, seed=seed)
+    for i, row in enumerate(rows):
+        key = json.dumps(row["config"], sort_keys=True)
+        if key in done:
+            continue
+        t = time.perf_counter()
+        try:
+            done[key] = {"val_acc": ref.evaluate(config_from_dict(row["config"])).score}
+        except EvaluationFailed as exc:
+            done[key] = {"failed": str(exc)}
+        done[key]["seconds"] = time.perf_counter() - t
+        log.info("reference seed %d: %d/%d %s", seed, i + 1, len(rows), done[key])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=1) + "\n")
+        tmp.replace(path)
+
+
+def rerender(out: Path) -> dict[str, Any]:
+    """Fold extra reference seeds into ``fidelity.json`` and recompute every correlation."""
+    result = json.loads((out / "fidelity.json").read_text())
+    main_seed = str(result["args"]["ref_seed"])
+    extra_seeds = []
+    for path in sorted(out.glob("ref-seed-*.json")):
+        seed = path.stem.removeprefix("ref-seed-")
+        extra_seeds.append(int(seed))
+        by_key = json.loads(path.read_text())
+        for row in result["rows"]:
+            got = by_key.get(json.dumps(row["config"], sort_keys=True))
+            if got is not None:
+                row.setdefault("extra_reference", {})[seed] = got.get("val_acc")
+    for row in result["rows"]:
+        row["ref_seed"] = main_seed
+    rows = result["rows"]
+    result["reference_seeds"] = [int(main_seed), *extra_seeds]
+    result["correlations"] = {"all": correlations(rows, False), "band": correlations(rows, True)}
+    result["repeatability"] = repeatability(rows)
+    (out / "fidelity.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return result
 
 
 def fmt(v: float) -> str:
@@ -196,7 +288,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"{a['proxy_images'] // a['proxy_epochs']}, batch {a['proxy_batch']}); reference: {a['proxy_images'] * a['ref_factor']} "
         f"images ({a['ref_epochs']} epochs of {a['proxy_images'] * a['ref_factor'] // a['ref_epochs']}, batch {a['ref_batch']}), "
         f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g}, "
-        f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference {a['ref_seed']}.",
+        f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference "
+        f"{', '.join(str(v) for v in result.get('reference_seeds', [a['ref_seed']]))}"
+        + (
+            " (reference accuracy = mean over these seeds)."
+            if len(result.get("reference_seeds", [])) > 1
+            else "."
+        ),
         f"- Machine: {result['run']['cpu']} ({result['run']['cpu_count']} cores, {result['run']['torch_threads']} threads), "
         f"torch {result['run']['torch']}, device {a['device']}; commit {result['run']['git_commit'][:10]}.",
         (
@@ -205,8 +303,8 @@ def markdown(result: dict[str, Any]) -> str:
             if result["resumed_rows"]
             else "- Scored in one process."
         ),
-        f"- Total wall time {result['total_s'] / 60:.1f} min (this process; the CPU was shared with other jobs, so "
-        "timings are noisy)."
+        f"- Total wall time {result['total_s'] / 60:.1f} min (this process"
+        + ("; the CPU was shared with other jobs, so timings are noisy)." if a["scale"] == "cpu" else ").")
         + (
             f" Stopped early by --stop-after: {len(result['rows'])} of {result['n_sampled']} sampled configs scored."
             if result["stopped_early"]
@@ -223,6 +321,20 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {name} | {fmt(c['kendall_tau'])} | {fmt(c['spearman_rho'])} | {c['n']} | {fmt(b['kendall_tau'])} | "
             f"{fmt(b['spearman_rho'])} | {b['n']} | {secs:.2f} |"
         )
+    rep = result.get("repeatability") or {}
+    if rep:
+        lines += [
+            "",
+            "Ceiling: the same reference trained with different seeds ranks the configs like this (no proxy "
+            "can be expected to agree with the reference better than the reference agrees with itself):",
+            "",
+            "| reference seeds | Kendall tau | Spearman rho | n |",
+            "|---|---:|---:|---:|",
+            *[
+                f"| {k} | {fmt(v['kendall_tau'])} | {fmt(v['spearman_rho'])} | {v['n']} |"
+                for k, v in rep.items()
+            ],
+        ]
     lines += [
         "",
         f"Reference training: mean {result['mean_seconds']['reference']:.1f} s per config. `train@1` and "
@@ -233,7 +345,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for i, r in enumerate(result["rows"]):
         s = r["scores"]
-        ref = r["reference"].get("val_acc")
+        ref = reference_acc(r)
 
         def g(k: str, s: dict[str, Any] = s) -> str:
             return f"{s[k]:.4g}" if k in s else "failed"
@@ -282,11 +394,17 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
+        "--add-ref-seed",
+        type=int,
+        help="train every scored config's reference once more with this seed (into ref-seed-N.json); "
+        "then --render-only folds it in",
+    )
+    parser.add_argument(
         "--render-only", action="store_true", help="rewrite fidelity.md from --out/fidelity.json"
     )
     args = parser.parse_args()
     if args.render_only:
-        (args.out / "fidelity.md").write_text(markdown(json.loads((args.out / "fidelity.json").read_text())))
+        (args.out / "fidelity.md").write_text(markdown(rerender(args.out)))
         return
     # GPU scale: the proxy is exactly the search's default `train` recipe (2 epochs of 3,072
     # images, batch 128, 2,000 validation images); the CPU scale is a reduced stand-in.
@@ -324,6 +442,9 @@ def main() -> None:
         configs = configs[: args.limit]
     dataset = load_dataset(args.data, args.data_dir)
     proxy_recipe, ref_recipe = recipes(args)
+    if args.add_ref_seed is not None:
+        add_reference_seed(args, dataset, ref_recipe)
+        return
     evs: dict[str, Any] = {
         "train": TrainEvaluator(dataset, recipe=proxy_recipe, device=args.device, seed=args.seed),
         "synflow": SynflowEvaluator(args.data, args.device, args.seed),
