@@ -125,13 +125,13 @@ def compare(
     }
 
 
-GPU_RECIPES = (
-    ("graph fp32", Recipe()),
-    ("graph bf16", Recipe(bf16=True)),
-    ("graph channels_last fp32", Recipe(channels_last=True)),
-    ("graph bf16+channels_last", Recipe(bf16=True, channels_last=True)),
-    ("eager (no graph) fp32", Recipe(cuda_graphs=False)),
-)
+GPU_RECIPES = {
+    "fp32": ("graph fp32", Recipe()),
+    "bf16": ("graph bf16", Recipe(bf16=True)),
+    "cl": ("graph channels_last fp32", Recipe(channels_last=True)),
+    "bf16cl": ("graph bf16+channels_last", Recipe(bf16=True, channels_last=True)),
+    "eager": ("eager (no graph) fp32", Recipe(cuda_graphs=False)),
+}
 
 
 def _concurrent_child(model: str, batch: int, steps: int, device: str, barrier: Any, queue: Any) -> None:
@@ -225,6 +225,9 @@ def main() -> None:
     )
     parser.add_argument("--gpu-batches", default="128,512,2048", help="CUDA batch sizes (128 is the proxy's)")
     parser.add_argument(
+        "--gpu-recipes", default=",".join(GPU_RECIPES), help=f"CUDA variants, from {','.join(GPU_RECIPES)}"
+    )
+    parser.add_argument(
         "--concurrent",
         default="1,2,4",
         help="CUDA: also time this many proxy trainings at once in separate processes ('' to skip)",
@@ -253,7 +256,7 @@ def main() -> None:
         dev = torch.device("cuda")
         out["gpu"] = []
         batches = [int(b) for b in args.gpu_batches.split(",")]
-        for label, recipe in GPU_RECIPES:
+        for label, recipe in (GPU_RECIPES[k] for k in args.gpu_recipes.split(",")):
             for batch in batches:
                 steps = max(20, args.gpu_steps * 128 // batch)  # about the same images per run
                 r = compare(args.model, dev, batch, steps, recipe, args.rounds)
