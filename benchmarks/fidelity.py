@@ -46,7 +46,7 @@ from ghostnas.evaluators import EvaluationFailed
 from ghostnas.evaluators.proxy import TrainEvaluator
 from ghostnas.evaluators.zero_cost import CostEvaluator, NaswotEvaluator, SynflowEvaluator, ZenEvaluator
 from ghostnas.space import load_space
-from ghostnas.stats import kendall_tau, spearman_rho
+from ghostnas.stats import bootstrap_interval, kendall_tau, spearman_rho
 from ghostnas.train import Recipe
 
 try:  # benchmarks/ is on sys.path when run as a script
@@ -185,6 +185,7 @@ def correlations(rows: list[dict[str, Any]], band_only: bool) -> dict[str, dict[
         out[name] = {
             "n": len(pairs),
             "kendall_tau": kendall_tau(xs, ys) if enough else math.nan,
+            "kendall_tau_ci90": list(bootstrap_interval(xs, ys)) if enough else [math.nan, math.nan],
             "spearman_rho": spearman_rho(xs, ys) if enough else math.nan,
         }
     return out
@@ -230,6 +231,9 @@ def add_reference_seed(args: argparse.Namespace, dataset: Any, ref_recipe: Recip
     path = extra_seed_file(args.out, seed)
     done: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     ref = TrainEvaluator(dataset, recipe=ref_recipe, device=args.device, seed=seed)
+    run_path = args.out / f"ref-seed-{seed}.run.json"
+    runs = json.loads(run_path.read_text()) if run_path.exists() else []
+    run_path.write_text(json.dumps([*runs, run_info()], indent=1) + "\n")  # every process that added rows
     for i, row in enumerate(rows):
         key = json.dumps(row["config"], sort_keys=True)
         if key in done:
@@ -311,14 +315,21 @@ def markdown(result: dict[str, Any]) -> str:
             else ""
         ),
         "",
+        "Kendall tau with its 90% bootstrap interval over configs (1,000 resamples, seed 0) in brackets.",
+        "",
         "| proxy | Kendall tau (all) | Spearman rho (all) | n | Kendall tau (band) | Spearman rho (band) | n band | mean s / config |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def tau(c: dict[str, Any]) -> str:
+        ci = c.get("kendall_tau_ci90")
+        return fmt(c["kendall_tau"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
     for name in PROXIES:
         c, b = result["correlations"]["all"][name], result["correlations"]["band"][name]
         secs = result["mean_seconds"]["train" if name.startswith("train") else name]
         lines.append(
-            f"| {name} | {fmt(c['kendall_tau'])} | {fmt(c['spearman_rho'])} | {c['n']} | {fmt(b['kendall_tau'])} | "
+            f"| {name} | {tau(c)} | {fmt(c['spearman_rho'])} | {c['n']} | {tau(b)} | "
             f"{fmt(b['spearman_rho'])} | {b['n']} | {secs:.2f} |"
         )
     rep = result.get("repeatability") or {}
@@ -405,6 +416,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.render_only:
         (args.out / "fidelity.md").write_text(markdown(rerender(args.out)))
+        info = run_info()
+        with open(args.out / "renders.txt", "a") as fh:  # the table was recomputed: say by what
+            fh.write(
+                f"{info['utc']} {info['command']} # commit {info['git_commit']} dirty={info['git_dirty']}\n"
+            )
         return
     # GPU scale: the proxy is exactly the search's default `train` recipe (2 epochs of 3,072
     # images, batch 128, 2,000 validation images); the CPU scale is a reduced stand-in.

@@ -8,9 +8,10 @@ average ranks for rho), written out here so that scipy is not a dependency. Inpu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 
-__all__ = ["kendall_tau", "rankdata", "spearman_rho"]
+__all__ = ["bootstrap_interval", "kendall_tau", "rankdata", "spearman_rho"]
 
 
 def rankdata(values: Sequence[float]) -> list[float]:
@@ -72,3 +73,39 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
                 discordant += 1
     denom = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
     return (concordant - discordant) / denom if denom else math.nan
+
+
+def bootstrap_interval(
+    x: Sequence[float],
+    y: Sequence[float],
+    statistic: Callable[[Sequence[float], Sequence[float]], float] = kendall_tau,
+    level: float = 0.9,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a rank correlation over resampled (x, y) pairs.
+
+    With 20-40 architectures a Kendall tau of 0.3 can be chance; the interval says how far the
+    figure would move on another sample of configs. Pairs are resampled with replacement;
+    resamples whose statistic is undefined (all values tied) are skipped. Seeded, so a table
+    renders the same every time.
+    """
+    _check(x, y)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    n = len(x)
+    if n < 2:
+        return math.nan, math.nan
+    rng = random.Random(seed)
+    values = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        v = statistic([x[i] for i in idx], [y[i] for i in idx])
+        if not math.isnan(v):
+            values.append(v)
+    if not values:
+        return math.nan, math.nan
+    values.sort()
+    tail = (1 - level) / 2
+    pick = lambda q: values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]  # noqa: E731
+    return pick(tail), pick(1 - tail)

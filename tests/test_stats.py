@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
-from ghostnas.stats import kendall_tau, rankdata, spearman_rho
+from ghostnas.stats import bootstrap_interval, kendall_tau, rankdata, spearman_rho
 
 
 def test_rankdata_averages_ties() -> None:
@@ -36,3 +37,22 @@ def test_undefined_cases() -> None:
         kendall_tau([1, 2], [1])
     with pytest.raises(ValueError):
         spearman_rho([1, float("nan")], [1, 2])
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_agreement() -> None:
+    rng = random.Random(1)
+    x = [rng.random() for _ in range(30)]
+    noisy = [v + rng.gauss(0, 0.3) for v in x]
+    lo, hi = bootstrap_interval(x, noisy, resamples=400)
+    tau = kendall_tau(x, noisy)
+    assert lo < tau < hi
+    assert -1 <= lo < hi <= 1
+    assert bootstrap_interval(x, noisy, resamples=400) == (lo, hi)  # seeded
+    assert bootstrap_interval(x, [2 * v for v in x], resamples=200) == (1.0, 1.0)
+    wide = bootstrap_interval(x[:8], noisy[:8], resamples=400)
+    assert wide[1] - wide[0] > hi - lo  # fewer configs, less certainty
+
+
+def test_bootstrap_interval_rejects_bad_level() -> None:
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_interval([1, 2, 3], [1, 2, 3], level=1.5)
