@@ -336,8 +336,9 @@ def markdown(result: dict[str, Any]) -> str:
     if rep:
         lines += [
             "",
-            "Ceiling: the same reference trained with different seeds ranks the configs like this (no proxy "
-            "can be expected to agree with the reference better than the reference agrees with itself):",
+            "Noise in the reference itself: how well one reference run ranks the configs like another run "
+            "with a different seed. Where the configs' accuracies differ by little more than seed noise, "
+            "single runs agree poorly; the reference used above is the mean over seeds, steadier than one run.",
             "",
             "| reference seeds | Kendall tau | Spearman rho | n |",
             "|---|---:|---:|---:|",

@@ -141,3 +141,18 @@ def test_recalibrate_bn_matches_the_data_statistics() -> None:
     assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-4)
     assert torch.allclose(bn.running_var, h.var((0, 2, 3)), rtol=0.05)  # mean of per-batch unbiased vars
     assert bn.momentum == 0.1 and net.training
+
+
+def test_cuda_only_switches_leave_the_cpu_result_unchanged(data) -> None:
+    """The CUDA recipe (graph, bf16, channels_last) runs on a CPU machine as the plain CPU step."""
+    cuda_recipe = replace(RECIPE, cuda_graphs=True, bf16=True, channels_last=True)
+    a = fit(tiny, *data, replace(RECIPE, cuda_graphs=False), seed=1)
+    b = fit(tiny, *data, cuda_recipe, seed=1)
+    assert (a.val_acc, a.val_loss, a.train_loss_mean) == (b.val_acc, b.val_loss, b.train_loss_mean)
+
+
+def test_default_proxy_recipe_uses_channels_last_on_cuda_only() -> None:
+    assert default_recipe("fashion-mnist", "cuda").channels_last
+    assert default_recipe("fashion-mnist", "cuda:1").channels_last
+    assert not default_recipe("fashion-mnist", "cpu").channels_last
+    assert default_recipe("fashion-mnist", "cuda").cuda_graphs and not default_recipe("fashion-mnist", "cuda").bf16
