@@ -35,7 +35,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,10 @@ class SearchSettings:
         latency_table: Latency table for a latency budget or objective (None: this CPU's
             default table, see :mod:`ghostnas.latency`); block shapes it lacks are timed on
             this machine's CPU and added to it.
+        latency_calibration: Before a latency search, time GhostNet 0.5x/1.0x/1.3x and rescale
+            the table's predictions to this session's speed (:func:`ghostnas.latency.calibrate`;
+            a few seconds). A shared machine drifts 10-15% between sessions; without this a
+            stale table lets the front overshoot the budget by that much.
     """
 
     budget: Budget
@@ -146,6 +150,7 @@ class SearchSettings:
     study: str | None = None
     reference: bool = True
     latency_table: str | None = None
+    latency_calibration: bool = True
     command: Sequence[str] | None = None
 
 
@@ -358,6 +363,7 @@ class _Plan:
     fingerprint: dict[str, Any]
     latency: Any = None  # a ghostnas.latency.LatencyPredictor when latency is budgeted or optimised
     latency_path: Path | None = None
+    latency_calibration: Any = None  # a ghostnas.latency.Calibration when one was made
 
 
 def _validate(settings: SearchSettings) -> _Plan:
@@ -383,9 +389,11 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(
             f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators())}"
         )
-    latency, latency_path = None, None
+    latency, latency_path, calibration = None, None, None
     if budget.metric == "latency_ms" or any(o.name == "latency_ms" for o in objectives):
         latency, latency_path = _open_latency(settings.latency_table)
+        if settings.latency_calibration:
+            calibration = _calibrate_latency(latency)
     space = load_space(settings.space)
     lo = space.cost_range()
     smallest = lo.min_macs if budget.metric == "macs" else lo.min_params
@@ -413,8 +421,26 @@ def _validate(settings: SearchSettings) -> _Plan:
     if latency is not None:
         fingerprint["latency_device"] = latency.table.device
     return _Plan(
-        settings, space, objectives, out_dir, storage_url, study_name, fingerprint, latency, latency_path
+        settings,
+        space,
+        objectives,
+        out_dir,
+        storage_url,
+        study_name,
+        fingerprint,
+        latency,
+        latency_path,
+        calibration,
     )
+
+
+def _calibrate_latency(predictor: Any) -> Any:
+    """Rescale the predictor to this session's speed with the three published GhostNets."""
+    from ghostnas.latency import calibrate
+    from ghostnas.registry import resolve_config
+
+    names = ("ghostnet_050", "ghostnet_100", "ghostnet_130")
+    return calibrate(predictor, {n: resolve_config(n) for n in names})
 
 
 def _open_latency(table: str | None) -> tuple[Any, Path]:
@@ -743,6 +769,11 @@ def run_search(
                 "sampler_class": type(sampler).__name__,
                 "objectives": [o.name for o in plan.objectives],
                 "evaluator_class": type(evaluator).__name__,
+                **(
+                    {"latency_calibration": asdict(plan.latency_calibration)}
+                    if plan.latency_calibration is not None
+                    else {}
+                ),
             },
             trials=trials,
             started=started,

@@ -117,6 +117,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "this CPU's table from `ghostnas latency build-table`",
     )
     p.add_argument(
+        "--no-latency-calibration",
+        action="store_true",
+        help="use the latency table as it is, without re-timing GhostNet 0.5x/1.0x/1.3x first to "
+        "rescale it to this session's machine speed",
+    )
+    p.add_argument(
         "--no-reference", action="store_true", help="do not evaluate the width-scaled GhostNet first"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -181,6 +187,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         study=args.study,
         reference=not args.no_reference,
         latency_table=args.latency_table,
+        latency_calibration=not args.no_latency_calibration,
         command=["ghostnas", *args.argv],
     )
     try:

@@ -26,9 +26,11 @@ from ghostnas.latency._measure import (
 )
 from ghostnas.latency._parts import NetworkSpec, Part, block_key, deploy_model, network_parts
 from ghostnas.latency._predict import (
+    Calibration,
     Fit,
     LatencyPredictor,
     MeasureFn,
+    calibrate,
     fit_correction,
     fit_table,
     measure_network,
@@ -51,6 +53,7 @@ from ghostnas.latency._table import (
 __all__ = [
     "DEFAULT_THREADS",
     "TABLE_FORMAT",
+    "Calibration",
     "Fit",
     "LatencyError",
     "LatencyPredictor",
@@ -62,6 +65,7 @@ __all__ = [
     "Timing",
     "accuracy_report",
     "block_key",
+    "calibrate",
     "clock_name",
     "default_table_path",
     "deploy_model",

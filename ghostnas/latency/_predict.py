@@ -15,7 +15,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class LatencyPredictor:
         self.table = table
         self.spec = spec or NetworkSpec()
         self.measure = measure
+        self.session_factor = 1.0  # set by calibrate(); never written to the table
 
     def missing(self, cfgs: Iterable[GhostNetConfig]) -> list[Part]:
         """Distinct parts of ``cfgs`` that the table lacks, in first-seen order."""
@@ -141,8 +143,62 @@ class LatencyPredictor:
         return math.fsum(ms for _, ms in self.breakdown(cfg))
 
     def predict(self, cfg: GhostNetConfig) -> float:
-        """Predicted latency in ms: ``scale * sum of parts + constant_ms``."""
-        return self.table.scale * self.sum_parts(cfg) + self.table.constant_ms
+        """Predicted latency in ms: ``session_factor * (scale * sum of parts + constant_ms)``."""
+        return self.session_factor * (self.table.scale * self.sum_parts(cfg) + self.table.constant_ms)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How fast this machine runs today compared with when its table was measured.
+
+    Attributes:
+        factor: Median of measured / predicted over the reference networks.
+        ratios: measured / predicted of each reference network, by name.
+        applied: Whether it differs from 1 by more than the tolerance, so that predictions are
+            multiplied by it for this session.
+    """
+
+    factor: float
+    ratios: dict[str, float]
+    applied: bool
+
+
+def calibrate(
+    predictor: LatencyPredictor,
+    networks: Mapping[str, GhostNetConfig],
+    device: str = "cpu",
+    threads: int = DEFAULT_THREADS,
+    tolerance: float = 0.03,
+    measure: Callable[[GhostNetConfig], float] | None = None,
+) -> Calibration:
+    """Re-time a few whole networks now and rescale the predictor's output to today's speed.
+
+    A shared virtual machine runs the same code 10-15% faster or slower from one session to the
+    next (neighbours, frequency, placement), and a table measured yesterday then predicts every
+    network off by that much, in the same direction: exactly what a budget cannot afford. Timing
+    the reference networks takes a few seconds; the median ratio of measured to predicted latency
+    becomes :attr:`LatencyPredictor.session_factor` (only in memory: the table keeps what was
+    measured). Within ``tolerance`` of 1 (the measurement noise) nothing is changed.
+    """
+    if not networks:
+        raise LatencyError("latency calibration needs at least one reference network")
+    timer = measure or (lambda cfg: measure_network(cfg, predictor.spec, device, threads).latency_ms)
+    before = predictor.session_factor
+    predictor.session_factor = 1.0
+    try:
+        ratios = {name: timer(cfg) / predictor.predict(cfg) for name, cfg in networks.items()}
+    finally:
+        predictor.session_factor = before
+    factor = statistics.median(ratios.values())
+    applied = abs(factor - 1) > tolerance
+    predictor.session_factor = factor if applied else 1.0
+    logger.info(
+        "latency calibration: measured/predicted %s -> factor %.3f (%s)",
+        ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()),
+        factor,
+        "applied" if applied else f"within {tolerance:.0%}, not applied",
+    )
+    return Calibration(factor=factor, ratios=ratios, applied=applied)
 
 
 def open_predictor(
