@@ -415,6 +415,8 @@ def main() -> None:
         "--render-only", action="store_true", help="rewrite fidelity.md from --out/fidelity.json"
     )
     args = parser.parse_args()
+    if (args.render_only or args.add_ref_seed is not None) and not (args.out / "fidelity.json").is_file():
+        raise SystemExit(f"fidelity: {args.out}/fidelity.json not found; run the benchmark into --out first")
     if args.render_only:
         (args.out / "fidelity.md").write_text(markdown(rerender(args.out)))
         info = run_info()
