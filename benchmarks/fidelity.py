@@ -191,6 +191,21 @@ def correlations(rows: list[dict[str, Any]], band_only: bool) -> dict[str, dict[
     return out
 
 
+def run_note(scale: str, seeds: str) -> str:
+    """The paragraph under the table's title: what kind of run this was and how far to trust it."""
+    if scale == "cpu":
+        return (
+            "**This is a reduced-scale CPU run** (2-core CPU, small proxy and reference budgets so that the "
+            "whole benchmark fits in about 20 minutes). The reference is only 10x the proxy's images, far "
+            f"from a full training run ({seeds}): read the correlations as a first measurement with wide "
+            "error bars."
+        )
+    return (
+        "GPU run: the proxy is the search's default `train` recipe; the reference trains each config on "
+        f"10x its images ({seeds})."
+    )
+
+
 def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
     """Kendall tau between the reference accuracies of every pair of reference seeds.
 
@@ -266,6 +281,15 @@ def rerender(out: Path) -> dict[str, Any]:
     for row in result["rows"]:
         row["ref_seed"] = main_seed
     rows = result["rows"]
+    counts: dict[int, int] = {}
+    for row in rows:
+        k = sum(v is not None for v in reference_seeds(row).values())
+        counts[k] = counts.get(k, 0) + 1
+    seeds = ", ".join(
+        f"{n} configs with {k} reference seed{'s' * (k != 1)}"
+        for k, n in sorted(counts.items(), reverse=True)
+    )
+    result["note"] = run_note(result["args"]["scale"], seeds)
     result["reference_seeds"] = [int(main_seed), *extra_seeds]
     result["correlations"] = {"all": correlations(rows, False), "band": correlations(rows, True)}
     result["repeatability"] = repeatability(rows)
@@ -474,15 +498,7 @@ def main() -> None:
     }
     ref = TrainEvaluator(dataset, recipe=ref_recipe, device=args.device, seed=args.ref_seed)
     scale = ("reduced CPU run" if args.scale == "cpu" else "GPU run") + f" on {dataset.label}"
-    note = (
-        "**This is a reduced-scale CPU run** (2-core CPU, small proxy and reference budgets so that the whole "
-        "benchmark fits in about 20 minutes). The reference is only 10x the proxy's images, far from a full "
-        "training run, and one seed per config: read the correlations as a first measurement with wide error "
-        "bars. The full-size GPU run is left for later."
-        if args.scale == "cpu"
-        else "GPU run: the proxy is the search's default `train` recipe; the reference trains each config on "
-        "10x its images. One seed per config."
-    )
+    note = run_note(args.scale, "one reference seed per config")
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     partial = args.out / "rows.partial.json"
