@@ -33,17 +33,9 @@ def _commit() -> dict[str, Any]:
     if named:  # the tree was sent elsewhere: whatever .git came along may be older than the files
         return {"git_commit": named, "git_dirty": "unknown", "git_commit_from": "GHOSTNAS_GIT_COMMIT"}
     commit = _git("rev-parse", "HEAD")
-    if commit != "unknown":
-        return {
-            "git_commit": commit,
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        }
-    named = os.environ.get("GHOSTNAS_GIT_COMMIT", "unknown")
-    return {
-        "git_commit": named,
-        "git_dirty": "unknown",
-        "git_commit_from": "GHOSTNAS_GIT_COMMIT (no .git here)",
-    }
+    if commit == "unknown":
+        return {"git_commit": commit, "git_dirty": "unknown"}
+    return {"git_commit": commit, "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def run_info() -> dict[str, Any]:

@@ -392,8 +392,6 @@ def _validate(settings: SearchSettings) -> _Plan:
     latency, latency_path, calibration = None, None, None
     if budget.metric == "latency_ms" or any(o.name == "latency_ms" for o in objectives):
         latency, latency_path = _open_latency(settings.latency_table)
-        if settings.latency_calibration:
-            calibration = _calibrate_latency(latency)
     space = load_space(settings.space)
     lo = space.cost_range()
     smallest = lo.min_macs if budget.metric == "macs" else lo.min_params
@@ -420,6 +418,8 @@ def _validate(settings: SearchSettings) -> _Plan:
     }
     if latency is not None:
         fingerprint["latency_device"] = latency.table.device
+        if settings.latency_calibration:  # a measurement: only once every input has passed
+            calibration = _calibrate_latency(latency)
     return _Plan(
         settings,
         space,
