@@ -11,7 +11,15 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
-__all__ = ["bootstrap_interval", "kendall_tau", "rankdata", "spearman_rho"]
+__all__ = ["bootstrap_interval", "kendall_tau", "quantile", "rankdata", "spearman_rho"]
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default) of an already sorted, non-empty sequence."""
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def rankdata(values: Sequence[float]) -> list[float]:
@@ -107,5 +115,4 @@ def bootstrap_interval(
         return math.nan, math.nan
     values.sort()
     tail = (1 - level) / 2
-    pick = lambda q: values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]  # noqa: E731
-    return pick(tail), pick(1 - tail)
+    return quantile(values, tail), quantile(values, 1 - tail)

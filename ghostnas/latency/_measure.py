@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ghostnas.errors import GhostnasError
+from ghostnas.stats import quantile
 
 __all__ = [
     "DEFAULT_THREADS",
@@ -138,14 +139,6 @@ def thread_count(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default) of an already sorted list."""
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 def time_callable(
     fn: Callable[[], object],
     settings: MeasureSettings = MeasureSettings(),
@@ -186,8 +179,8 @@ def time_callable(
         means.append((clock() - t0) / per_block * 1e3)
     means.sort()
     median = statistics.median(means)
-    iqr = _quantile(means, 0.75) - _quantile(means, 0.25)
-    return Timing(median_ms=median, iqr_ms=iqr, n=per_block * settings.blocks, p20_ms=_quantile(means, 0.2))
+    iqr = quantile(means, 0.75) - quantile(means, 0.25)
+    return Timing(median_ms=median, iqr_ms=iqr, n=per_block * settings.blocks, p20_ms=quantile(means, 0.2))
 
 
 def time_module(
