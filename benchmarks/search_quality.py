@@ -73,21 +73,21 @@ def log(msg: str) -> None:
     print(f"[{datetime.now(timezone.utc).strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _search_from_folder(folder: Path, limit: float) -> dict[str, Any]:
-    """A finished search's summary read back from its run folder (``--summarise-only``)."""
-    from ghostnas.run_folder import open_run
-
-    run = open_run(folder)
-    best_meta = json.loads((folder / "best.json").read_text())["meta"]
-    pareto = json.loads((folder / "pareto.json").read_text())
-    best = run.record(best_meta["trial"])
-    counts = run.info["counts"]
+def _summary(
+    run_dir: Path,
+    counts: dict[str, Any],
+    seconds: float,
+    best: dict[str, Any],
+    pareto: list[dict[str, Any]],
+    limit: float,
+) -> dict[str, Any]:
+    """One search's line in the results: counts, time, best trial, hypervolume and front."""
     return {
-        "run_dir": str(folder),
+        "run_dir": str(run_dir),
         "evaluated": counts["evaluated"],
         "over_budget": counts["over_budget"],
         "failed": counts["failed"],
-        "seconds": run.info["timing"]["loop_seconds"],
+        "seconds": round(seconds, 1),
         "best_trial": best["number"],
         "best_is_reference": bool(best["reference"]),
         "best_proxy": best["accuracy"],
@@ -95,16 +95,25 @@ def _search_from_folder(folder: Path, limit: float) -> dict[str, Any]:
         "best_params": best["params"],
         "best_arch": best["config"],
         "hypervolume": hypervolume_2d(pareto, "macs", limit),
-        "pareto": [
-            {
-                "trial": p["trial"],
-                "macs": p["macs"],
-                "params": p["params"],
-                "accuracy": p["accuracy"],
-            }
-            for p in pareto
-        ],
+        "pareto": [{k: p[k] for k in ("trial", "macs", "params", "accuracy")} for p in pareto],
     }
+
+
+def _search_from_folder(folder: Path, limit: float) -> dict[str, Any]:
+    """A finished search's summary read back from its run folder (``--summarise-only``)."""
+    from ghostnas.run_folder import open_run
+
+    run = open_run(folder)
+    best_meta = json.loads((folder / "best.json").read_text())["meta"]
+    pareto = json.loads((folder / "pareto.json").read_text())
+    return _summary(
+        folder,
+        run.info["counts"],
+        run.info["timing"]["loop_seconds"],
+        run.record(best_meta["trial"]),
+        pareto,
+        limit,
+    )
 
 
 def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dict[str, Any]:
@@ -133,30 +142,10 @@ def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dic
             result = run_search(settings)
             seconds = time.perf_counter() - t0
         best = result.best
-        hv = hypervolume_2d(result.pareto, "macs", budget.limit)
-        found[sampler] = {
-            "run_dir": str(result.out_dir),
-            "evaluated": result.evaluated,
-            "over_budget": result.run_info["counts"]["over_budget"],
-            "failed": result.run_info["counts"]["failed"],
-            "seconds": round(seconds, 1),
-            "best_trial": best["number"],
-            "best_is_reference": bool(best["reference"]),
-            "best_proxy": best["accuracy"],
-            "best_macs": best["macs"],
-            "best_params": best["params"],
-            "best_arch": best["config"],
-            "hypervolume": hv,
-            "pareto": [
-                {
-                    "trial": p["trial"],
-                    "macs": p["macs"],
-                    "params": p["params"],
-                    "accuracy": p["accuracy"],
-                }
-                for p in result.pareto
-            ],
-        }
+        found[sampler] = _summary(
+            result.out_dir, result.run_info["counts"], seconds, best, result.pareto, budget.limit
+        )
+        hv = found[sampler]["hypervolume"]
         log(
             f"search {sampler}: best trial {best['number']} proxy {best['accuracy']:.4f} "
             f"{best['macs'] / 1e6:.1f}M MACs; hypervolume {hv:.4f}; {seconds:.0f} s"
