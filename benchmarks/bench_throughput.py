@@ -237,6 +237,9 @@ def main() -> None:
     parser.add_argument("--no-proxy", action="store_true", help="skip the full proxy run on Fashion-MNIST")
     parser.add_argument("--out", type=Path, help="folder for results.json and command.txt")
     args = parser.parse_args()
+    unknown = sorted(set(args.gpu_recipes.split(",")) - set(GPU_RECIPES))
+    if unknown:  # checked before any timing, so a typo does not cost a GPU run
+        parser.error(f"--gpu-recipes: unknown {', '.join(unknown)}; choose from {','.join(GPU_RECIPES)}")
 
     out: dict[str, Any] = {"run": run_info(), "model": args.model, "input": "28x28x1, stem stride 1"}
     cpu = compare(args.model, torch.device("cpu"), 128, args.steps, Recipe(), args.rounds)
