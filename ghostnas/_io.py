@@ -6,11 +6,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from ghostnas._fs import reports_write_faults
 from ghostnas.errors import GhostnasError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "read_user_text"]
 
 
+@reports_write_faults  # a full disk is one line naming the file (ghostnas._fs)
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ghostnas._fs import as_write_failed, check_output_dir
 from ghostnas.config import GhostNetConfig, config_from_dict, save_config
 from ghostnas.cost import count_cost
 from ghostnas.errors import GhostnasError
@@ -189,6 +190,7 @@ def _check_name(name: str, folder: Path, force: bool) -> Path:
         raise ExportError(f"{path} already exists; choose another --name or pass --force to replace it")
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{folder}: exists and is not a folder; give another --to")
+    check_output_dir(folder, "--to")
     return path
 
 
@@ -263,7 +265,9 @@ def export_trial(
         What was written.
 
     Raises:
-        GhostnasError: bad run folder, trial or name; nothing is written.
+        GhostnasError: bad run folder, trial or name, or a folder that cannot be written;
+            nothing is written.
+        WriteFailedError: a write failed (a full disk); no partial file is left.
     """
     folder = Path(to).expanduser() if to is not None else user_model_dir()
     path = _check_name(name, folder, force)
@@ -275,7 +279,28 @@ def export_trial(
             raise ExportError(f"--onnx {onnx.path}: is a folder; give the .onnx file to write")
         if onnx.path.exists() and not force:
             raise ExportError(f"--onnx {onnx.path} already exists; pass --force to replace it")
+        check_output_dir(onnx.path.parent, "--onnx")
     meta = _provenance(run, record, cfg, name, "best" if trial is None else "trial")
+    try:
+        onnx_info = _write(cfg, path, meta, onnx)
+    except Exception as exc:
+        fault = (
+            as_write_failed(exc, onnx.path, "the ONNX file")
+            if onnx is not None
+            else as_write_failed(exc, path, "the exported config")
+        )
+        if fault is None:
+            raise
+        fault.kept = "nothing was exported (no partial file is left; the run folder is untouched)"
+        raise fault from exc
+    log.info("exported trial %d of %s as %s (%s)", record["number"], run.path, name, path)
+    return ExportResult(name=name, path=path, trial=record["number"], config=cfg, meta=meta, onnx=onnx_info)
+
+
+def _write(
+    cfg: GhostNetConfig, path: Path, meta: dict[str, Any], onnx: OnnxOptions | None
+) -> dict[str, Any] | None:
+    """Write the ONNX file (if asked) and then the config; each is replaced atomically."""
     onnx_info = None
     if onnx is not None:  # first: it is the step that can still fail, and it writes atomically
         from ghostnas.onnx_export import export_onnx
@@ -297,6 +322,10 @@ def export_trial(
             "stem_stride": onnx.stem_stride,
             "max_abs_diff": onnx_info["max_abs_diff"],
         }
-    save_config(cfg, path, meta=meta)
-    log.info("exported trial %d of %s as %s (%s)", record["number"], run.path, name, path)
-    return ExportResult(name=name, path=path, trial=record["number"], config=cfg, meta=meta, onnx=onnx_info)
+    try:
+        save_config(cfg, path, meta=meta)
+    except BaseException:
+        if onnx is not None:  # an ONNX file without its config is not an export: take it back
+            onnx.path.unlink(missing_ok=True)
+        raise
+    return onnx_info

@@ -32,10 +32,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ghostnas._fs import check_output_dir, writing
 from ghostnas._io import atomic_write_text
 from ghostnas.config import GhostNetConfig, save_config
 from ghostnas.cost import count_cost
-from ghostnas.errors import GhostnasError
+from ghostnas.errors import GhostnasError, WriteFailedError
 
 __all__ = [
     "TrainError",
@@ -160,6 +161,7 @@ def _validate(settings: TrainSettings) -> tuple[GhostNetConfig, Path, str]:
         raise TrainError(f"--out {out}: exists and is not a folder")
     if (out / "metrics.json").exists() and not settings.force:
         raise TrainError(f"{out} already holds a training run; choose another --out or pass --force")
+    check_output_dir(out, "--out")  # before the training, not after it
     return cfg, out, device
 
 
@@ -174,7 +176,10 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
         The run folder and its metrics.
 
     Raises:
-        GhostnasError: bad model, data or settings (nothing is written); the training diverged.
+        GhostnasError: bad model, data or settings, or an output folder that cannot be written
+            (nothing is written, nothing is trained); the training diverged.
+        WriteFailedError: the outputs could not be written (a full disk); no partial file is
+            left and the folder has no ``metrics.json``, so the same command runs again.
     """
     import torch
 
@@ -256,11 +261,20 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
         "ended": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data_source": ds.source,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    save_weights(net, out / "weights.pt")
-    save_config(cfg, out / "config.json")
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+    try:
+        with writing(out, "the run folder"):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json").unlink(missing_ok=True)  # --force: the old run is no longer whole
+        save_weights(net, out / "weights.pt")
+        save_config(cfg, out / "config.json")
+        atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+        # Last: a folder without metrics.json is an unfinished run that the same command redoes.
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    except WriteFailedError as exc:
+        exc.kept = (
+            "the trained model could not be saved (no partial file is left); the training must be redone"
+        )
+        raise
     log.info("trained %s: val %.4f, test %.4f -> %s", metrics["model"], res.val_acc, test_acc, out)
     return TrainReport(
         out_dir=out, metrics=metrics, files=["weights.pt", "config.json", "metrics.json", "run.json"]

@@ -32,6 +32,7 @@ import datetime as _dt
 import logging
 import math
 import re
+import shlex
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostnas import workers
+from ghostnas._fs import as_write_failed, check_output_dir, repair_journal_tail, writing
 from ghostnas.budget import (
     BUDGET_INPUT_SIZE,
     BUDGET_NUM_CLASSES,
@@ -49,7 +51,7 @@ from ghostnas.budget import (
     parse_objectives,
 )
 from ghostnas.config import GhostNetConfig, config_to_dict
-from ghostnas.errors import GhostnasError
+from ghostnas.errors import GhostnasError, WriteFailedError
 from ghostnas.evaluators import (
     DEFAULT_EVALUATOR,
     EvalSettings,
@@ -273,6 +275,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 raise SearchError(f"storage {url!r}: {path} is a folder; give a journal file path")
             from optuna.storages.journal import JournalFileBackend
 
+            if repair_journal_tail(path):  # an append that failed part-way (disk full, kill -9)
+                logger.warning("%s: dropped an unfinished last line left by a failed write", path)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("sqlite:///"):
             db = url[len("sqlite:///") :]
@@ -287,6 +291,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except SearchError:
         raise
     except Exception as exc:  # sqlalchemy and drivers raise many kinds; all mean "cannot open"
+        fault = as_write_failed(exc, _storage_path(url), "the study storage")
+        if fault is not None:  # a full disk is not a bad URL
+            raise fault from exc
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise SearchError(
             f"cannot open storage {_redact(url)!r}: {reason}; give an Optuna storage URL such as "
@@ -404,6 +411,11 @@ def _validate(settings: SearchSettings) -> _Plan:
     out_dir = Path(settings.out) if settings.out else default_out_dir(settings, space.name)
     if out_dir.exists() and not out_dir.is_dir():
         raise SearchError(f"--out {out_dir}: exists and is not a folder")
+    check_output_dir(out_dir, "--out")
+    if settings.storage and settings.storage.startswith(("journal:", "sqlite:///")):
+        folder = Path(_storage_path(settings.storage)).expanduser().parent
+        if folder.is_dir():  # (a missing folder is open_storage's one-line error)
+            check_output_dir(folder, "--storage")
     study_name = settings.study or out_dir.name
     if not study_name or len(study_name) > 500:
         raise SearchError("study name must be 1 to 500 characters")
@@ -462,7 +474,8 @@ def _costs(plan: _Plan, cfg: GhostNetConfig) -> dict[str, float]:
     if len(plan.latency.table.entries) != before and plan.latency_path is not None:
         from ghostnas.latency import save_table
 
-        save_table(plan.latency.table, plan.latency_path)
+        with writing(plan.latency_path, "the latency table"):
+            save_table(plan.latency.table, plan.latency_path)
     return costs
 
 
@@ -541,6 +554,8 @@ def _make_objective(
         except EvaluationFailed as exc:
             _record_failure(trial, str(exc) or "evaluation failed")
         except Exception as exc:  # MemoryError, CUDA OOM, NaN checks, plug-in bugs: a failed trial
+            if as_write_failed(exc, "") is not None:
+                raise  # a full disk (e.g. a data cache) is the machine's fault: end the run, it resumes
             _record_failure(trial, f"{type(exc).__name__}: {exc}")
         finally:
             elapsed = time.perf_counter() - t0
@@ -807,8 +822,45 @@ def run_search(
                 f"{counts['over_budget']} over budget); see the reasons in {plan.out_dir / 'trials.csv'}"
             )
         return result
+    except Exception as exc:
+        fault = as_write_failed(exc, _storage_path(plan.storage_url), "the study storage")
+        if fault is None:
+            raise
+        raise _resumable(fault, storage, plan) from exc
     finally:
         close_storage(storage)
+
+
+def _storage_path(url: str) -> str:
+    """The file behind a SQLite or journal storage URL; the (redacted) URL for a server."""
+    if url.startswith("journal:"):
+        return url[len("journal:") :]
+    if url.startswith("sqlite:///") and url != "sqlite:///":
+        return url[len("sqlite:///") :]
+    return _redact(url)
+
+
+def _resumable(fault: WriteFailedError, storage: Any, plan: _Plan) -> WriteFailedError:
+    """Add to a write fault what is safe and the command that resumes the search."""
+    import optuna
+
+    name = plan.study_name
+    fault.kept = f"the trials completed so far are safe in study {name!r}"
+    try:
+        if storage is not None:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+            n = workers.count_evaluated(trials)
+            fault.kept = (
+                f"{n} of {plan.settings.trials} trials were evaluated and are safe in study {name!r}"
+                if n
+                else f"no trial of study {name!r} had been evaluated yet, so nothing is lost"
+            )
+    except Exception:  # the study may not exist yet, or the storage may not answer: say less
+        pass
+    fault.rerun = "resume"
+    if fault.command is None and plan.settings.command:
+        fault.command = shlex.join(plan.settings.command)
+    return fault
 
 
 def close_storage(storage: optuna.storages.BaseStorage | None) -> None:

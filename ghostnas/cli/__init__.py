@@ -1,16 +1,20 @@
 """The ``ghostnas`` command line: a table of small subcommands, each a thin call into the library.
 
 Every user mistake surfaces as a :class:`~ghostnas.errors.GhostnasError` (or an argparse error)
-and is printed as one line on stderr with exit status 2; no traceback reaches the user.
+and is printed as one line on stderr with exit status 2; no traceback reaches the user. A write
+that fails mid-run (a full disk, a read-only file system) is one line too, with exit status 1: a
+:class:`~ghostnas.errors.WriteFailedError` that says what filled up, what is safe, and the exact
+command that resumes (this command line, as typed).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
-from ghostnas.errors import GhostnasError
+from ghostnas.errors import GhostnasError, WriteFailedError
 
 __all__ = ["build_parser", "main"]
 
@@ -39,12 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return its exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run one command; return its exit status (0 ok, 1 failed write, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded by commands that log runs
     try:
         return int(args.func(args) or 0)
+    except WriteFailedError as exc:
+        if exc.command is None:
+            exc.command = shlex.join(["ghostnas", *args.argv])
+        print(f"ghostnas {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except GhostnasError as exc:
         print(f"ghostnas {args.command}: error: {exc}", file=sys.stderr)
         return 2
