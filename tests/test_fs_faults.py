@@ -1,0 +1,243 @@
+"""File-system faults: a full disk or an output folder that cannot be made is one line, and the
+study resumes to exact totals with no trial lost.
+
+Every fault runs twice: on a real size-limited tmpfs that the test mounts (skipped where the
+machine does not allow mounting) and on a simulated disk whose writes fail with ENOSPC (every
+machine); see ``tests/_disk.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import re
+import shlex
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ghostnas import workers
+from ghostnas.cli import main
+from ghostnas.errors import WriteFailedError
+from ghostnas.evaluators import FakeEvaluator
+from tests._disk import disk, tmpfs
+
+DISKS = ["tmpfs", "simulated"]
+STORAGES = ["sqlite", "journal"]
+TRIALS = 6
+
+# The disk the running test fills, and when: read by the "filling" evaluator below.
+_FILL: dict[str, object] = {}
+
+
+class FillingEvaluator:
+    """The fake evaluator, which fills the disk during its ``at``-th evaluation (1-based)."""
+
+    name = "filling"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.inner = FakeEvaluator()
+
+    def evaluate(self, cfg, report=None):
+        self.calls += 1
+        if self.calls == _FILL.get("at"):
+            _FILL["disk"].fill()
+        return self.inner.evaluate(cfg, report)
+
+
+def filling_factory(settings):
+    return FillingEvaluator()
+
+
+def _argv(root: Path, storage: str, trials: int = TRIALS) -> list[str]:
+    argv = ["search", "--space", "tiny", "--budget", "10M", "--evaluator", "filling"]
+    argv += ["--trials", str(trials), "--out", str(root / "run"), "--no-progress"]
+    if storage == "journal":
+        argv += ["--storage", f"journal:{root / 'study.log'}", "--study", "s"]
+    return argv
+
+
+def _study_trials(root: Path, storage: str):
+    import optuna
+
+    url = f"journal:{root / 'study.log'}" if storage == "journal" else f"sqlite:///{root / 'run' / 'study.db'}"
+    from ghostnas.search import close_storage, open_storage
+
+    st = open_storage(url)
+    try:
+        return optuna.load_study(study_name="s" if storage == "journal" else "run", storage=st).get_trials()
+    except KeyError:  # the disk was full before the study could be created
+        return []
+    finally:
+        close_storage(st)
+
+
+def _assert_no_partial_output(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    names = [p.name for p in folder.iterdir()]
+    assert not [n for n in names if n.endswith(".tmp")], names
+    for p in folder.glob("*.json"):
+        json.loads(p.read_text())  # whole, or not there
+    if (folder / "trials.csv").exists():
+        list(csv.DictReader((folder / "trials.csv").open()))
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture
+def filling(monkeypatch):
+    from ghostnas import evaluators
+
+    monkeypatch.setitem(evaluators._FACTORIES, "filling", f"{__name__}:filling_factory")
+    _FILL.clear()
+    yield _FILL
+    _FILL.clear()
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+@pytest.mark.parametrize("kind", DISKS)
+@pytest.mark.parametrize("when", ["start", "first-trial", "mid-search", "outputs"])
+def test_full_disk_is_one_line_and_the_rerun_resumes_to_exact_totals(
+    tmp_path, monkeypatch, capsys, filling, kind, storage, when
+):
+    from ghostnas import results
+
+    with disk(kind, tmp_path / "fs", monkeypatch) as d:
+        root = d.root
+        argv = _argv(root, storage)
+        filling["disk"] = d
+        if when == "start":
+            d.fill()
+        elif when == "first-trial":
+            filling["at"] = 1
+        elif when == "mid-search":
+            filling["at"] = 4
+        else:
+            real = results.write_outputs
+
+            def fill_then_write(*args, **kwargs):
+                if not filling.get("outputs_filled"):
+                    filling["outputs_filled"] = True
+                    d.fill()
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(results, "write_outputs", fill_then_write)
+
+        with monkeypatch.context() as m:  # the failing run is a process that is gone at the rerun
+            m.setattr(workers.WorkerId, "current", classmethod(lambda cls: cls(socket.gethostname(), os.getpid(), "gone")))
+            status = main(argv)
+        line = _one_line(capsys.readouterr().err)
+        assert status == 1, line
+        assert line.startswith("ghostnas search: error: disk full: no space left to write "), line
+        target = str(root / "run") if when == "outputs" else str(root)
+        assert target in line, line
+        resume = shlex.join(["ghostnas", *argv])
+        assert line.endswith(f"then resume with: {resume}"), line
+
+        d.free()
+        _assert_no_partial_output(root / "run")
+        before = {t.number: t for t in _study_trials(root, storage) if t.state.name == "COMPLETE"}
+        m = re.search(r"(\d+) of 6 trials were evaluated and are safe", line)
+        safe = int(m.group(1)) if m else 0
+        assert safe == len(before), (line, sorted(before))
+        if when == "mid-search":
+            assert safe >= 3
+        if when == "outputs":
+            assert safe == TRIALS
+
+        filling.pop("at", None)
+        assert main(argv) == 0
+        capsys.readouterr()
+        rows = list(csv.DictReader((root / "run" / "trials.csv").open()))
+        assert sum(r["outcome"] == "ok" for r in rows) == TRIALS  # exact: nothing lost, nothing extra
+        after = {t.number: t for t in _study_trials(root, storage)}
+        for number, t in before.items():  # every trial completed before the fault is kept as it was
+            assert after[number].state.name == "COMPLETE" and after[number].values == t.values
+        _assert_no_partial_output(root / "run")
+
+
+# --------------------------------------------------------------------------------------------
+# output folders that cannot be created or written: one line, exit 2, before any work
+
+
+def _fail_probe(code: int):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
+UNWRITABLE = [
+    ("proc", lambda tmp, mp: Path("/proc/ghostnas-out"), "does not take new files"),
+    ("under-a-file", lambda tmp, mp: (tmp / "file").write_text("x") and tmp / "file" / "run", "is a file"),
+    ("read-only", lambda tmp, mp: mp.setattr(tempfile, "mkdtemp", _fail_probe(errno.EROFS)) or tmp / "new" / "run", "Read-only file system"),
+    ("no-permission", lambda tmp, mp: mp.setattr(tempfile, "mkdtemp", _fail_probe(errno.EACCES)) or tmp / "run", "Permission denied"),
+    ("existing-read-only", lambda tmp, mp: (tmp / "run").mkdir() or mp.setattr(tempfile, "mkstemp", _fail_probe(errno.EROFS)) or tmp / "run", "cannot write in this folder (Read-only"),
+]
+
+
+@pytest.mark.parametrize("case", UNWRITABLE, ids=[c[0] for c in UNWRITABLE])
+def test_search_out_that_cannot_be_written_is_one_line_before_any_work(tmp_path, monkeypatch, capsys, case):
+    if case[0] == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this machine")
+    _, make, words = case
+    out = make(tmp_path, monkeypatch)
+    calls = []
+    monkeypatch.setattr(FakeEvaluator, "evaluate", lambda *a, **k: calls.append(1))
+    status = main(["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--trials", "2",
+                   "--out", str(out), "--no-progress"])
+    line = _one_line(capsys.readouterr().err)
+    assert status == 2 and calls == []
+    assert line.startswith(f"ghostnas search: error: --out {out}: ") and words in line, line
+    assert not out.exists()
+
+
+def test_read_only_mount_is_refused_before_any_work(tmp_path, capsys):
+    with tmpfs(tmp_path / "ro", size="1m", options="ro") as d:
+        out = d.root / "run"
+        status = main(["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--trials", "2",
+                       "--out", str(out), "--no-progress"])
+        line = _one_line(capsys.readouterr().err)
+        assert status == 2 and "Read-only file system" in line and str(out) in line, line
+        journal = ["--storage", f"journal:{d.root / 'study.log'}", "--study", "s"]
+        status = main(["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--trials", "2",
+                       "--out", str(tmp_path / "elsewhere"), "--no-progress", *journal])
+        line = _one_line(capsys.readouterr().err)
+        assert status == 2 and line.startswith(f"ghostnas search: error: --storage {d.root}: "), line
+        assert not (tmp_path / "elsewhere").exists()
+
+
+def test_journal_tail_left_by_a_short_write_is_dropped_under_the_lock(tmp_path):
+    from ghostnas._fs import repair_journal_tail
+
+    path = tmp_path / "j.log"
+    path.write_bytes(b'{"op": 1}\n{"op": 2}\n{"op": 3, "half')
+    assert repair_journal_tail(path) == len(b'{"op": 3, "half')
+    assert path.read_bytes() == b'{"op": 1}\n{"op": 2}\n'
+    assert repair_journal_tail(path) == 0
+    path.write_bytes(b'{"half')
+    assert repair_journal_tail(path) == 6 and path.read_bytes() == b""
+    assert not list(tmp_path.glob("*.lock*"))  # the lock was released
+
+
+def test_write_failed_error_names_the_file_and_the_fix():
+    e = WriteFailedError("the latency table", "/t/cpu.json", "No space left on device", disk_full=True, free=0)
+    e.kept, e.rerun, e.command = "3 of 6 trials were evaluated and are safe", "resume", "ghostnas search --out r"
+    assert str(e) == (
+        "disk full: no space left to write the latency table /t/cpu.json (No space left on device; 0 B free "
+        "there); 3 of 6 trials were evaluated and are safe; free some space on that file system, then resume "
+        "with: ghostnas search --out r"
+    )
+    e = WriteFailedError(None, "/t/x", "Read-only file system", disk_full=False)
+    assert str(e) == "cannot write /t/x (Read-only file system); fix that, then run again the same command"
