@@ -845,7 +845,11 @@ def _resumable(fault: WriteFailedError, storage: Any, plan: _Plan) -> WriteFaile
     import optuna
 
     name = plan.study_name
-    fault.kept = f"the trials completed so far are safe in study {name!r}"
+    fault.kept = (
+        f"the trials completed so far are safe in study {name!r}"
+        if storage is not None
+        else f"study {name!r} could not be opened, so nothing in it changed"
+    )
     try:
         if storage is not None:
             trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)

@@ -65,7 +65,9 @@ def _argv(root: Path, storage: str, trials: int = TRIALS) -> list[str]:
 def _study_trials(root: Path, storage: str):
     import optuna
 
-    url = f"journal:{root / 'study.log'}" if storage == "journal" else f"sqlite:///{root / 'run' / 'study.db'}"
+    url = (
+        f"journal:{root / 'study.log'}" if storage == "journal" else f"sqlite:///{root / 'run' / 'study.db'}"
+    )
     from ghostnas.search import close_storage, open_storage
 
     st = open_storage(url)
@@ -135,7 +137,11 @@ def test_full_disk_is_one_line_and_the_rerun_resumes_to_exact_totals(
             monkeypatch.setattr(results, "write_outputs", fill_then_write)
 
         with monkeypatch.context() as m:  # the failing run is a process that is gone at the rerun
-            m.setattr(workers.WorkerId, "current", classmethod(lambda cls: cls(socket.gethostname(), os.getpid(), "gone")))
+            m.setattr(
+                workers.WorkerId,
+                "current",
+                classmethod(lambda cls: cls(socket.gethostname(), os.getpid(), "gone")),
+            )
             status = main(argv)
         line = _one_line(capsys.readouterr().err)
         assert status == 1, line
@@ -171,6 +177,20 @@ def test_full_disk_is_one_line_and_the_rerun_resumes_to_exact_totals(
 # output folders that cannot be created or written: one line, exit 2, before any work
 
 
+SEARCH = [
+    "search",
+    "--space",
+    "tiny",
+    "--budget",
+    "10M",
+    "--evaluator",
+    "fake",
+    "--trials",
+    "2",
+    "--no-progress",
+]
+
+
 def _fail_probe(code: int):
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
@@ -178,41 +198,57 @@ def _fail_probe(code: int):
     return fail
 
 
-UNWRITABLE = [
-    ("proc", lambda tmp, mp: Path("/proc/ghostnas-out"), "does not take new files"),
-    ("under-a-file", lambda tmp, mp: (tmp / "file").write_text("x") and tmp / "file" / "run", "is a file"),
-    ("read-only", lambda tmp, mp: mp.setattr(tempfile, "mkdtemp", _fail_probe(errno.EROFS)) or tmp / "new" / "run", "Read-only file system"),
-    ("no-permission", lambda tmp, mp: mp.setattr(tempfile, "mkdtemp", _fail_probe(errno.EACCES)) or tmp / "run", "Permission denied"),
-    ("existing-read-only", lambda tmp, mp: (tmp / "run").mkdir() or mp.setattr(tempfile, "mkstemp", _fail_probe(errno.EROFS)) or tmp / "run", "cannot write in this folder (Read-only"),
-]
+def _unwritable(case: str, tmp: Path, mp: pytest.MonkeyPatch) -> Path:
+    """An --out that cannot be made or written, the real way where root allows it, else simulated
+    (root may write anywhere its permission bits say no, so "no permission" is an EACCES probe)."""
+    if case == "proc":
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc on this machine")
+        return Path("/proc/ghostnas-out")
+    if case == "under-a-file":
+        (tmp / "file").write_text("x")
+        return tmp / "file" / "run"
+    if case == "existing-read-only":
+        (tmp / "run").mkdir()
+        mp.setattr(tempfile, "mkstemp", _fail_probe(errno.EROFS))
+        return tmp / "run"
+    mp.setattr(tempfile, "mkdtemp", _fail_probe(errno.EROFS if case == "read-only" else errno.EACCES))
+    return tmp / "new" / "run"
 
 
-@pytest.mark.parametrize("case", UNWRITABLE, ids=[c[0] for c in UNWRITABLE])
+UNWRITABLE = {
+    "proc": "cannot create it in /proc (this file system does not take new files or folders there)",
+    "under-a-file": "is a file, not a folder",
+    "read-only": "(Read-only file system)",
+    "no-permission": "(Permission denied)",
+    "existing-read-only": "cannot write in this folder (Read-only file system)",
+}
+
+
+@pytest.mark.parametrize("case", list(UNWRITABLE))
 def test_search_out_that_cannot_be_written_is_one_line_before_any_work(tmp_path, monkeypatch, capsys, case):
-    if case[0] == "proc" and not Path("/proc/self").is_dir():
-        pytest.skip("no /proc on this machine")
-    _, make, words = case
-    out = make(tmp_path, monkeypatch)
+    out = _unwritable(case, tmp_path, monkeypatch)
+    existed = out.exists()
     calls = []
     monkeypatch.setattr(FakeEvaluator, "evaluate", lambda *a, **k: calls.append(1))
-    status = main(["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--trials", "2",
-                   "--out", str(out), "--no-progress"])
+    status = main([*SEARCH, "--out", str(out)])
     line = _one_line(capsys.readouterr().err)
     assert status == 2 and calls == []
-    assert line.startswith(f"ghostnas search: error: --out {out}: ") and words in line, line
-    assert not out.exists()
+    assert line.startswith(f"ghostnas search: error: --out {out}: ") and UNWRITABLE[case] in line, line
+    assert line.endswith("choose another --out"), line
+    assert out.exists() == existed and (not existed or list(out.iterdir()) == [])
 
 
 def test_read_only_mount_is_refused_before_any_work(tmp_path, capsys):
+    """The real thing behind the simulated EROFS rows: a tmpfs mounted read-only."""
     with tmpfs(tmp_path / "ro", size="1m", options="ro") as d:
         out = d.root / "run"
-        status = main(["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--trials", "2",
-                       "--out", str(out), "--no-progress"])
+        status = main([*SEARCH, "--out", str(out)])
         line = _one_line(capsys.readouterr().err)
-        assert status == 2 and "Read-only file system" in line and str(out) in line, line
+        assert status == 2 and line.startswith(f"ghostnas search: error: --out {out}: "), line
+        assert "(Read-only file system)" in line, line
         journal = ["--storage", f"journal:{d.root / 'study.log'}", "--study", "s"]
-        status = main(["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--trials", "2",
-                       "--out", str(tmp_path / "elsewhere"), "--no-progress", *journal])
+        status = main([*SEARCH, "--out", str(tmp_path / "elsewhere"), *journal])
         line = _one_line(capsys.readouterr().err)
         assert status == 2 and line.startswith(f"ghostnas search: error: --storage {d.root}: "), line
         assert not (tmp_path / "elsewhere").exists()
@@ -232,8 +268,14 @@ def test_journal_tail_left_by_a_short_write_is_dropped_under_the_lock(tmp_path):
 
 
 def test_write_failed_error_names_the_file_and_the_fix():
-    e = WriteFailedError("the latency table", "/t/cpu.json", "No space left on device", disk_full=True, free=0)
-    e.kept, e.rerun, e.command = "3 of 6 trials were evaluated and are safe", "resume", "ghostnas search --out r"
+    e = WriteFailedError(
+        "the latency table", "/t/cpu.json", "No space left on device", disk_full=True, free=0
+    )
+    e.kept, e.rerun, e.command = (
+        "3 of 6 trials were evaluated and are safe",
+        "resume",
+        "ghostnas search --out r",
+    )
     assert str(e) == (
         "disk full: no space left to write the latency table /t/cpu.json (No space left on device; 0 B free "
         "there); 3 of 6 trials were evaluated and are safe; free some space on that file system, then resume "
@@ -241,3 +283,103 @@ def test_write_failed_error_names_the_file_and_the_fix():
     )
     e = WriteFailedError(None, "/t/x", "Read-only file system", disk_full=False)
     assert str(e) == "cannot write /t/x (Read-only file system); fix that, then run again the same command"
+
+
+# --------------------------------------------------------------------------------------------
+# ghostnas train and ghostnas export
+
+
+@pytest.mark.slow  # two short trainings
+@pytest.mark.parametrize("kind", DISKS)
+def test_train_on_a_full_disk_is_one_line_and_the_same_command_runs_again(
+    tmp_path, monkeypatch, capsys, kind
+):
+    from ghostnas import weights
+
+    real = weights.save_weights
+    with disk(kind, tmp_path / "fs", monkeypatch) as d:
+        out = d.root / "run"
+        argv = [
+            "train",
+            "ghostnet_tiny",
+            "--data",
+            "synthetic",
+            "--epochs",
+            "0.1",
+            "--train-images",
+            "64",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+
+        def fill_then_save(*args, **kwargs):
+            d.fill()
+            return real(*args, **kwargs)
+
+        with monkeypatch.context() as m:
+            m.setattr(weights, "save_weights", fill_then_save)
+            status = main(argv)
+        line = _one_line(capsys.readouterr().err)
+        assert status == 1, line
+        assert line.startswith(
+            f"ghostnas train: error: disk full: no space left to write {out / 'weights.pt'} "
+        ), line
+        assert "the training must be redone" in line and line.endswith(
+            f"run again: {shlex.join(['ghostnas', *argv])}"
+        )
+        d.free()
+        assert sorted(p.name for p in out.iterdir()) == []  # no partial weights, no metrics.json
+        assert main(argv) == 0
+        assert {"weights.pt", "metrics.json", "config.json", "run.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_train_out_that_cannot_be_made_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    from ghostnas import data
+
+    monkeypatch.setattr(
+        data, "load_dataset", lambda *a, **k: pytest.fail("data loaded before the --out check")
+    )
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "run"
+    status = main(["train", "ghostnet_tiny", "--data", "synthetic", "--epochs", "1", "--out", str(out)])
+    line = _one_line(capsys.readouterr().err)
+    assert status == 2 and line.startswith(f"ghostnas train: error: --out {out}: ") and "is a file" in line, (
+        line
+    )
+
+
+@pytest.mark.parametrize("kind", DISKS)
+def test_export_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, kind):
+    from tests._runs import make_run
+
+    run = make_run(tmp_path / "run", trials=4)
+    capsys.readouterr()  # the library run's own Optuna log lines
+    with disk(kind, tmp_path / "fs", monkeypatch) as d:
+        to = d.root / "models"
+        to.mkdir()
+        argv = ["export", str(run), "--best", "--name", "my_net", "--to", str(to)]
+        d.fill()
+        status = main(argv)
+        line = _one_line(capsys.readouterr().err)
+        assert status == 1, line
+        assert line.startswith(
+            f"ghostnas export: error: disk full: no space left to write {to / 'my_net.json'} "
+        ), line
+        assert "nothing was exported" in line and line.endswith(
+            f"run again: {shlex.join(['ghostnas', *argv])}"
+        )
+        assert list(to.iterdir()) == []
+        d.free()
+        assert main(argv) == 0
+        assert json.loads((to / "my_net.json").read_text())["meta"]["name"] == "my_net"
+
+
+def test_export_to_a_folder_that_cannot_be_made_is_refused(tmp_path, capsys):
+    from tests._runs import make_run
+
+    run = make_run(tmp_path / "run", trials=3)
+    capsys.readouterr()
+    status = main(["export", str(run), "--best", "--name", "n", "--to", "/proc/ghostnas-models"])
+    line = _one_line(capsys.readouterr().err)
+    assert status == 2 and line.startswith("ghostnas export: error: --to /proc/ghostnas-models: "), line
