@@ -16,6 +16,7 @@ import re
 import shlex
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ class FillingEvaluator:
         self.calls += 1
         if self.calls == _FILL.get("at"):
             _FILL["disk"].fill()
+            time.sleep(_FILL.get("sleep", 0))
         return self.inner.evaluate(cfg, report)
 
 
@@ -383,3 +385,31 @@ def test_export_to_a_folder_that_cannot_be_made_is_refused(tmp_path, capsys):
     status = main(["export", str(run), "--best", "--name", "n", "--to", "/proc/ghostnas-models"])
     line = _one_line(capsys.readouterr().err)
     assert status == 2 and line.startswith("ghostnas export: error: --to /proc/ghostnas-models: "), line
+
+
+def test_a_heartbeat_that_cannot_be_written_is_one_warning_not_a_traceback(
+    tmp_path, monkeypatch, capsys, filling
+):
+    """Optuna writes heartbeats from a thread; on a full disk that thread dies mid-trial."""
+    monkeypatch.setattr(workers, "HEARTBEAT_INTERVAL", 1)
+    with disk("simulated", tmp_path / "fs", monkeypatch) as d:
+        filling.update(disk=d, at=2, sleep=2.5)
+        argv = _argv(d.root, "sqlite", trials=3)
+        with monkeypatch.context() as m:
+            m.setattr(
+                workers.WorkerId,
+                "current",
+                classmethod(lambda cls: cls(socket.gethostname(), os.getpid(), "gone")),
+            )
+            assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "Exception in thread" not in err, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 2, err
+        assert lines[0].startswith(
+            "ghostnas search: a background write to the study failed (database or disk is full)"
+        )
+        assert lines[1].startswith("ghostnas search: error: disk full: ")
+        d.free()
+        filling.pop("at")
+        assert main(argv) == 0

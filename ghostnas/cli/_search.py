@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from typing import Any
 
 from ghostnas.cli._format import positive_float
@@ -139,6 +140,27 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
+def _thread_write_fault_hook(log: logging.Logger, previous: Any) -> Any:
+    """A ``threading.excepthook`` that says a failed background write in one line.
+
+    Optuna writes each running trial's heartbeat from a thread; on a full disk that thread dies,
+    and Python would print its traceback in the middle of the run. The main thread meets the
+    same fault at its next write and ends the run with the one-line message; this says it first.
+    """
+    from ghostnas._fs import write_fault
+
+    def hook(info: Any) -> None:
+        fault = write_fault(info.exc_value) if info.exc_value is not None else None
+        if fault is None:
+            previous(info)
+            return
+        log.warning(
+            "a background write to the study failed (%s); the search stops at its next write", fault.reason
+        )
+
+    return hook
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
@@ -190,12 +212,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         latency_calibration=not args.no_latency_calibration,
         command=["ghostnas", *args.argv],
     )
+    previous_hook = threading.excepthook
+    threading.excepthook = _thread_write_fault_hook(log, previous_hook)
     try:
         result = run_search(settings, progress=progress)
     except NoResultError as exc:
         print(f"ghostnas search: {exc}", file=sys.stderr)
         return 1
     finally:
+        threading.excepthook = previous_hook
         if bar is not None:
             bar.close()
         log.removeHandler(handler)
