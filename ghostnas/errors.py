@@ -75,7 +75,7 @@ class WriteFailedError(GhostnasError):
     def __str__(self) -> str:
         target = f"{self.what} {self.path}" if self.what else self.path
         if self.disk_full:
-            free = "" if self.free is None else f"; {_size(self.free)} free there"
+            free = "" if self.free is None else f"; {_size(self.free)} free there now"
             head = f"disk full: no space left to write {target} ({self.reason}{free})"
             fix = "free some space on that file system"
         else:

@@ -280,7 +280,7 @@ def test_write_failed_error_names_the_file_and_the_fix():
     )
     assert str(e) == (
         "disk full: no space left to write the latency table /t/cpu.json (No space left on device; 0 B free "
-        "there); 3 of 6 trials were evaluated and are safe; free some space on that file system, then resume "
+        "there now); 3 of 6 trials were evaluated and are safe; free some space on that file system, then resume "
         "with: ghostnas search --out r"
     )
     e = WriteFailedError(None, "/t/x", "Read-only file system", disk_full=False)
