@@ -196,21 +196,27 @@ def reports_write_faults(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_output_dir(path: str | os.PathLike[str], flag: str) -> None:
+def check_output_dir(path: str | os.PathLike[str], flag: str, name: str | None = None) -> None:
     """Raise :class:`OutputDirError` unless the folder ``path`` exists and takes new files, or
     can be created. Nothing is left behind: the probe is removed at once.
 
     Args:
         path: The output folder.
         flag: How the user gave it, for the message (e.g. ``"--out"``).
+        name: What the user typed when ``path`` is the folder of it (e.g. a storage URL whose
+            file lives in ``path``); None when the user typed ``path`` itself.
     """
     path = Path(path)
     base = path
     while not os.path.lexists(base) and base.parent != base:
         base = base.parent
+    shown = name if name is not None else path
     if not base.is_dir():
-        what = "exists and is not a folder" if base == path else f"{base} is a file, not a folder"
-        raise OutputDirError(f"{flag} {path}: {what}; choose another {flag}")
+        if base == path:
+            what = "exists and is not a folder" if name is None else f"{path} is not a folder"
+        else:
+            what = f"{base} is a file, not a folder"
+        raise OutputDirError(f"{flag} {shown}: {what}; choose another {flag}")
     try:
         if base == path:
             fd, probe = tempfile.mkstemp(dir=base, prefix=_PROBE_PREFIX)
@@ -223,8 +229,12 @@ def check_output_dir(path: str | os.PathLike[str], flag: str) -> None:
             reason = "this file system does not take new files or folders there"
         else:
             reason = exc.strerror or str(exc)
-        where = "cannot write in this folder" if base == path else f"cannot create it in {base}"
-        raise OutputDirError(f"{flag} {path}: {where} ({reason}); choose another {flag}") from None
+        if base == path:
+            where = "cannot write in this folder" if name is None else f"cannot write in its folder {base}"
+        else:
+            where = "cannot create it" if name is None else f"cannot create its folder {path}"
+            where += f" in {base}"
+        raise OutputDirError(f"{flag} {shown}: {where} ({reason}); choose another {flag}") from None
 
 
 def repair_journal_tail(path: str | os.PathLike[str]) -> int:

@@ -415,7 +415,7 @@ def _validate(settings: SearchSettings) -> _Plan:
     if settings.storage and settings.storage.startswith(("journal:", "sqlite:///")):
         folder = Path(_storage_path(settings.storage)).expanduser().parent
         if folder.is_dir():  # (a missing folder is open_storage's one-line error)
-            check_output_dir(folder, "--storage")
+            check_output_dir(folder, "--storage", name=_redact(settings.storage))
     study_name = settings.study or out_dir.name
     if not study_name or len(study_name) > 500:
         raise SearchError("study name must be 1 to 500 characters")

@@ -252,7 +252,9 @@ def test_read_only_mount_is_refused_before_any_work(tmp_path, capsys):
         journal = ["--storage", f"journal:{d.root / 'study.log'}", "--study", "s"]
         status = main([*SEARCH, "--out", str(tmp_path / "elsewhere"), *journal])
         line = _one_line(capsys.readouterr().err)
-        assert status == 2 and line.startswith(f"ghostnas search: error: --storage {d.root}: "), line
+        assert status == 2 and line.startswith(
+            f"ghostnas search: error: --storage journal:{d.root / 'study.log'}: "
+        ), line
         assert not (tmp_path / "elsewhere").exists()
 
 
@@ -413,3 +415,50 @@ def test_a_heartbeat_that_cannot_be_written_is_one_warning_not_a_traceback(
         d.free()
         filling.pop("at")
         assert main(argv) == 0
+
+
+class CacheFullEvaluator:
+    """Scores like the fake evaluator but its second call fails as a full data cache would."""
+
+    name = "cache-full"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.inner = FakeEvaluator()
+
+    def evaluate(self, cfg, report=None):
+        self.calls += 1
+        if self.calls == 2 and not _FILL.get("freed"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/cache/fashion-mnist.npz")
+        return self.inner.evaluate(cfg, report)
+
+
+def cache_full_factory(settings):
+    return CacheFullEvaluator()
+
+
+def test_a_full_disk_inside_the_evaluator_ends_the_run_instead_of_failing_trials(
+    tmp_path, monkeypatch, capsys
+):
+    """A data cache (or any evaluator write) that hits a full disk is the machine's fault: the run
+    stops with one line naming the file; the candidate is not recorded as a failed trial."""
+    from ghostnas import evaluators
+
+    monkeypatch.setitem(evaluators._FACTORIES, "cache-full", f"{__name__}:cache_full_factory")
+    monkeypatch.setitem(_FILL, "freed", False)
+    argv = [*_argv(tmp_path, "sqlite", trials=4)]
+    argv[argv.index("filling")] = "cache-full"
+    with monkeypatch.context() as m:
+        m.setattr(
+            workers.WorkerId,
+            "current",
+            classmethod(lambda cls: cls(socket.gethostname(), os.getpid(), "gone")),
+        )
+        assert main(argv) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "disk full: no space left to write /cache/fashion-mnist.npz (No space left on device" in line, line
+    assert "1 of 4 trials were evaluated and are safe" in line, line
+    _FILL["freed"] = True
+    assert main(argv) == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "trials.csv").open()))
+    assert sum(r["outcome"] == "ok" for r in rows) == 4 and not [r for r in rows if r["outcome"] == "failed"]
