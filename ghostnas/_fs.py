@@ -40,6 +40,7 @@ __all__ = [
     "as_write_failed",
     "check_output_dir",
     "free_bytes",
+    "is_write_fault",
     "repair_journal_tail",
     "reports_write_faults",
     "write_fault",
@@ -114,6 +115,11 @@ def write_fault(exc: BaseException) -> WriteFault | None:
         if "No space left on device" in str(e):
             return WriteFault("No space left on device", True)
     return None
+
+
+def is_write_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or hides) a failed write rather than a bug or the user's input."""
+    return as_write_failed(exc, "") is not None
 
 
 def free_bytes(path: str | os.PathLike[str]) -> int | None:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostnas import workers
-from ghostnas._fs import as_write_failed, check_output_dir, repair_journal_tail, writing
+from ghostnas._fs import as_write_failed, check_output_dir, is_write_fault, repair_journal_tail, writing
 from ghostnas.budget import (
     BUDGET_INPUT_SIZE,
     BUDGET_NUM_CLASSES,
@@ -554,7 +554,7 @@ def _make_objective(
         except EvaluationFailed as exc:
             _record_failure(trial, str(exc) or "evaluation failed")
         except Exception as exc:  # MemoryError, CUDA OOM, NaN checks, plug-in bugs: a failed trial
-            if as_write_failed(exc, "") is not None:
+            if is_write_fault(exc):
                 raise  # a full disk (e.g. a data cache) is the machine's fault: end the run, it resumes
             _record_failure(trial, f"{type(exc).__name__}: {exc}")
         finally:
@@ -627,6 +627,9 @@ def run_search(
 
     Raises:
         GhostnasError: bad settings (nothing is written), or no trial could be evaluated.
+        WriteFailedError: a write failed mid-run (a full disk under the study, an output, the
+            latency table or the evaluator's files); it says which, how many evaluated trials
+            are safe in the study, and the command that resumes.
     """
     import optuna
 
