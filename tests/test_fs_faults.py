@@ -462,3 +462,47 @@ def test_a_full_disk_inside_the_evaluator_ends_the_run_instead_of_failing_trials
     assert main(argv) == 0
     rows = list(csv.DictReader((tmp_path / "run" / "trials.csv").open()))
     assert sum(r["outcome"] == "ok" for r in rows) == 4 and not [r for r in rows if r["outcome"] == "failed"]
+
+
+def test_export_takes_back_its_onnx_file_when_the_config_cannot_be_written(tmp_path, monkeypatch, capsys):
+    from ghostnas import onnx_export
+    from tests._runs import make_run
+
+    run = make_run(tmp_path / "run", trials=3)
+    capsys.readouterr()
+    with disk("simulated", tmp_path / "fs", monkeypatch) as d:
+
+        def fake_onnx(cfg, path, **kwargs):  # the real exporter is slow; this one writes a file
+            Path(path).write_bytes(b"onnx")
+            d.fill()  # ...and the disk is full right after it
+            return {"path": str(path), "max_abs_diff": None, "onnxruntime": False}
+
+        monkeypatch.setattr(onnx_export, "export_onnx", fake_onnx)
+        onnx = d.root / "net.onnx"
+        argv = ["export", str(run), "--best", "--name", "n", "--to", str(d.root), "--onnx", str(onnx)]
+        assert main(argv) == 1
+        line = _one_line(capsys.readouterr().err)
+        assert f"no space left to write {d.root / 'n.json'} " in line and "nothing was exported" in line, line
+        assert sorted(p.name for p in d.root.iterdir()) == []
+
+
+def test_write_faults_are_found_behind_library_wrappers():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from ghostnas._fs import is_write_fault, write_fault
+
+    full = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database or disk is full"))
+    try:
+        try:
+            raise full
+        except OperationalError:
+            raise AssertionError("Should not reach.")  # noqa: B904 - what Optuna raises on top of it
+    except AssertionError as exc:
+        assert write_fault(exc) == write_fault(full) and write_fault(exc).disk_full
+    assert write_fault(OSError(errno.EROFS, "Read-only file system", "/x")).filename == "/x"
+    assert not is_write_fault(ValueError("bad")) and not is_write_fault(OSError(errno.ENOENT, "gone"))
+    hidden = ValueError("cannot parse")
+    hidden.__context__, hidden.__suppress_context__ = OSError(errno.ENOSPC, "full"), True
+    assert not is_write_fault(hidden)  # `raise ... from None` hid it: not the write that failed
