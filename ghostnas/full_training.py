@@ -135,15 +135,12 @@ def training_recipe(data: str, epochs: float, train_images: int = 0, flip: bool 
 
 
 def _device(name: str) -> str:
-    import torch
+    from ghostnas.device import DeviceError, resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"device {name!r}: CUDA is not available here; use --device cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise TrainError(f"device {name!r}: use cpu, cuda, cuda:N or auto")
-    return name
+    try:
+        return resolve_device(name)
+    except DeviceError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def _validate(settings: TrainSettings) -> tuple[GhostNetConfig, Path, str]:

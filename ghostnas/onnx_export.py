@@ -12,12 +12,12 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ghostnas._io import temp_file_beside
 from ghostnas.config import GhostNetConfig
 from ghostnas.errors import GhostnasError
 from ghostnas.registry import create_model
@@ -77,7 +77,7 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, in_chans, input_size, input_size, generator=generator)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = temp_file_beside(path)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
