@@ -222,7 +222,9 @@ def test_default_out_dir_is_deterministic():
     ) == "ghostnas-runs/search-ghostnet_v1-150MMACs-fake-tpe-seed0".replace("fake", s.evaluator)
     # the budget's own objectives are the default, so they are not named in the folder
     p = SearchSettings(budget=parse_budget("5Mparams"))
-    assert str(default_out_dir(p, "ghostnet_v1")) == "ghostnas-runs/search-ghostnet_v1-5Mparams-train-tpe-seed0"
+    assert (
+        str(default_out_dir(p, "ghostnet_v1")) == "ghostnas-runs/search-ghostnet_v1-5Mparams-train-tpe-seed0"
+    )
     m = SearchSettings(budget=parse_budget("5Mparams"), objectives="accuracy,macs")
     assert "accuracy+macs" in str(default_out_dir(m, "ghostnet_v1"))
 
