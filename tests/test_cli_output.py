@@ -71,6 +71,13 @@ def test_a_terminal_bar_exists_from_the_start_and_its_first_rate_is_sane():
     assert all(r < 10 for r in rates) and (rates or per_trial), text
 
 
+def test_a_terminal_without_a_size_gets_plain_lines(monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(stream, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(stream, "fileno", lambda: 99999, raising=False)  # no such terminal
+    assert ProgressDisplay(total=2, unit="trial", stream=stream).tty is False
+
+
 def test_plain_lines_give_an_estimate_only_after_two_steps():
     stream = io.StringIO()
     with ProgressDisplay(total=4, unit="epoch", stream=stream, tty=False) as display:

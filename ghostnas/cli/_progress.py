@@ -22,6 +22,7 @@ the bar (the library logs; only the CLI prints).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -46,6 +47,15 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def _sized_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal a bar can be drawn on: a pseudo-terminal with no size
+    (``script``, some CI runners) makes tqdm draw nothing, so it gets plain lines instead."""
+    try:
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class ProgressDisplay:
     """A bar on a terminal, plain lines otherwise (see the module docstring).
 
@@ -57,7 +67,7 @@ class ProgressDisplay:
             count only this run's steps.
         enabled: False: no bar and no step lines (``--no-progress``); :meth:`line` still prints.
         stream: Where to write (default: stderr).
-        tty: Force terminal or plain mode (default: ``stream.isatty()``).
+        tty: Force terminal or plain mode (default: whether ``stream`` is a terminal with a size).
     """
 
     def __init__(
@@ -76,7 +86,7 @@ class ProgressDisplay:
         self.done = initial
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(tty if tty is not None else getattr(self.stream, "isatty", lambda: False)())
+        self.tty = bool(tty if tty is not None else _sized_terminal(self.stream))
         self._t0 = time.perf_counter()
         self._bar: Any = None
         self._stop = threading.Event()
