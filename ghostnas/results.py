@@ -27,11 +27,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ghostnas import run_history
 from ghostnas._io import atomic_write_text
 from ghostnas._machine import cpu_model
 from ghostnas.budget import Budget, Objective, front_metric
 from ghostnas.config import config_to_dict, save_config
 from ghostnas.errors import GhostnasError
+from ghostnas.evaluators import score_label
 from ghostnas.space import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
@@ -296,7 +298,6 @@ def run_record(
     up, so a resume or a re-run with nothing to do keeps the first run's record.
     """
     from ghostnas import __version__
-    from ghostnas.run_history import totals
 
     records = trial_records(trials)
     command = list(settings.command) if settings.command is not None else None
@@ -330,15 +331,13 @@ def run_record(
         "over_budget": over_budget_fractions(records),
         "timing": dict(timing),
         "runs": [dict(r) for r in history],
-        "totals": totals(history),
+        "totals": run_history.totals(history),
     }
 
 
 def run_score_label(settings: Mapping[str, Any]) -> str:
     """What a run's score is called, from its ``run.json`` settings (runs written before the
     label was recorded get it from their evaluator's name)."""
-    from ghostnas.evaluators import score_label
-
     label = settings.get("score_label")
     return label if isinstance(label, str) and label else score_label(str(settings.get("evaluator", "?")))
 
