@@ -109,7 +109,8 @@ def _search_from_folder(folder: Path, limit: float) -> dict[str, Any]:
     return _summary(
         folder,
         run.info["counts"],
-        run.info["timing"]["loop_seconds"],
+        # the study's total over every invocation (a resumed search's own timing is only its last run)
+        (run.info.get("totals") or run.info["timing"])["loop_seconds"],
         run.record(best_meta["trial"]),
         pareto,
         limit,

@@ -9,7 +9,37 @@ from pathlib import Path
 from ghostnas._fs import reports_write_faults
 from ghostnas.errors import GhostnasError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "read_user_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "new_file_mode", "read_user_text", "temp_file_beside"]
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: ``0o666`` less the process's umask.
+
+    ``tempfile.mkstemp`` creates its files 0600 (private), which is right for a temporary file
+    but wrong for an output renamed into place: a run folder's results would be unreadable to
+    the user's group even where their umask allows it. The umask can only be read by setting
+    it, so it is set back at once (the window is a few instructions, in one thread at a time
+    under the GIL).
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in ``path``'s folder, for a write that ends in ``os.replace``.
+
+    Returns the open descriptor and the file name; the file has the mode a plainly created
+    file would have (:func:`new_file_mode`), so the renamed output honours the umask.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, new_file_mode())
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
 
 
 @reports_write_faults  # a full disk is one line naming the file (ghostnas._fs)
@@ -22,7 +52,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ghostnas.config import GhostNetConfig
@@ -27,6 +27,8 @@ __all__ = [
     "BudgetError",
     "Objective",
     "candidate_costs",
+    "default_objectives",
+    "front_metric",
     "parse_budget",
     "parse_objectives",
 ]
@@ -93,6 +95,14 @@ class Budget:
             return f"{self.limit:g} ms"
         unit = "MACs" if self.metric == "macs" else "params"
         return f"{_si(self.limit)} {unit}"
+
+    def convention(self) -> str:
+        """How the limited metric is counted, for every output that shows the budget."""
+        if self.metric == "latency_ms":
+            return "predicted latency, batch 1, 224x224, from the latency table"
+        if self.metric == "macs":
+            return "conv+linear multiply-accumulates at 224x224, 1000 classes; the paper's FLOPs"
+        return "trainable parameters at 1000 classes"
 
     def slug(self) -> str:
         """Short file-name-safe form: ``150MMACs``, ``5Mparams``, ``12ms``."""
@@ -200,3 +210,25 @@ def parse_objectives(text: str) -> tuple[Objective, ...]:
     if names[0] != "accuracy":
         raise BudgetError(f"objectives {text!r}: accuracy must come first, e.g. accuracy,macs")
     return tuple(OBJECTIVES[n] for n in names)
+
+
+def default_objectives(budget: Budget) -> str:
+    """``accuracy,<the budget's metric>``: what a search optimises when not told otherwise.
+
+    A search under a params budget trades accuracy against params and one under a latency
+    budget against latency, so that the front, its plot and its hypervolume are drawn in the
+    metric the user limited (the budget line and the hypervolume's reference point lie on that
+    axis). ``150MFLOPs`` gives ``accuracy,macs``.
+    """
+    return f"accuracy,{budget.metric}"
+
+
+def front_metric(budget: Budget, objectives: Sequence[Objective] | Sequence[str]) -> str:
+    """The cost axis of a search's Pareto front: its second objective, or with a single
+    objective the budget's metric.
+
+    The one place this is decided: the front in ``pareto.json``, the plots, the hypervolume,
+    the progress display and a run folder read back all use it.
+    """
+    names = [o if isinstance(o, str) else o.name for o in objectives]
+    return names[1] if len(names) > 1 else budget.metric

@@ -29,7 +29,7 @@ from ghostnas.config import GhostNetConfig, config_from_dict, save_config
 from ghostnas.cost import count_cost
 from ghostnas.errors import GhostnasError
 from ghostnas.registry import model_entries, user_model_dir, valid_model_name
-from ghostnas.results import best_record
+from ghostnas.results import best_record, run_score_label
 from ghostnas.run_folder import RunFolder, open_run
 
 __all__ = ["ExportError", "ExportResult", "OnnxOptions", "export_trial", "select_trial", "trial_config"]
@@ -59,6 +59,7 @@ class OnnxOptions:
     in_chans: int = 3
     stem_stride: int = 2
     weights: Path | None = None
+    dynamic_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _provenance(
         "macs": record["macs"],
         "params": record["params"],
         "evaluator": s.get("evaluator"),
+        "score_label": run_score_label(s),
         "data": s.get("data"),
         "epochs": s.get("epochs"),
         "seconds": record.get("seconds"),
@@ -313,6 +315,7 @@ def _write(
             in_chans=onnx.in_chans,
             stem_stride=onnx.stem_stride,
             weights=onnx.weights,
+            dynamic_batch=onnx.dynamic_batch,
         )
         meta["onnx"] = {
             "path": str(Path(onnx_info["path"]).resolve()),
@@ -321,6 +324,10 @@ def _write(
             "in_chans": onnx.in_chans,
             "stem_stride": onnx.stem_stride,
             "max_abs_diff": onnx_info["max_abs_diff"],
+            "weights": onnx_info["weights"],
+            # no weights file: the ONNX model is the untrained network (fine for timing, not for use)
+            "random_weights": onnx_info["random_weights"],
+            "batch": "dynamic" if onnx.dynamic_batch else 1,
         }
     try:
         save_config(cfg, path, meta=meta)

@@ -42,6 +42,7 @@ __all__ = [
     "TrainError",
     "TrainReport",
     "TrainSettings",
+    "TrainStart",
     "default_train_dir",
     "train_model",
     "training_recipe",
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, float], None]
 """``progress(epoch, total_epochs, val_acc)`` after every whole epoch (and at the end)."""
+
+SHORT_RUN_EPOCHS = 10
+"""Below this many epochs the full recipe is out of its range (see :func:`short_run_note`)."""
 
 
 class TrainError(GhostnasError):
@@ -104,6 +108,53 @@ class TrainReport:
     files: list[str]
 
 
+@dataclass(frozen=True)
+class TrainStart:
+    """What a training run is about to do, once its inputs are checked and its data loaded.
+
+    Attributes:
+        model, arch: The model's label and its compact architecture string.
+        params, macs: At 224x224 and 1000 classes (the budget convention).
+        data: The dataset's label; train_images, val_images, test_images: the split's sizes.
+        epochs, batch_size, steps: The schedule (steps = optimizer steps in all).
+        device, out_dir: Where it trains and writes.
+    """
+
+    model: str
+    arch: str
+    params: int
+    macs: int
+    data: str
+    train_images: int
+    val_images: int
+    test_images: int
+    epochs: float
+    batch_size: int
+    steps: int
+    device: str
+    out_dir: Path
+
+
+def short_run_note(epochs: float) -> str | None:
+    """Why a short run of the full recipe scores below the search's proxy, or None.
+
+    The full recipe is made for tens of epochs: cosine decay, label smoothing, random crops and
+    flips, and validation with batch-norm statistics as training left them. The search's proxy
+    recipe (:class:`ghostnas.train.Recipe` defaults) is made for 2 epochs: linear decay, no
+    augmentation, batch-norm statistics re-estimated before every validation. So a 1-epoch
+    ``ghostnas train`` of a network can score far below the proxy score the search reported
+    for it; the two numbers answer different questions.
+    """
+    if epochs >= SHORT_RUN_EPOCHS:
+        return None
+    return (
+        f"{epochs:g} epoch(s) is a short run for the full recipe (cosine schedule, label smoothing, "
+        "crops and flips, made for 30 epochs), so expect accuracy below the search's proxy score, "
+        "which uses a 2-epoch recipe (linear decay, no augmentation, batch-norm statistics "
+        "re-estimated before validation)"
+    )
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
@@ -115,8 +166,10 @@ def _model_label(model: str | GhostNetConfig) -> str:
 
 
 def default_train_dir(settings: TrainSettings) -> Path:
-    """``results/train-<model>-<data>-e<epochs>-seed<seed>``."""
-    return Path("results") / _slug(
+    """``ghostnas-runs/train-<model>-<data>-e<epochs>-seed<seed>``."""
+    from ghostnas.search import RUNS_DIR
+
+    return RUNS_DIR / _slug(
         f"train-{_model_label(settings.model)}-{settings.data}-e{settings.epochs:g}-seed{settings.seed}"
     )
 
@@ -136,15 +189,12 @@ def training_recipe(data: str, epochs: float, train_images: int = 0, flip: bool 
 
 
 def _device(name: str) -> str:
-    import torch
+    from ghostnas.device import DeviceError, resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"device {name!r}: CUDA is not available here; use --device cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise TrainError(f"device {name!r}: use cpu, cuda, cuda:N or auto")
-    return name
+    try:
+        return resolve_device(name)
+    except DeviceError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def _validate(settings: TrainSettings) -> tuple[GhostNetConfig, Path, str]:
@@ -165,12 +215,20 @@ def _validate(settings: TrainSettings) -> tuple[GhostNetConfig, Path, str]:
     return cfg, out, device
 
 
-def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> TrainReport:
+def train_model(
+    settings: TrainSettings,
+    progress: ProgressFn | None = None,
+    on_start: Callable[[TrainStart], None] | None = None,
+    on_test: Callable[[int], None] | None = None,
+) -> TrainReport:
     """Train ``settings.model`` fully and write weights, metrics and provenance.
 
     Args:
         settings: What to train and how.
         progress: Called after every whole epoch with the validation accuracy.
+        on_start: Called once the inputs are checked and the data is loaded, before training.
+        on_test: Called with the number of test images just before the official test set is
+            scored (after the last epoch; it can take as long as a short training).
 
     Returns:
         The run folder and its metrics.
@@ -202,6 +260,25 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
         return built["net"]
 
     total_epochs = math.ceil(recipe.epochs)
+    if on_start is not None:
+        cost0 = count_cost(cfg)
+        on_start(
+            TrainStart(
+                model=_model_label(settings.model),
+                arch=cfg.short(),
+                params=cost0.params,
+                macs=cost0.macs,
+                data=ds.label,
+                train_images=len(train[0]),
+                val_images=len(val[0]),
+                test_images=len(ds.test_x),
+                epochs=settings.epochs,
+                batch_size=recipe.batch_size,
+                steps=max(1, round(recipe.epochs * (len(train[0]) // recipe.batch_size))),
+                device=device,
+                out_dir=out,
+            )
+        )
 
     def report(point: int, val_acc: float) -> None:
         if progress is not None:
@@ -214,6 +291,8 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
     except TrainingFailed as exc:
         raise TrainError(f"training {_model_label(settings.model)} failed: {exc}") from None
     net = built["net"]
+    if on_test is not None:
+        on_test(len(ds.test_x))
     t_test = time.perf_counter()
     dev = torch.device(device)
     test_x = normalise(ds.test_x.to(dev), ds.mean, ds.std)

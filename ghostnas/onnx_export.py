@@ -12,12 +12,12 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ghostnas._io import temp_file_beside
 from ghostnas.config import GhostNetConfig
 from ghostnas.errors import GhostnasError
 from ghostnas.registry import create_model
@@ -45,8 +45,13 @@ def export_onnx(
     stem_stride: int = 2,
     weights: str | Path | None = None,
     atol: float = 1e-4,
+    dynamic_batch: bool = False,
 ) -> dict[str, Any]:
-    """Write ``model`` as ONNX (batch 1, ``in_chans x input_size x input_size``) and verify it.
+    """Write ``model`` as ONNX (``in_chans x input_size x input_size`` inputs) and verify it.
+
+    Without ``weights`` the file holds the network's random initial weights: right for timing
+    or for checking a deployment path, useless for predictions. The result says so
+    (``random_weights``), so that callers can tell the user.
 
     Args:
         model: Registered name, config JSON path, dict or config.
@@ -57,9 +62,12 @@ def export_onnx(
         stem_stride: As for :func:`ghostnas.create_model`.
         weights: Optional state-dict file (loaded with ``weights_only=True``); random init otherwise.
         atol: Largest allowed absolute difference between onnxruntime and PyTorch outputs.
+        dynamic_batch: Export the batch axis as dynamic (named ``batch``) instead of fixed at 1;
+            the check then runs at batch 3, a size the export never saw.
 
     Returns:
-        ``path``, ``max_abs_diff`` (None when onnxruntime is absent) and ``onnxruntime`` (bool).
+        ``path``, ``max_abs_diff`` (None when onnxruntime is absent), ``onnxruntime`` (bool),
+        ``weights`` (the file, or None), ``random_weights`` (bool) and ``dynamic_batch`` (bool).
     """
     onnx = _require("onnx")
     _require("onnxscript")
@@ -76,8 +84,11 @@ def export_onnx(
         raise GhostnasError(f"{path}: is a directory; give the .onnx file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, in_chans, input_size, input_size, generator=generator)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # torch.export fixes a dimension of size 1, so a dynamic batch is traced at 2 and checked at 3
+    x = torch.randn(2 if dynamic_batch else 1, in_chans, input_size, input_size, generator=generator)
+    check_x = torch.randn(3, in_chans, input_size, input_size, generator=generator) if dynamic_batch else x
+    dynamic = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamic_batch else {}
+    fd, tmp_name = temp_file_beside(path)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -90,16 +101,26 @@ def export_onnx(
                 output_names=["logits"],
                 dynamo=True,
                 external_data=False,
+                **dynamic,
             )
         onnx.checker.check_model(onnx.load(str(tmp)))
-        diff = _compare(tmp, net, x)
+        diff = _compare(tmp, net, check_x)
         if diff is not None and diff > atol:
             raise GhostnasError(f"ONNX outputs differ from PyTorch by {diff:.2e} (> {atol:g}); not written")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     log.info("wrote %s (max |onnx - torch| = %s)", path, diff)
-    return {"path": str(path), "max_abs_diff": diff, "onnxruntime": diff is not None}
+    if weights is None:
+        log.info("%s holds random initial weights (no weights file given): not a trained model", path)
+    return {
+        "path": str(path),
+        "max_abs_diff": diff,
+        "onnxruntime": diff is not None,
+        "weights": None if weights is None else str(weights),
+        "random_weights": weights is None,
+        "dynamic_batch": dynamic_batch,
+    }
 
 
 @contextlib.contextmanager

@@ -61,6 +61,7 @@ class ParetoPlotData:
         budget: The budget line on the x axis, when it limits ``cost_key``.
         references: ``name -> cost`` of the GhostNet table networks (paper convention); empty
             for latency (the figure does not time networks).
+        score_label: What the y axis is (the evaluator's score, e.g. ``proxy accuracy``).
     """
 
     cost_key: str
@@ -71,6 +72,7 @@ class ParetoPlotData:
     failed: int
     budget: float | None
     references: dict[str, float] = field(default_factory=dict)
+    score_label: str = "proxy accuracy"
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,15 @@ def _scored_in_budget(
     return [r for r in scored_in_budget(records, budget) if r.get(cost_key) is not None]
 
 
-def pareto_plot_data(records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str) -> ParetoPlotData:
-    """Extract the figure's data from trial records (see :func:`ghostnas.results.trial_records`)."""
+def pareto_plot_data(
+    records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str, score_label: str = "proxy accuracy"
+) -> ParetoPlotData:
+    """Extract the figure's data from trial records (see :func:`ghostnas.results.trial_records`).
+
+    ``cost_key`` is the x axis (a search passes :func:`ghostnas.budget.front_metric`, the
+    budget's metric unless a second objective says otherwise); the budget line is drawn when
+    the budget limits that axis.
+    """
     scored = [r for r in records if r["outcome"] == "ok" and r.get(cost_key) is not None]
     front = pareto_front(_scored_in_budget(records, budget, cost_key), cost_key)
     ref = next((r for r in scored if r["reference"]), None)
@@ -132,6 +141,7 @@ def pareto_plot_data(records: Sequence[Mapping[str, Any]], budget: Budget, cost_
         failed=sum(r["outcome"] == "failed" for r in records),
         budget=budget.limit if budget.metric == cost_key else None,
         references=reference_costs(cost_key),
+        score_label=score_label,
     )
 
 
@@ -255,7 +265,7 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
         )
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("proxy accuracy")
+    ax.set_ylabel(data.score_label)
     if title:
         suffix = f"; {data.failed} failed" if data.failed else ""
         ax.set_title(title + suffix, fontsize=10)
@@ -285,7 +295,7 @@ def render_hypervolume(history: HypervolumeHistory, path: str | Path, title: str
     ax.set_ylabel("hypervolume of the front (normalised)")
     ax.set_title(
         (title + "\n" if title else "")
-        + f"reference point: accuracy 0, {history.cost_key} {history.reference_cost / scale:g}"
+        + f"reference point: score 0, {history.cost_key} {history.reference_cost / scale:g}"
         + ("M" if scale == 1e6 else ""),
         fontsize=9,
     )
@@ -299,6 +309,7 @@ def write_plots(
     budget: Budget,
     cost_key: str,
     title: str = "",
+    score_label: str = "proxy accuracy",
 ) -> list[str]:
     """Write ``pareto.png``, ``hypervolume.png`` and, when the trials carry a predicted latency,
     ``latency.png`` into ``out_dir``.
@@ -307,7 +318,9 @@ def write_plots(
         The file names written.
     """
     out_dir = Path(out_dir)
-    render_pareto(pareto_plot_data(records, budget, cost_key), out_dir / "pareto.png", title=title)
+    render_pareto(
+        pareto_plot_data(records, budget, cost_key, score_label), out_dir / "pareto.png", title=title
+    )
     render_hypervolume(
         hypervolume_history(records, budget, cost_key), out_dir / "hypervolume.png", title=title
     )
@@ -315,7 +328,9 @@ def write_plots(
     if cost_key != "latency_ms" and any(
         r["outcome"] == "ok" and r.get("latency_ms") is not None for r in records
     ):
-        render_pareto(pareto_plot_data(records, budget, "latency_ms"), out_dir / "latency.png", title=title)
+        render_pareto(
+            pareto_plot_data(records, budget, "latency_ms", score_label), out_dir / "latency.png", title=title
+        )
         files.append("latency.png")
     return files
 
@@ -329,10 +344,13 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     Raises:
         ghostnas.run_folder.RunFolderError: not a readable run folder (nothing is written).
     """
+    from ghostnas.results import run_score_label
     from ghostnas.run_folder import open_run
 
     run = open_run(run_dir)
     s = run.settings
     title = f"{s.get('space', '?')} under {run.budget.describe()}, evaluator {s.get('evaluator', '?')}"
-    names = write_plots(run.path, run.records, run.budget, run.cost_key, title=title)
+    names = write_plots(
+        run.path, run.records, run.budget, run.cost_key, title=title, score_label=run_score_label(s)
+    )
     return [run.path / n for n in names]

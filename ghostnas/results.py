@@ -27,11 +27,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ghostnas import run_history
 from ghostnas._io import atomic_write_text
 from ghostnas._machine import cpu_model
-from ghostnas.budget import Budget, Objective
+from ghostnas.budget import Budget, Objective, front_metric
 from ghostnas.config import config_to_dict, save_config
 from ghostnas.errors import GhostnasError
+from ghostnas.evaluators import score_label
 from ghostnas.space import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ __all__ = [
     "pareto_front",
     "provenance",
     "run_record",
+    "run_score_label",
     "scored_in_budget",
     "trial_records",
     "write_outputs",
@@ -165,10 +168,14 @@ def best_record(records: Sequence[Mapping[str, Any]], budget: Budget) -> Mapping
 
 
 class FrontTracker:
-    """Best accuracy and Pareto size as trials arrive (for the progress bar)."""
+    """Best score and Pareto size as trials arrive (for the progress display).
 
-    def __init__(self, objectives: Sequence[Objective]) -> None:
-        self.cost_key = objectives[1].name if len(objectives) > 1 else "macs"
+    Args:
+        cost_key: The front's cost axis, :func:`ghostnas.budget.front_metric`.
+    """
+
+    def __init__(self, cost_key: str) -> None:
+        self.cost_key = cost_key
         self.points: list[dict[str, Any]] = []
         self.best_accuracy: float | None = None
         self.pareto_size = 0
@@ -282,8 +289,14 @@ def run_record(
     ended: datetime,
     timing: Mapping[str, Any],
     interrupted: bool,
+    history: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The content of ``run.json``."""
+    """The content of ``run.json``.
+
+    ``started``, ``ended`` and ``timing`` describe this invocation; ``runs`` lists every
+    invocation that wrote the folder (see :mod:`ghostnas.run_history`) and ``totals`` adds them
+    up, so a resume or a re-run with nothing to do keeps the first run's record.
+    """
     from ghostnas import __version__
 
     records = trial_records(trials)
@@ -301,6 +314,7 @@ def run_record(
             "budget": settings.budget.describe(),
             "budget_metric": settings.budget.metric,
             "budget_limit": settings.budget.limit,
+            "budget_convention": settings.budget.convention(),
             "cost_convention": "conv+linear multiply-accumulates and params at 224x224, 1000 classes",
             "trials": settings.trials,
             "timeout": settings.timeout,
@@ -316,7 +330,16 @@ def run_record(
         "counts": _counts(records),
         "over_budget": over_budget_fractions(records),
         "timing": dict(timing),
+        "runs": [dict(r) for r in history],
+        "totals": run_history.totals(history),
     }
+
+
+def run_score_label(settings: Mapping[str, Any]) -> str:
+    """What a run's score is called, from its ``run.json`` settings (runs written before the
+    label was recorded get it from their evaluator's name)."""
+    label = settings.get("score_label")
+    return label if isinstance(label, str) and label else score_label(str(settings.get("evaluator", "?")))
 
 
 def write_run_json(out_dir: Path, run_info: Mapping[str, Any]) -> None:
@@ -383,7 +406,8 @@ def write_outputs(
     from ghostnas import plots
 
     records = trial_records(trials)
-    cost_key = objectives[1].name if len(objectives) > 1 else budget.metric
+    cost_key = front_metric(budget, objectives)
+    label = run_score_label(run_info["settings"])
     ok = scored_in_budget(records, budget)
     front = pareto_front(ok, cost_key)
     pareto = []
@@ -413,6 +437,7 @@ def write_outputs(
             "trial": best["number"],
             "accuracy": best["accuracy"],
             "evaluator": run_info["settings"]["evaluator"],
+            "score_label": label,
             "macs": best["macs"],
             "params": best["params"],
             "budget": budget.describe(),
@@ -425,7 +450,7 @@ def write_outputs(
         (out_dir / "best.json").unlink()
 
     title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
-    files += plots.write_plots(out_dir, records, budget, cost_key, title=title)
+    files += plots.write_plots(out_dir, records, budget, cost_key, title=title, score_label=label)
     hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
     atomic_write_text(
         out_dir / "summary.md", _summary(records, front, best, budget, space, cost_key, hv, run_info)
@@ -442,6 +467,55 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def _score(v: float) -> str:
+    """A score in the evaluator's own scale: 4 decimals, or 4 significant digits when large."""
+    return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"
+
+
+def _cost_text(value: float | None, metric: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3g} ms" if metric == "latency_ms" else _m(value)
+
+
+def _time_lines(records: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any]) -> list[str]:
+    """The study's time over every invocation, then this invocation's, then the history."""
+    timing = run_info["timing"]
+    tot = run_info.get("totals") or {}
+    runs = run_info.get("runs") or []
+    trial_s = sum(float(r["seconds"] or 0.0) for r in records if r["outcome"] in ("ok", "failed", "pruned"))
+    lines = ["## Time", ""]
+    if tot.get("runs"):
+        lines += [
+            f"Whole study, over the {tot['runs']} invocation(s) that wrote this folder: "
+            f"{tot['loop_seconds']:.1f} s in the search loop, {tot['evaluation_seconds']:.1f} s evaluating, "
+            f"{tot['optuna_seconds']:.2f} s in Optuna (sampler and storage; {_pct(tot['optuna_share'])} of "
+            f"the loop), {tot['proposals']} proposals; first started {tot['first_started']}, last ended "
+            f"{tot['last_ended']}. The evaluated trials' own times add up to {trial_s:.1f} s (every "
+            "worker's, when several share the study).",
+            "",
+        ]
+    lines += [
+        f"This invocation: {timing['loop_seconds']:.1f} s in the search loop, {timing['evaluation_seconds']:.1f} s "
+        f"evaluating, {timing['optuna_seconds']:.2f} s in Optuna ({_pct(timing.get('optuna_share'))} of the "
+        f"loop), {timing['proposals_this_run']} proposals.",
+        "",
+    ]
+    if len(runs) > 1:
+        lines += [
+            "| run | started | ended | evaluated | loop s | Optuna s |",
+            "|---:|---|---|---:|---:|---:|",
+        ]
+        for i, r in enumerate(runs, start=1):
+            ev = "?" if r.get("evaluated") is None else str(r["evaluated"])
+            lines.append(
+                f"| {i} | {r.get('started', '')} | {r.get('ended', '')} | {ev} | "
+                f"{float(r.get('loop_seconds') or 0):.1f} | {float(r.get('optuna_seconds') or 0):.2f} |"
+            )
+        lines.append("")
+    return lines
+
+
 def _summary(
     records: Sequence[Mapping[str, Any]],
     front: Sequence[Mapping[str, Any]],
@@ -455,23 +529,31 @@ def _summary(
     s = run_info["settings"]
     counts = run_info["counts"]
     ob = run_info["over_budget"]
-    timing = run_info["timing"]
+    label = run_score_label(s)
+    tot = run_info.get("totals") or {}
+    started = tot.get("first_started") or run_info["started"]
+    objectives = ", ".join(
+        f"maximise {label}" if o == "accuracy" else f"minimise {_AXIS_NAMES.get(o, o)}"
+        for o in s["objectives"]
+    )
     lines = [
         f"# ghostnas search: {space.name} under {budget.describe()}",
         "",
         f"- command: `{' '.join(run_info['command'] or ['(Python API)'])}`",
         f"- study `{s['study']}` in `{s['storage']}` (run the same command again to resume; "
         f"`optuna-dashboard {s['storage']}` to browse)",
-        f"- evaluator `{s['evaluator']}`"
-        + (" (fake scores: a test evaluator, not a measured accuracy)" if s["evaluator"] == "fake" else "")
-        + f", data `{s['data']}`, epochs {s['epochs'] if s['epochs'] is not None else 'default'}, seed {s['seed']}",
-        f"- sampler `{s['sampler']}`, objectives {', '.join(s['objectives'])}",
-        f"- {run_info['started']} to {run_info['ended']}"
+        f"- evaluator `{s['evaluator']}`, score: {label}"
+        + (" (fake scores: a test evaluator, nothing measured)" if s["evaluator"] == "fake" else "")
+        + f"; data `{s['data']}`, epochs {s['epochs'] if s['epochs'] is not None else 'default'}, seed {s['seed']}",
+        f"- sampler `{s['sampler']}`, objectives: {objectives}",
+        f"- budget {budget.describe()}: {budget.convention()}",
+        f"- {started} to {run_info['ended']}"
+        + (f" ({tot['runs']} invocations)" if tot.get("runs", 1) > 1 else "")
         + (" (interrupted; run again to resume)" if run_info["interrupted"] else ""),
         "",
         "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
         "the GhostNet paper's FLOPs) whatever resolution the proxy trains at, so the budget compares "
-        "with published numbers. Accuracy is the evaluator's proxy score.",
+        f"with published numbers. The score is the evaluator's: {label}.",
         "",
         "## Trials",
         "",
@@ -487,7 +569,7 @@ def _summary(
         lines += [
             "## Best under budget",
             "",
-            f"Trial {best['number']}: accuracy {best['accuracy']:.4f}, {_m(best['macs'])} MACs, "
+            f"Trial {best['number']}: {label} {_score(best['accuracy'])}, {_m(best['macs'])} MACs, "
             f"{_m(best['params'])} params{' (the reference network)' if best['reference'] else ''}. "
             "Config: `best.json` (`ghostnas.create_model('best.json')`).",
             "",
@@ -497,34 +579,38 @@ def _summary(
     ref = [r for r in records if r["reference"]]
     if ref:
         r = ref[0]
-        acc = f"accuracy {r['accuracy']:.4f}" if r["accuracy"] is not None else r["outcome"]
-        lines += [f"Reference (width-scaled GhostNet, trial {r['number']}): {acc}, {_m(r['macs'])} MACs.", ""]
+        score = f"{label} {_score(r['accuracy'])}" if r["accuracy"] is not None else r["outcome"]
+        lines += [
+            f"Reference (width-scaled GhostNet, trial {r['number']}): {score}, {_m(r['macs'])} MACs.",
+            "",
+        ]
+    latency_col = cost_key == "latency_ms"
     lines += [
-        f"## Pareto front ({len(front)} configs; accuracy against {cost_key})",
+        f"## Pareto front ({len(front)} configs; {label} against {_AXIS_NAMES.get(cost_key, cost_key)})",
         "",
-        "| trial | accuracy | MACs | params | config |",
-        "|---:|---:|---:|---:|---|",
+        "| trial | score | MACs | params |" + (" latency |" if latency_col else "") + " config |",
+        "|---:|---:|---:|---:|" + ("---:|" if latency_col else "") + "---|",
     ]
     lines += [
-        f"| {r['number']} | {r['accuracy']:.4f} | {_m(r['macs'])} | {_m(r['params'])} | `{r['config']}` |"
+        f"| {r['number']} | {_score(r['accuracy'])} | {_m(r['macs'])} | {_m(r['params'])} |"
+        + (f" {_cost_text(r.get('latency_ms'), 'latency_ms')} |" if latency_col else "")
+        + f" `{r['config']}` |"
         for r in front
     ]
     if hv is not None:
         lines += [
             "",
-            f"Hypervolume (reference: accuracy 0, cost = budget; normalised by the budget): {hv:.4f}",
+            f"Hypervolume (reference: score 0, {_AXIS_NAMES.get(cost_key, cost_key)} = the budget, "
+            f"{_cost_text(budget.limit, budget.metric)}; normalised by the budget): {hv:.4f}",
         ]
-    share = timing.get("optuna_share")
+    lines += ["", *_time_lines(records, run_info)]
     lines += [
-        "",
-        "## Time",
-        "",
-        f"This run: {timing['loop_seconds']:.1f} s in the search loop, {timing['evaluation_seconds']:.1f} s "
-        f"evaluating, {timing['optuna_seconds']:.2f} s in Optuna (sampler and storage; "
-        f"{_pct(share)} of the loop), {timing['proposals_this_run']} proposals.",
-        "",
-        "Files: `trials.csv`, `pareto.json`, `best.json`, `pareto.png`, `hypervolume.png` (and "
-        "`latency.png` when latency was predicted), `summary.md`, `run.json`.",
+        "Files: `trials.csv`, `pareto.json`, `best.json`, `pareto.png`, "
+        "`hypervolume.png` (and `latency.png` when latency was predicted), `summary.md`, `run.json`.",
         "",
     ]
     return "\n".join(lines)
+
+
+# Cost metrics in words, for prose and table headings.
+_AXIS_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "predicted latency"}

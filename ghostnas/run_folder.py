@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ghostnas.budget import Budget
+from ghostnas.budget import Budget, front_metric
 from ghostnas.errors import GhostnasError
 
 __all__ = ["RunFolder", "RunFolderError", "open_run", "read_trials_csv"]
@@ -124,6 +124,6 @@ def open_run(path: str | Path) -> RunFolder:
         raise RunFolderError(
             f"{path / 'run.json'}: lacks the run settings ({type(exc).__name__}: {exc}); {_HINT}"
         ) from None
-    cost_key = objectives[1] if len(objectives) > 1 else budget.metric
+    cost_key = front_metric(budget, objectives)
     records = read_trials_csv(path / "trials.csv")
     return RunFolder(path=path, info=info, records=records, budget=budget, cost_key=cost_key)

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ghostnas import workers
+from ghostnas import run_history, workers
 from ghostnas._fs import as_write_failed, check_output_dir, is_write_fault, repair_journal_tail, writing
 from ghostnas.budget import (
     BUDGET_INPUT_SIZE,
@@ -48,6 +48,8 @@ from ghostnas.budget import (
     Budget,
     Objective,
     candidate_costs,
+    default_objectives,
+    front_metric,
     parse_objectives,
 )
 from ghostnas.config import GhostNetConfig, config_to_dict
@@ -59,6 +61,7 @@ from ghostnas.evaluators import (
     Evaluator,
     list_evaluators,
     make_evaluator,
+    score_label,
 )
 from ghostnas.space import SearchSpace, load_space, space_digest
 
@@ -69,12 +72,14 @@ __all__ = [
     "DEFAULT_SPACE",
     "DEFAULT_TRIALS",
     "MAX_PROPOSALS_PER_TRIAL",
+    "RUNS_DIR",
     "SAMPLERS",
     "NoResultError",
     "Progress",
     "SearchError",
     "SearchResult",
     "SearchSettings",
+    "SearchStart",
     "close_storage",
     "default_out_dir",
     "make_sampler",
@@ -88,6 +93,8 @@ DEFAULT_SPACE = "ghostnet_v1"
 DEFAULT_TRIALS = 30
 MAX_PROPOSALS_PER_TRIAL = 50
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
+RUNS_DIR = Path("ghostnas-runs")
+"""Where run folders go by default, relative to the working directory (``--out`` overrides)."""
 
 # Settings that change what a trial's score means; a study created with other values is not
 # resumed (the user gets an error naming the difference).
@@ -114,13 +121,14 @@ class SearchSettings:
         timeout: Stop starting new trials after this many seconds of this run (None: no limit).
         sampler: ``tpe``, ``nsga2``, ``random`` or ``gp`` (ignored when a sampler object is given
             to :func:`run_search`).
-        objectives: ``accuracy,macs`` (Pareto front, default), ``accuracy,params`` or
-            ``accuracy`` (single objective; the only mode where pruning applies).
+        objectives: ``accuracy,macs`` (Pareto front), ``accuracy,params``, ``accuracy,latency``
+            or ``accuracy`` (single objective; the only mode where pruning applies). None:
+            :func:`ghostnas.budget.default_objectives`, accuracy against the budget's metric.
         evaluator: Evaluator name (see :func:`ghostnas.evaluators.list_evaluators`).
         epochs: Proxy training budget for training evaluators (None: the evaluator's default).
         data, data_dir: Dataset the evaluator trains on and where its files are.
         seed: Seeds the sampler and the evaluator.
-        device: ``cpu``, ``cuda``, ``cuda:N``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
         out: Run folder (None: :func:`default_out_dir`).
         storage: Optuna storage URL or ``journal:PATH`` (None: SQLite file in the run folder).
         study: Study name (None: the run folder's name).
@@ -140,13 +148,13 @@ class SearchSettings:
     trials: int = DEFAULT_TRIALS
     timeout: float | None = None
     sampler: str = "tpe"
-    objectives: str = "accuracy,macs"
+    objectives: str | None = None
     evaluator: str = DEFAULT_EVALUATOR
     epochs: float | None = None
     data: str = "fashion-mnist"
     data_dir: str | None = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     out: str | None = None
     storage: str | None = None
     study: str | None = None
@@ -158,7 +166,20 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class Progress:
-    """What a progress display needs after each trial."""
+    """What a progress display needs after each trial.
+
+    Attributes:
+        evaluated, target: Evaluated trials in the study and the number wanted.
+        proposals, over_budget: This run's proposals and how many were over budget.
+        best_accuracy: The best score so far (the evaluator's own scale, see ``score_label``).
+        pareto_size: Size of the front in (score, ``cost_key``).
+        last_state: Outcome of the trial that just finished (``ok``, ``failed``, ``over_budget``...).
+        trial: Its number.
+        score: Its score, when it was scored.
+        costs: Its ``macs`` and ``params`` at 224x224 (and ``latency_ms`` when predicted).
+        seconds: Its evaluation time (None when it never reached the evaluator).
+        cost_key: The front's cost axis (:func:`ghostnas.budget.front_metric`).
+    """
 
     evaluated: int
     target: int
@@ -167,6 +188,42 @@ class Progress:
     best_accuracy: float | None
     pareto_size: int
     last_state: str
+    trial: int | None = None
+    score: float | None = None
+    costs: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+    cost_key: str = "macs"
+
+
+@dataclass(frozen=True)
+class SearchStart:
+    """What a run is about to do, once every input has been checked (for a start line).
+
+    Attributes:
+        space, sampler: The space's name and the sampler's.
+        budget: The budget (``describe()`` and ``convention()`` say it in words).
+        objectives: Objective names, e.g. ``("accuracy", "macs")``.
+        evaluator, score_label: The evaluator's name and what its score is called.
+        data, device: What the evaluator reads and runs on.
+        trials, evaluated_before: Evaluated trials wanted in the study, and already there.
+        out_dir, study, storage: Where the outputs and the study go (storage without password).
+        command: The command line, when the CLI started the run.
+    """
+
+    space: str
+    sampler: str
+    budget: Budget
+    objectives: tuple[str, ...]
+    evaluator: str
+    score_label: str
+    data: str
+    device: str
+    trials: int
+    evaluated_before: int
+    out_dir: Path
+    study: str
+    storage: str
+    command: tuple[str, ...] | None
 
 
 @dataclass
@@ -200,10 +257,12 @@ class SearchResult:
 
 
 def default_out_dir(settings: SearchSettings, space_name: str) -> Path:
-    """``results/search-<space>-<budget>-<evaluator>-<sampler>-seed<seed>``: the same command
-    gives the same folder, which is what makes re-running it resume."""
+    """``ghostnas-runs/search-<space>-<budget>-<evaluator>-<sampler>-seed<seed>``: the same
+    command gives the same folder, which is what makes re-running it resume. Objectives other
+    than the budget's default (:func:`ghostnas.budget.default_objectives`) are named too."""
     sampler = settings.sampler if isinstance(settings.sampler, str) else "custom"
-    objectives = settings.objectives.replace(",", "+")
+    default = default_objectives(settings.budget).replace(",", "+")
+    objectives = (settings.objectives or default).replace(",", "+")
     parts = [
         "search",
         space_name,
@@ -212,9 +271,9 @@ def default_out_dir(settings: SearchSettings, space_name: str) -> Path:
         sampler,
         f"seed{settings.seed}",
     ]
-    if objectives != "accuracy+macs":
+    if objectives != default:
         parts.insert(3, objectives)
-    return Path("results") / re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
+    return RUNS_DIR / re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
 
 
 def make_sampler(name: str, seed: int, trials: int, n_objectives: int) -> optuna.samplers.BaseSampler:
@@ -389,6 +448,8 @@ def _validate(settings: SearchSettings) -> _Plan:
             raise SearchError(
                 "the gp sampler needs scipy: pip install 'ghostnas[gp]' (or scipy), or use --sampler tpe"
             )
+    if settings.objectives is None:
+        settings = replace(settings, objectives=default_objectives(budget))
     objectives = parse_objectives(settings.objectives)
     if len(objectives) > 1 and objectives[1].name != budget.metric:
         logger.info("objective %s differs from the budget metric %s", objectives[1].name, budget.metric)
@@ -396,6 +457,9 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(
             f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators())}"
         )
+    from ghostnas.device import resolve_device
+
+    settings = replace(settings, device=resolve_device(settings.device))
     latency, latency_path, calibration = None, None, None
     if budget.metric == "latency_ms" or any(o.name == "latency_ms" for o in objectives):
         latency, latency_path = _open_latency(settings.latency_table)
@@ -612,6 +676,7 @@ def run_search(
     sampler: optuna.samplers.BaseSampler | None = None,
     evaluator: Evaluator | None = None,
     progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[SearchStart], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) a search and write its outputs to the run folder.
 
@@ -621,6 +686,8 @@ def run_search(
         evaluator: An evaluator object; overrides ``settings.evaluator`` (the name is still
             recorded).
         progress: Called after every trial with counts for a progress display.
+        on_start: Called once every input has been checked and the study is open, just before
+            the first trial (a start line: what runs, where the outputs go, how to resume).
 
     Returns:
         The run's result; the same facts are in the run folder.
@@ -640,6 +707,7 @@ def run_search(
     if sampler is not None and settings.sampler in SAMPLERS:
         settings = replace(settings, sampler=type(sampler).__name__)
     plan = _validate(settings)
+    settings = plan.settings  # objectives and device resolved
     if evaluator is None:
         evaluator = make_evaluator(
             settings.evaluator,
@@ -698,7 +766,8 @@ def run_search(
         clock = _Clock()
         state = {"evaluated": evaluated_before, "proposals": 0, "over": 0}
         max_proposals = MAX_PROPOSALS_PER_TRIAL * max(remaining, 1)
-        tracker = results.FrontTracker(plan.objectives)
+        cost_key = front_metric(settings.budget, plan.objectives)
+        tracker = results.FrontTracker(cost_key)
         for t in existing:
             tracker.add(t)
 
@@ -712,6 +781,7 @@ def run_search(
                 _wait_for_others(study, storage, me, settings.trials, deadline)
             state["evaluated"] = workers.count_evaluated(study.get_trials(deepcopy=False))
             if progress is not None:
+                ua = trial.user_attrs
                 progress(
                     Progress(
                         evaluated=state["evaluated"],
@@ -720,7 +790,12 @@ def run_search(
                         over_budget=state["over"],
                         best_accuracy=tracker.best_accuracy,
                         pareto_size=tracker.pareto_size,
-                        last_state=trial.user_attrs.get("outcome", trial.state.name.lower()),
+                        last_state=ua.get("outcome", trial.state.name.lower()),
+                        trial=trial.number,
+                        score=ua.get("accuracy") if ua.get("outcome") == "ok" else None,
+                        costs={k: float(ua[k]) for k in ("macs", "params", "latency_ms") if k in ua},
+                        seconds=ua.get("seconds"),
+                        cost_key=cost_key,
                     )
                 )
             if state["evaluated"] >= settings.trials:
@@ -734,6 +809,26 @@ def run_search(
                 study.stop()
 
         objective = _make_objective(plan, evaluator, clock, reference, me)
+        label = score_label(evaluator)
+        if on_start is not None:
+            on_start(
+                SearchStart(
+                    space=plan.space.name,
+                    sampler=settings.sampler if isinstance(settings.sampler, str) else type(sampler).__name__,
+                    budget=settings.budget,
+                    objectives=tuple(o.name for o in plan.objectives),
+                    evaluator=settings.evaluator,
+                    score_label=label,
+                    data=settings.data,
+                    device=settings.device,
+                    trials=settings.trials,
+                    evaluated_before=evaluated_before,
+                    out_dir=plan.out_dir,
+                    study=plan.study_name,
+                    storage=_redact(plan.storage_url),
+                    command=tuple(settings.command) if settings.command is not None else None,
+                )
+            )
         t_start = time.perf_counter()
         interrupted = False
         if remaining > 0:
@@ -774,6 +869,17 @@ def run_search(
             else None,
             "proposals_this_run": state["proposals"],
         }
+        history = run_history.extend_history(
+            plan.out_dir / "run.json",
+            run_history.invocation(
+                command=settings.command,
+                started=started.isoformat(timespec="seconds"),
+                ended=ended.isoformat(timespec="seconds"),
+                interrupted=interrupted,
+                evaluated=workers.count_evaluated(trials) - evaluated_before,
+                timing=timing,
+            ),
+        )
         run_info = results.run_record(
             settings=settings,
             plan_fields={
@@ -787,6 +893,8 @@ def run_search(
                 "sampler_class": type(sampler).__name__,
                 "objectives": [o.name for o in plan.objectives],
                 "evaluator_class": type(evaluator).__name__,
+                "score_label": label,
+                "front_metric": cost_key,
                 **(
                     {"latency_calibration": asdict(plan.latency_calibration)}
                     if plan.latency_calibration is not None
@@ -798,6 +906,7 @@ def run_search(
             ended=ended,
             timing=timing,
             interrupted=interrupted,
+            history=history,
         )
         outputs = results.write_outputs(
             plan.out_dir, trials, plan.space, plan.settings.budget, plan.objectives, run_info

@@ -219,7 +219,14 @@ def test_default_out_dir_is_deterministic():
     assert default_out_dir(s, "ghostnet_v1") == default_out_dir(s, "ghostnet_v1")
     assert str(
         default_out_dir(s, "ghostnet_v1")
-    ) == "results/search-ghostnet_v1-150MMACs-fake-tpe-seed0".replace("fake", s.evaluator)
+    ) == "ghostnas-runs/search-ghostnet_v1-150MMACs-fake-tpe-seed0".replace("fake", s.evaluator)
+    # the budget's own objectives are the default, so they are not named in the folder
+    p = SearchSettings(budget=parse_budget("5Mparams"))
+    assert (
+        str(default_out_dir(p, "ghostnet_v1")) == "ghostnas-runs/search-ghostnet_v1-5Mparams-train-tpe-seed0"
+    )
+    m = SearchSettings(budget=parse_budget("5Mparams"), objectives="accuracy,macs")
+    assert "accuracy+macs" in str(default_out_dir(m, "ghostnet_v1"))
 
 
 BAD_CLI = [
@@ -285,7 +292,7 @@ def test_cli_runs_and_resumes_in_process(tmp_path, monkeypatch, capsys):
     assert run_cli(args("3")) == 0
     out = capsys.readouterr().out
     assert "run folder" in out and "best" in out
-    folder = next((tmp_path / "results").iterdir())
+    folder = next((tmp_path / "ghostnas-runs").iterdir())
     assert json.loads((folder / "run.json").read_text())["command"] == ["ghostnas", *args("3")]
     assert run_cli(args("5")) == 0
     assert "(2 this run)" in capsys.readouterr().out

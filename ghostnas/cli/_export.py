@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ghostnas.cli._format import print_json
 from ghostnas.cli._models import _non_negative, _positive
+from ghostnas.cli._onnx import RANDOM_WEIGHTS_WARNING
 
 _EPILOG = """\
 The config is written with its provenance (run folder, study, trial, metrics, search space and
@@ -63,7 +65,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stem-stride", type=int, choices=(1, 2), default=2, help="ONNX stem stride; 1 for small inputs"
     )
-    p.add_argument("--weights", default=None, help="state-dict file for the ONNX model (weights_only=True)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="state-dict file for the ONNX model (weights_only=True); without it the ONNX model has "
+        "random initial weights (a warning says so, and meta.onnx records random_weights)",
+    )
+    p.add_argument(
+        "--dynamic-batch", action="store_true", help="ONNX batch axis dynamic (default: fixed at 1)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_export)
 
@@ -80,6 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             in_chans=args.in_chans,
             stem_stride=args.stem_stride,
             weights=Path(args.weights) if args.weights else None,
+            dynamic_batch=args.dynamic_batch,
         )
     result = export_trial(
         args.run_dir,
@@ -90,12 +101,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         onnx=onnx,
     )
     m = result.meta["metrics"]
+    if result.onnx is not None and result.onnx["random_weights"]:
+        print(f"ghostnas export: warning: {RANDOM_WEIGHTS_WARNING}", file=sys.stderr)
     if args.json:
         print_json({"name": result.name, "path": str(result.path), "meta": result.meta})
         return 0
     print(f"exported     trial {result.trial} as {result.name} -> {result.path}")
     print(
-        f"metrics      accuracy {m['accuracy']:.4f} ({m['evaluator']}), {m['macs']:,} MACs, {m['params']:,} params"
+        f"metrics      {m.get('score_label', 'score')} {m['accuracy']:.4f} ({m['evaluator']}), "
+        f"{m['macs']:,} MACs, {m['params']:,} params"
     )
     print(f"arch         {result.meta['arch']}")
     if result.onnx is not None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ghostnas.cli._format import print_json
 from ghostnas.cli._models import _non_negative, _positive
+
+RANDOM_WEIGHTS_WARNING = (
+    "no --weights given: the ONNX model holds random initial weights, not a trained network "
+    "(train one with `ghostnas train` and pass its weights.pt)"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "onnx",
         help="export a model to ONNX and verify it",
-        description="Export a registered model or config JSON to ONNX (batch 1), check it with "
+        description="Export a registered model or config JSON to ONNX (batch 1, or --dynamic-batch), check it with "
         "onnx.checker and compare its outputs with PyTorch through onnxruntime.",
     )
     p.add_argument("model", help="registered name or config .json")
@@ -23,7 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stem-stride", type=int, choices=(1, 2), default=2, help="1 for small inputs (default 2)"
     )
-    p.add_argument("--weights", help="state-dict file to load (weights_only=True); random init if absent")
+    p.add_argument(
+        "--weights",
+        help="state-dict file to load (weights_only=True), e.g. the weights.pt of `ghostnas train`; "
+        "without it the ONNX model has random initial weights (a warning says so)",
+    )
+    p.add_argument(
+        "--dynamic-batch", action="store_true", help="make the batch axis dynamic (default: fixed at 1)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_onnx)
 
@@ -39,7 +52,10 @@ def cmd_onnx(args: argparse.Namespace) -> int:
         in_chans=args.in_chans,
         stem_stride=args.stem_stride,
         weights=args.weights,
+        dynamic_batch=args.dynamic_batch,
     )
+    if info["random_weights"]:
+        print(f"ghostnas onnx: warning: {RANDOM_WEIGHTS_WARNING}", file=sys.stderr)
     if args.json:
         print_json(info)
     elif info["onnxruntime"]:

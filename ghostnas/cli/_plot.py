@@ -9,7 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot",
         help="draw a run's Pareto front, hypervolume history (and latency plot) as PNG",
-        description="Write pareto.png (accuracy against cost: all trials, the front labelled by "
+        description="Write pareto.png (the score against the budget's metric: all trials, the front labelled by "
         "trial, the budget, the GhostNet reference networks), hypervolume.png (how the front "
         "improved over trials) and, when the search predicted latency, latency.png into RUN_DIR.",
     )

@@ -10,14 +10,16 @@ from typing import Any
 
 from ghostnas.cli._format import positive_float
 from ghostnas.cli._models import _positive
+from ghostnas.device import DEVICES_HELP
 
 _EPILOG = """\
 Budgets: 150MFLOPs, 0.15GFLOPs, 150MMACs and 150M all mean 150 million multiply-accumulates
 (the GhostNet paper's "FLOPs" are MACs); 5Mparams limits parameters. MACs and params are counted
 at 224x224 and 1000 classes (the paper convention) even though the proxy trains on small images.
 
-Outputs in the run folder (--out): trials.csv, pareto.json, best.json (load it with
-ghostnas.create_model), pareto.png, summary.md, run.json, and the study (study.db).
+Outputs in the run folder (--out, default ./ghostnas-runs/...): trials.csv, pareto.json, best.json
+(load it with ghostnas.create_model), pareto.png, hypervolume.png, summary.md, run.json, and the
+study (study.db). Progress goes to stderr: a bar on a terminal, one line per trial otherwise.
 Running the same command again resumes the study and runs only the missing trials, also after a
 crash (kill -9): the trials a dead process was running are marked failed and their configs rerun.
 Several processes (on one machine or many) share one study with the same --storage and --study;
@@ -49,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
         help="search the space under a cost budget; Pareto front, best config and plot in a folder",
-        description="Multi-objective architecture search (maximise proxy accuracy, minimise MACs) "
+        description="Multi-objective architecture search (maximise the evaluator's score, minimise the "
+        "budget's metric) "
         "under a cost budget. Over-budget candidates are rejected by the closed-form cost before "
         "any training.",
         epilog=_EPILOG,
@@ -79,9 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--objectives",
-        default="accuracy,macs",
-        help="accuracy,macs (Pareto front, default), accuracy,params, accuracy,latency, or accuracy "
-        "(single objective, with pruning)",
+        default=None,
+        help="accuracy,macs, accuracy,params or accuracy,latency (a Pareto front), or accuracy "
+        "(single objective, with pruning); default: accuracy against the budget's metric "
+        "(accuracy,macs for a FLOPs budget, accuracy,params for a params budget)",
     )
     p.add_argument(
         "--evaluator",
@@ -99,11 +103,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", default=None, help="folder with the dataset files")
     p.add_argument("--seed", type=_int, default=0, help="seed for the sampler and the evaluator (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES_HELP} (default auto)")
     p.add_argument(
         "--out",
         default=None,
-        help="run folder (default results/search-<space>-<budget>-<evaluator>-<sampler>-seed<seed>)",
+        help="run folder (default ./ghostnas-runs/search-<space>-<budget>-<evaluator>-<sampler>-seed<seed>)",
     )
     p.add_argument(
         "--storage",
@@ -126,18 +130,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-reference", action="store_true", help="do not evaluate the width-scaled GhostNet first"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every trial")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (on a terminal) or per-trial lines (otherwise); the start line and the "
+        "final summary stay",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="also log the search's details (study, resumes, workers)"
+    )
     p.set_defaults(func=cmd_search)
 
 
-class _TqdmHandler(logging.Handler):
-    """Log lines that do not break the progress bar."""
+def _cost(value: float, metric: str) -> str:
+    if metric == "latency_ms":
+        return f"{value:.3g} ms"
+    return f"{value / 1e6:.1f}M {'MACs' if metric == 'macs' else 'params'}"
 
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
 
-        tqdm.write(self.format(record), file=sys.stderr)
+def _score(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+
+def start_line(s: Any) -> str:
+    """The one line a search prints before its first trial (a :class:`ghostnas.search.SearchStart`)."""
+    names = {"macs": "MACs", "params": "params", "latency_ms": "latency"}
+    goal = (
+        f"{s.score_label} against {names.get(s.objectives[1], s.objectives[1])}"
+        if len(s.objectives) > 1
+        else f"{s.score_label} only"
+    )
+    todo = max(s.trials - s.evaluated_before, 0)
+    return (
+        f"ghostnas search: space {s.space} under {s.budget.describe()} ({s.budget.convention()}); "
+        f"{goal}; evaluator {s.evaluator} on {s.data}, device {s.device}, sampler {s.sampler}; "
+        f"{s.trials} evaluated trials wanted, {s.evaluated_before} done, {todo} to run; "
+        f"run folder {s.out_dir}; Ctrl-C stops, the same command resumes"
+    )
+
+
+def trial_line(p: Any, label: str) -> str | None:
+    """One plain line for a trial that reached the evaluator (None for rejected proposals)."""
+    if p.trial is None or p.last_state in ("over_budget", "surplus"):
+        return None
+    cost = _cost(p.costs[p.cost_key], p.cost_key) if p.cost_key in p.costs else ""
+    took = f", {p.seconds:.1f} s" if p.seconds is not None else ""
+    if p.score is not None:
+        what = f"trial {p.trial} ok: {label} {_score(p.score)} at {cost}{took}"
+    else:
+        what = f"trial {p.trial} {p.last_state} at {cost}{took} (reason in trials.csv)"
+    best = "-" if p.best_accuracy is None else _score(p.best_accuracy)
+    return f"{what}; best {best}, front {p.pareto_size}, over budget {p.over_budget}/{p.proposals} proposals"
 
 
 def _thread_write_fault_hook(log: logging.Logger, previous: Any) -> Any:
@@ -164,31 +207,49 @@ def _thread_write_fault_hook(log: logging.Logger, previous: Any) -> Any:
 def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
-    from ghostnas.search import NoResultError, Progress, SearchSettings, run_search
+    from ghostnas.cli._progress import ProgressDisplay
+    from ghostnas.search import NoResultError, Progress, SearchSettings, SearchStart, run_search
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    handler = _TqdmHandler()
+    display: ProgressDisplay | None = None
+    label = "score"
+
+    class _Lines(logging.Handler):
+        """Log records as lines: through the progress display once it exists."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            text = self.format(record)
+            if display is not None:
+                display.line(text)
+            else:
+                print(text, file=sys.stderr, flush=True)
+
+    handler = _Lines()
     handler.setFormatter(logging.Formatter("ghostnas search: %(message)s"))
     log = logging.getLogger("ghostnas")
     log.addHandler(handler)
     log.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    bar = None
+
+    def on_start(start: SearchStart) -> None:
+        nonlocal display, label
+        label = start.score_label
+        display = ProgressDisplay(
+            total=start.trials,
+            unit="trial",
+            desc="search",
+            initial=min(start.evaluated_before, start.trials),
+            enabled=not args.no_progress,
+        )
+        display.line(start_line(start))
 
     def progress(p: Progress) -> None:
-        nonlocal bar
-        if args.no_progress:
+        if display is None:
             return
-        if bar is None:
-            from tqdm import tqdm
-
-            # disable=None: no bar when stderr is not a terminal (logs, CI).
-            bar = tqdm(
-                total=p.target, desc="search", unit="trial", file=sys.stderr, dynamic_ncols=True, disable=None
-            )
-        bar.update(max(0, min(p.evaluated, p.target) - bar.n))
-        best = "-" if p.best_accuracy is None else f"{p.best_accuracy:.4f}"
-        bar.set_postfix_str(
-            f"best {best} | pareto {p.pareto_size} | over budget {p.over_budget}/{p.proposals}"
+        best = "-" if p.best_accuracy is None else _score(p.best_accuracy)
+        display.step(
+            p.evaluated,
+            status=f"best {best} | front {p.pareto_size} | over budget {p.over_budget}/{p.proposals}",
+            line=trial_line(p, label),
         )
 
     settings = SearchSettings(
@@ -215,30 +276,44 @@ def cmd_search(args: argparse.Namespace) -> int:
     previous_hook = threading.excepthook
     threading.excepthook = _thread_write_fault_hook(log, previous_hook)
     try:
-        result = run_search(settings, progress=progress)
+        result = run_search(settings, progress=progress, on_start=on_start)
     except NoResultError as exc:
         print(f"ghostnas search: {exc}", file=sys.stderr)
         return 1
     finally:
         threading.excepthook = previous_hook
-        if bar is not None:
-            bar.close()
+        if display is not None:
+            display.close()
         log.removeHandler(handler)
+    _print_result(result)
+    return 0
+
+
+def _print_result(result: Any) -> None:
+    """The final summary on stdout."""
     best = result.best
-    timing = result.run_info["timing"]
+    info = result.run_info
+    label = info["settings"].get("score_label", "score")
+    timing, totals = info["timing"], info.get("totals") or {}
     print(f"run folder   {result.out_dir}")
     print(f"study        {result.study_name} in {result.storage_url}")
     print(f"evaluated    {result.evaluated} candidates ({result.evaluated_this_run} this run)")
     if best is not None:
         print(
-            f"best         trial {best['number']}: accuracy {best['accuracy']:.4f}, "
+            f"best         trial {best['number']}: {label} {_score(best['accuracy'])}, "
             f"{best['macs'] / 1e6:.1f}M MACs, {best['params'] / 1e6:.2f}M params -> best.json"
         )
-    print(f"pareto       {len(result.pareto)} configs -> pareto.json, pareto.png")
+    print(
+        f"pareto       {len(result.pareto)} configs -> pareto.json, pareto.png, hypervolume.png, summary.md"
+    )
     share = timing.get("optuna_share")
     if timing["proposals_this_run"]:
         print(
-            f"time         {timing['loop_seconds']:.1f} s, of which Optuna {timing['optuna_seconds']:.2f} s"
+            f"time         {timing['loop_seconds']:.1f} s this run, of which Optuna {timing['optuna_seconds']:.2f} s"
             + (f" ({100 * share:.1f}%)" if share is not None else "")
         )
-    return 0
+    if totals.get("runs", 0) > 1:
+        print(
+            f"study time   {totals['loop_seconds']:.1f} s in the search loop over {totals['runs']} runs "
+            "of this command (run.json keeps each)"
+        )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import math
 
 from ghostnas.cli._format import int_at_least, positive_float, print_json
 from ghostnas.cli._search import _int
+from ghostnas.device import DEVICES_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=_int, default=0, help="initialisation, batch order, augmentation (default 0)"
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=f"{DEVICES_HELP} (default auto)")
     p.add_argument(
         "--train-images",
         type=int_at_least(0),
@@ -34,16 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument(
-        "--out", default=None, help="run folder (default results/train-<model>-<data>-e<epochs>-seed<seed>)"
+        "--out",
+        default=None,
+        help="run folder (default ./ghostnas-runs/train-<model>-<data>-e<epochs>-seed<seed>)",
     )
     p.add_argument("--force", action="store_true", help="replace an earlier run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (on a terminal) or per-epoch lines (otherwise); the start line stays",
+    )
     p.add_argument("--json", action="store_true", help="print metrics.json")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ghostnas.full_training import TrainSettings, train_model
+    from ghostnas.cli._progress import ProgressDisplay
+    from ghostnas.full_training import TrainSettings, TrainStart, short_run_note, train_model
 
     settings = TrainSettings(
         model=args.model,
@@ -58,26 +66,35 @@ def cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         command=["ghostnas", *args.argv],
     )
-    bar = None
+    display: ProgressDisplay | None = None
+
+    def on_start(s: TrainStart) -> None:
+        nonlocal display
+        display = ProgressDisplay(
+            total=max(1, math.ceil(s.epochs)), unit="epoch", desc="train", enabled=not args.no_progress
+        )
+        display.line(
+            f"ghostnas train: {s.model} ({s.params / 1e6:.2f}M params, {s.macs / 1e6:.1f}M MACs at 224x224, "
+            f"1000 classes) on {s.data}: {s.train_images:,} training images, {s.epochs:g} epochs "
+            f"({s.steps:,} steps of {s.batch_size}), device {s.device}; then the official test set "
+            f"({s.test_images:,} images); run folder {s.out_dir}"
+        )
 
     def progress(epoch: int, total: int, val_acc: float) -> None:
-        nonlocal bar
-        if args.no_progress:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=total, desc="train", unit="epoch", file=sys.stderr, dynamic_ncols=True, disable=None
+        if display is not None:
+            display.step(
+                epoch, status=f"val acc {val_acc:.4f}", line=f"epoch {epoch}/{total}: val acc {val_acc:.4f}"
             )
-        bar.update(max(0, epoch - bar.n))
-        bar.set_postfix_str(f"val acc {val_acc:.4f}")
+
+    def on_test(images: int) -> None:
+        if display is not None and not args.no_progress:
+            display.line(f"ghostnas train: training done; scoring the official test set ({images:,} images)")
 
     try:
-        report = train_model(settings, progress=progress)
+        report = train_model(settings, progress=progress, on_start=on_start, on_test=on_test)
     finally:
-        if bar is not None:
-            bar.close()
+        if display is not None:
+            display.close()
     m = report.metrics
     if args.json:
         print_json(m)
@@ -90,6 +107,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"accuracy     val {m['val_acc']:.4f}, test {m['test_acc']:.4f} after {m['epochs']:g} epochs (seed {m['seed']})"
     )
+    note = short_run_note(m["epochs"])
+    if note is not None:
+        print(f"note         {note}")
     print(f"time         {m['train_s']:.1f} s training on {m['device']}, {m['images_per_s']:.0f} images/s")
     print("files        weights.pt (state dict, weights_only=True), metrics.json, config.json, run.json")
     return 0

@@ -24,6 +24,7 @@ __all__ = [
     "ReportFn",
     "list_evaluators",
     "make_evaluator",
+    "score_label",
 ]
 
 
@@ -64,6 +65,34 @@ _FACTORIES: dict[str, str] = {
 # longer training far better than synflow, NASWOT, Zen-score, params or MACs, which are all
 # near zero rank correlation on this space).
 DEFAULT_EVALUATOR = "train"
+
+
+# What each evaluator's score is, in the words every output uses (CLI, summary.md, plot axes):
+# only `train` measures an accuracy; the zero-cost proxies have their own scales.
+_SCORE_LABELS: dict[str, str] = {
+    "fake": "fake score",
+    "train": "proxy accuracy",
+    "trainloss": "minus mean training loss",
+    "synflow": "synflow score (log)",
+    "naswot": "NASWOT score (log |det K|)",
+    "zen": "Zen score (log)",
+    "params": "params at the training input size",
+    "macs": "MACs at the training input size",
+}
+
+
+def score_label(evaluator: str | Evaluator) -> str:
+    """What ``evaluator``'s score is called in outputs, by name or for an evaluator object.
+
+    An evaluator object may say it itself with a ``score_label`` attribute (a plug-in's own
+    scale); otherwise the label of its name, or ``"<name> score"`` for an unknown name.
+    """
+    if not isinstance(evaluator, str):
+        own = getattr(evaluator, "score_label", None)
+        if isinstance(own, str) and own:
+            return own
+        evaluator = str(getattr(evaluator, "name", type(evaluator).__name__))
+    return _SCORE_LABELS.get(evaluator, f"{evaluator} score")
 
 
 def list_evaluators() -> list[str]:
