@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostnas._io import atomic_write_text
-from ghostnas.config import GhostNetConfig, save_config
+from ghostnas.config import BuildSpec, GhostNetConfig, save_config
 from ghostnas.cost import count_cost
 from ghostnas.errors import GhostnasError
 
@@ -190,10 +190,11 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
     recipe = training_recipe(settings.data, settings.epochs, settings.train_images, settings.flip)
     train, val = proxy_data(ds, recipe)
     spec = ds.spec
+    build_spec = BuildSpec.small_images(spec.size, spec.in_chans, spec.num_classes)
     built: dict[str, torch.nn.Module] = {}
 
     def build() -> torch.nn.Module:
-        built["net"] = create_model(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+        built["net"] = create_model(cfg, spec=build_spec)
         return built["net"]
 
     total_epochs = math.ceil(recipe.epochs)
@@ -216,7 +217,7 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
     test_s = time.perf_counter() - t_test
     net = net.to("cpu")
     cost = count_cost(cfg)
-    trained_cost = count_cost(cfg, spec.size, spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+    trained_cost = count_cost(cfg, spec=build_spec)
     metrics: dict[str, Any] = {
         "model": _model_label(settings.model),
         "arch": cfg.short(),
@@ -238,7 +239,11 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
         "cost_convention": "params and MACs at 224x224, 1000 classes (conv+linear MACs, the paper's FLOPs)",
         "trained_params": trained_cost.params,
         "trained_macs": trained_cost.macs,
-        "build": {"num_classes": spec.num_classes, "in_chans": spec.in_chans, "stem_stride": 1},
+        "build": {
+            "num_classes": build_spec.num_classes,
+            "in_chans": build_spec.in_chans,
+            "stem_stride": build_spec.stem_stride,
+        },
         "input_size": spec.size,
         "device": device,
         "train_s": round(res.train_s, 3),

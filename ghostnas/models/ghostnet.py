@@ -1,7 +1,9 @@
 """GhostNet (Han et al., CVPR 2020) built from a :class:`~ghostnas.config.GhostNetConfig`.
 
 Blocks compute; :func:`~ghostnas.config.layout` decides every channel width, so this file and the
-closed-form cost model in :mod:`ghostnas.cost` cannot disagree about the architecture.
+closed-form cost model in :mod:`ghostnas.cost` cannot disagree about the architecture. The network
+asks each resolved block to build itself, so blocks of any kind (:mod:`ghostnas.blocks`) fit in;
+this file also holds the V1 Ghost module and bottleneck layers that kind ``ghost`` builds.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ghostnas.config import GhostNetConfig, ResolvedBlock, layout
+from ghostnas.blocks.ghost import ResolvedBlock
+from ghostnas.config import BuildSpec, GhostNetConfig, layout
 
 __all__ = ["GhostBottleneck", "GhostModule", "GhostNet", "SqueezeExcite", "make_activation"]
 
@@ -120,12 +123,21 @@ class GhostNet(nn.Module):
         in_chans: Input image channels.
         stem_stride: 2 as in the paper; 1 keeps small inputs (28x28, 32x32) from collapsing to
             1x1 before the last stage. It is a build choice, not part of the architecture.
+        spec: The build (:class:`~ghostnas.config.BuildSpec`); replaces the three above.
     """
 
     def __init__(
-        self, cfg: GhostNetConfig, num_classes: int = 1000, in_chans: int = 3, stem_stride: int = 2
+        self,
+        cfg: GhostNetConfig,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        stem_stride: int = 2,
+        *,
+        spec: BuildSpec | None = None,
     ) -> None:
         super().__init__()
+        if spec is not None:
+            num_classes, in_chans, stem_stride = spec.num_classes, spec.in_chans, spec.stem_stride
         lay = layout(cfg)
         self.cfg = cfg
         self.num_classes = num_classes
@@ -138,7 +150,7 @@ class GhostNet(nn.Module):
         self.feature_info: list[dict[str, int | str]] = []
         for si, end in enumerate(lay.stage_ends):
             blocks = lay.blocks[start : end + 1]
-            stages.append(nn.Sequential(*(GhostBottleneck(rb, cfg.act) for rb in blocks)))
+            stages.append(nn.Sequential(*(rb.build(cfg.act) for rb in blocks)))
             for rb in blocks:
                 reduction *= rb.stride
             self.feature_info.append(
