@@ -79,8 +79,8 @@ class ResolvedBlock(ResolvedBlockBase):
 
     def count(self, counter: Counter, size: int) -> None:
         out_size = self.out_size(size)
-        hw_in, hw_out = size * size, out_size * out_size
-        self.count_expand(counter, hw_in)
+        hw_out = out_size * out_size
+        self.count_expand(counter, size)
         if self.stride > 1:
             counter.conv(self.mid_chs, self.mid_chs, self.k, self.mid_chs, hw_out)
             counter.bn(self.mid_chs)
@@ -94,9 +94,10 @@ class ResolvedBlock(ResolvedBlockBase):
             counter.conv(self.in_chs, self.out_chs, 1, 1, hw_out)
             counter.bn(self.out_chs)
 
-    def count_expand(self, counter: Counter, hw_in: int) -> None:
-        """The expanding Ghost module (kinds that change only this part override it)."""
-        counter.ghost_module(self.in_chs, self.mid_chs, self.s, self.d, hw_in)
+    def count_expand(self, counter: Counter, size: int) -> None:
+        """The expanding Ghost module at input side ``size`` (kinds that change only this part
+        override it)."""
+        counter.ghost_module(self.in_chs, self.mid_chs, self.s, self.d, size * size)
 
     def build(self, act: str) -> Any:
         from ghostnas.models.ghostnet import GhostBottleneck
@@ -240,17 +241,30 @@ class BlockSpace(BlockSpaceRecord):
         return len(self.k) * len(self.exp) * len(self.c) * len(self.se)
 
     def choose(self, pick: Pick, prefix: str, in_c: int) -> BlockConfig:
+        return self.record(**self.pick_fields(pick, prefix, in_c))
+
+    def pick_fields(self, pick: Pick, prefix: str, in_c: int) -> dict[str, Any]:
+        """The Ghost bottleneck's own decisions, in parameter order (kinds built on it add theirs)."""
         k = pick(prefix + "k", self.k)
         ratio = pick(prefix + "e", self.exp)
         c = pick(prefix + "c", self.c)
         se = pick(prefix + "se", self.se)
-        exp = make_divisible(ratio * in_c, 4)
-        return BlockConfig(k=k, exp=exp, c=c, se_ratio=float(se), stride=self.stride)
+        return {
+            "k": k,
+            "exp": make_divisible(ratio * in_c, 4),
+            "c": c,
+            "se_ratio": float(se),
+            "stride": self.stride,
+        }
 
     def to_params(self, block: BlockRecord, put: Put, prefix: str, what: str, in_c: int) -> None:
         if type(block) is not self.record:
             put(prefix + "kind", block.kind, (self.kind,), f"{what} kind")
         assert isinstance(block, BlockConfig)
+        self.put_fields(block, put, prefix, what, in_c)
+
+    def put_fields(self, block: BlockConfig, put: Put, prefix: str, what: str, in_c: int) -> None:
+        """The Ghost bottleneck's own parameters (kinds built on it add theirs)."""
         put(prefix + "k", block.k, self.k, f"{what} k")
         widths = [make_divisible(r * in_c, 4) for r in self.exp]
         if block.exp not in widths:
@@ -260,9 +274,15 @@ class BlockSpace(BlockSpaceRecord):
         put(prefix + "se", block.se_ratio, self.se, f"{what} se_ratio")
 
     def extremes(self, better: Callable[[Iterable[Any]], Any], in_c: int) -> Iterable[BlockConfig]:
+        return [self.record(**fields) for fields in self.extreme_fields(better, in_c)]
+
+    def extreme_fields(self, better: Callable[[Iterable[Any]], Any], in_c: int) -> list[dict[str, Any]]:
+        """Kernel, expansion and SE only add cost, so they sit at ``better``; every ``c`` is tried."""
         k, ratio, se = better(self.k), better(self.exp), better(self.se)
         exp = make_divisible(ratio * in_c, 4)
-        return [BlockConfig(k=int(k), exp=exp, c=c, se_ratio=float(se), stride=self.stride) for c in self.c]
+        return [
+            {"k": int(k), "exp": exp, "c": c, "se_ratio": float(se), "stride": self.stride} for c in self.c
+        ]
 
     def clash(self, in_cs: Iterable[int]) -> str | None:
         """Two expansion ratios that round to the same width for some input width would make two
