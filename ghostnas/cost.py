@@ -52,8 +52,11 @@ def count_cost(
     stem_stride: int = 2,
     *,
     spec: BuildSpec | None = None,
+    training: bool = False,
 ) -> Cost:
-    """Exact parameters and MACs of ``create_model(cfg, spec=spec)`` at ``spec.input_size``.
+    """Exact parameters and MACs of ``create_model(cfg, spec=spec)`` at ``spec.input_size``, as
+    deployed (after :meth:`~ghostnas.models.GhostNet.reparameterize` for kinds that have a
+    training form), or as trained with ``training=True``.
 
     Args:
         cfg: The architecture.
@@ -62,6 +65,7 @@ def count_cost(
         in_chans: Input image channels.
         stem_stride: Must match the value the model is built with (see :class:`BuildSpec`).
         spec: The build; when given, it replaces the four arguments above.
+        training: Count the training form of re-parameterisable kinds instead of the deployed one.
 
     Returns:
         The counts; they equal a hook count on the built model to the unit.
@@ -80,19 +84,26 @@ def count_cost(
         ):
             raise GhostnasError(f"num_classes {num_classes!r} must be an integer in [0, 1000000]")
         spec = BuildSpec(input_size, in_chans, num_classes, stem_stride)
-    c = count_network(cfg, spec)
+    c = count_network(cfg, spec, training=training)
     return Cost(params=c.params, macs=c.macs, input_size=spec.input_size, num_classes=spec.num_classes)
 
 
-def count_network(cfg: GhostNetConfig, spec: BuildSpec) -> Counter:
-    """The stem, every block (by its kind's closed form), the final conv, the head."""
+def count_network(cfg: GhostNetConfig, spec: BuildSpec, *, training: bool = False) -> Counter:
+    """The stem, every block (by its kind's closed form), the final conv, the head.
+
+    Args:
+        cfg: The architecture.
+        spec: The build.
+        training: Count the form that is trained rather than the deployed one (they differ for
+            re-parameterisable kinds such as ``ghost_v3``; budgets use the deployed one).
+    """
     lay = layout(cfg)
     c = Counter()
     size = conv_out_size(spec.input_size, 3, spec.stem_stride)
     c.conv(spec.in_chans, lay.stem_chs, 3, 1, size * size)
     c.bn(lay.stem_chs)
     for rb in lay.blocks:
-        rb.count(c, size)
+        (rb.count_training if training else rb.count)(c, size)
         size = rb.out_size(size)
     count_tail(c, lay.blocks[-1].out_chs, lay.final_chs, lay.head_chs, spec.num_classes, size)
     return c

@@ -73,6 +73,9 @@ class TrainSettings:
         out: Run folder (None: :func:`default_train_dir`).
         force: Replace the outputs of an earlier run in ``out``.
         command: The command line, recorded in ``run.json``.
+        reparam: Train the training form of re-parameterisable blocks (kind ``ghost_v3``), then
+            fold it and test and save the deploy form (the weights fit ``create_model(...)
+            .reparameterize()``).
     """
 
     model: str | GhostNetConfig
@@ -86,6 +89,7 @@ class TrainSettings:
     out: str | None = None
     force: bool = False
     command: Sequence[str] | None = None
+    reparam: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,11 @@ def _validate(settings: TrainSettings) -> tuple[GhostNetConfig, Path, str]:
     if settings.train_images < 0:
         raise TrainError(f"train_images = {settings.train_images!r}: must be 0 (all) or more")
     cfg = resolve_config(settings.model)
+    if settings.reparam and count_cost(cfg, training=True) == count_cost(cfg):
+        raise TrainError(
+            f"--reparam: {_model_label(settings.model)} has no re-parameterisable blocks "
+            "(kind ghost_v3, e.g. ghostnetv3_100); drop --reparam"
+        )
     device = _device(settings.device)
     out = Path(settings.out) if settings.out else default_train_dir(settings)
     if out.exists() and not out.is_dir():
@@ -210,6 +219,8 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
     except TrainingFailed as exc:
         raise TrainError(f"training {_model_label(settings.model)} failed: {exc}") from None
     net = built["net"]
+    if settings.reparam:
+        net.reparameterize()  # test and save the network that is deployed
     t_test = time.perf_counter()
     dev = torch.device(device)
     test_x = normalise(ds.test_x.to(dev), ds.mean, ds.std)
@@ -217,7 +228,7 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
     test_s = time.perf_counter() - t_test
     net = net.to("cpu")
     cost = count_cost(cfg)
-    trained_cost = count_cost(cfg, spec=build_spec)
+    trained_cost = count_cost(cfg, spec=build_spec, training=not settings.reparam)
     metrics: dict[str, Any] = {
         "model": _model_label(settings.model),
         "arch": cfg.short(),
@@ -239,6 +250,7 @@ def train_model(settings: TrainSettings, progress: ProgressFn | None = None) -> 
         "cost_convention": "params and MACs at 224x224, 1000 classes (conv+linear MACs, the paper's FLOPs)",
         "trained_params": trained_cost.params,
         "trained_macs": trained_cost.macs,
+        "weights_form": "deploy (re-parameterised)" if settings.reparam else "as trained",
         "build": {
             "num_classes": build_spec.num_classes,
             "in_chans": build_spec.in_chans,

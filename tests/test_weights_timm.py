@@ -27,6 +27,7 @@ PAIRS = [
     ("ghostnet_050", "ghostnet_050"),
     ("ghostnet_100", "ghostnet_100"),
     ("ghostnetv2_100", "ghostnetv2_100"),
+    ("ghostnetv3_100", "ghostnetv3_100"),  # the training form, branch for branch
 ]
 
 

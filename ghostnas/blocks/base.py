@@ -238,11 +238,16 @@ class ResolvedBlockBase:
         raise NotImplementedError
 
     def count(self, counter: Counter, size: int) -> None:
-        """Add this block's exact params and MACs at input side ``size``."""
+        """Add this block's exact params and MACs at input side ``size``, as deployed."""
         raise NotImplementedError
 
+    def count_training(self, counter: Counter, size: int) -> None:
+        """Cost of the form that is trained, where it differs from the deployed one that
+        :meth:`count` counts (re-parameterisable kinds); the same by default."""
+        self.count(counter, size)
+
     def build(self, act: str) -> Any:
-        """The block as an ``nn.Module`` (imports torch)."""
+        """The block as an ``nn.Module`` (imports torch), in the form that is trained."""
         raise NotImplementedError
 
     def latency_key(self, size: int, batch: int, act: str) -> str:

@@ -22,7 +22,14 @@ from typing import Any, ClassVar
 from ghostnas.blocks.base import BlockRecord, Counter, FieldReader, Pick, Put, register_block_kind
 from ghostnas.blocks.ghost import BlockConfig, BlockSpace, ResolvedBlock
 
-__all__ = ["DFC_KERNEL", "GhostV2BlockConfig", "GhostV2BlockSpace", "ResolvedGhostV2Block", "dfc_side"]
+__all__ = [
+    "DFC_KERNEL",
+    "GhostV2BlockConfig",
+    "GhostV2BlockSpace",
+    "ResolvedGhostV2Block",
+    "count_dfc",
+    "dfc_side",
+]
 
 KIND = "ghost_v2"
 DFC_KERNEL = 5
@@ -34,6 +41,17 @@ def dfc_side(size: int) -> int:
     return size // 2 if size >= 2 else size
 
 
+def count_dfc(counter: Counter, in_chs: int, out_chs: int, size: int) -> None:
+    """The DFC branch of a Ghost module from ``in_chs`` to ``out_chs`` at input side ``size``."""
+    p = dfc_side(size)
+    counter.conv(in_chs, out_chs, 1, 1, p * p)
+    counter.bn(out_chs)
+    counter.conv(out_chs, out_chs, (1, DFC_KERNEL), out_chs, p * p)
+    counter.bn(out_chs)
+    counter.conv(out_chs, out_chs, (DFC_KERNEL, 1), out_chs, p * p)
+    counter.bn(out_chs)
+
+
 @dataclass(frozen=True)
 class ResolvedGhostV2Block(ResolvedBlock):
     """A Ghost bottleneck with DFC attention on its expanding Ghost module."""
@@ -42,14 +60,7 @@ class ResolvedGhostV2Block(ResolvedBlock):
 
     def count_expand(self, counter: Counter, size: int) -> None:
         super().count_expand(counter, size)
-        p = dfc_side(size)
-        out = self.mid_chs
-        counter.conv(self.in_chs, out, 1, 1, p * p)
-        counter.bn(out)
-        counter.conv(out, out, (1, DFC_KERNEL), out, p * p)
-        counter.bn(out)
-        counter.conv(out, out, (DFC_KERNEL, 1), out, p * p)
-        counter.bn(out)
+        count_dfc(counter, self.in_chs, self.mid_chs, size)
 
     def build(self, act: str) -> Any:
         from ghostnas.models.ghostnet_v2 import GhostBottleneckV2

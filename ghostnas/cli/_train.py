@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", default=None, help="run folder (default results/train-<model>-<data>-e<epochs>-seed<seed>)"
     )
+    p.add_argument(
+        "--reparam",
+        action="store_true",
+        help="train the re-parameterisable training form (ghostnetv3_*), save the folded deploy weights",
+    )
     p.add_argument("--force", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print metrics.json")
@@ -57,6 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         force=args.force,
         command=["ghostnas", *args.argv],
+        reparam=args.reparam,
     )
     bar = None
 

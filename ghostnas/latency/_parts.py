@@ -101,10 +101,18 @@ def _build_net(cfg: GhostNetConfig, spec: NetworkSpec) -> nn.Module:
 
 
 def deploy_model(cfg: GhostNetConfig, spec: NetworkSpec = NetworkSpec()) -> nn.Module:
-    """The network as deployed: eval mode, batch-norm folded into the convolutions."""
+    """The network as deployed: re-parameterised (kinds with a training form), eval mode,
+    batch-norm folded into the convolutions."""
     from ghostnas.latency._measure import fold_bn
 
-    return fold_bn(_build_net(cfg, spec))
+    return fold_bn(_build_net(cfg, spec).reparameterize())
+
+
+def _deployed(block: nn.Module) -> nn.Module:
+    """A block's deploy form: kinds with a training form fold it (the latency of the shipped
+    network is what the table holds)."""
+    reparameterize = getattr(block, "reparameterize", None)
+    return reparameterize() if callable(reparameterize) else block
 
 
 def network_parts(cfg: GhostNetConfig, spec: NetworkSpec = NetworkSpec()) -> list[Part]:
@@ -124,7 +132,7 @@ def network_parts(cfg: GhostNetConfig, spec: NetworkSpec = NetworkSpec()) -> lis
             Part(
                 block_key(rb, size, b, cfg.act),
                 (b, rb.in_chs, size, size),
-                lambda rb=rb: rb.build(cfg.act),
+                lambda rb=rb: _deployed(rb.build(cfg.act)),
             )
         )
     size = last_size

@@ -171,6 +171,24 @@ class GhostNet(nn.Module):
             nn.Linear(lay.head_chs, num_classes) if num_classes > 0 else nn.Identity()
         )
 
+    @torch.no_grad()
+    def reparameterize(self) -> GhostNet:
+        """Fold every re-parameterisable block (kinds whose module has ``reparameterize``, such
+        as ``ghost_v3``) into its deploy form, in place; returns ``self``. The closed-form cost
+        of such kinds is the deploy form's, so afterwards the model matches
+        :func:`ghostnas.count_cost`.
+        """
+        for stage in self.stages:
+            for i, block in enumerate(stage):
+                if hasattr(block, "reparameterize"):
+                    stage[i] = block.reparameterize()
+        return self
+
+    @property
+    def reparameterizable(self) -> bool:
+        """Whether any block has a training form that :meth:`reparameterize` would fold."""
+        return any(hasattr(block, "reparameterize") for stage in self.stages for block in stage)
+
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature map at the end of every stage (see ``feature_info`` for widths and strides).
 
