@@ -28,6 +28,7 @@ from ghostnas.blocks.base import (
     conv_out_size,
     make_divisible,
 )
+from ghostnas.blocks.g_ghost import count_mix_and_cheap, deep_space, raw_width
 from ghostnas.cost import count_tail
 
 if TYPE_CHECKING:
@@ -116,26 +117,80 @@ def _stage(
     out_size = (size - 1) // st.blocks[0].stride + 1  # odd kernels, padding k // 2
     ghosts = list(itertools.product(space.s, space.d)) if space.ghost_per_stage else [ghost]
     for s, d in ghosts:
+        ctx = Context(width=width, s=s, d=d)
         cur, bsize = states, size
         for bi, bs in enumerate(st.blocks):
-            cur = _block(bs, cur, bsize, Context(width=width, s=s, d=d), better)
+            cur = _block(bs, cur, bsize, ctx, better)
             bsize = out_size
-            if bi + 1 in st.depth:
+            n = bi + 1
+            if n in st.depth and (n < 3 or False in st.g_ghost):
                 for state, value in cur.items():
                     _merge(out, state, value, better)
+        if True in st.g_ghost:
+            for n in (n for n in st.depth if n >= 3):
+                for state, value in _g_ghost(st, n, states, size, ctx, better).items():
+                    _merge(out, state, value, better)
     return out, out_size
+
+
+def _g_ghost(st: StageSpace, n: int, states: _States, size: int, ctx: Context, better: _Pick) -> _States:
+    """A G-Ghost stage of ``n`` blocks: every first-block width, cheap ratio and end width."""
+    spaces = st.blocks[:n]
+    out: _States = {}
+    for (in_raw, _), (m0, p0) in states.items():
+        in_chs = make_divisible(in_raw * ctx.width, 4)
+        for first in _extremes(spaces[0], better, in_raw):
+            rf = first.resolve(ctx, in_chs, 0, 0)
+            m1, p1 = _block_cost(rf, size)
+            side = rf.out_size(size)
+            for ratio in st.cheap_ratio:
+                m2, p2 = _g_ghost_middle(spaces, first.c, rf.out_chs, ratio, ctx, side, better)
+                m2, p2 = m0 + m1 + m2, p0 + p1 + p2
+                for end in _extremes(spaces[-1], better, first.c):
+                    m, p = _resolved_cost(end, ctx, rf.out_chs, side)
+                    _merge(out, (end.c, end.tail_chs), (m2 + m, p2 + p), better)
+    return out
 
 
 def _block(bs: BlockSpaceRecord, states: _States, size: int, ctx: Context, better: _Pick) -> _States:
     """Extend every state by one block, trying every candidate the kind names."""
     nxt: _States = {}
     for (in_raw, _), (m0, p0) in states.items():
-        for block in bs.extremes(better, in_raw):
+        for block in _extremes(bs, better, in_raw):
             m, p = _resolved_cost(block, ctx, make_divisible(in_raw * ctx.width, 4), size)
             _merge(nxt, (block.c, block.tail_chs), (m0 + m, p0 + p), better)
     return nxt
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _g_ghost_middle(
+    spaces: tuple[BlockSpaceRecord, ...],
+    c_first: int,
+    planes: int,
+    ratio: float,
+    ctx: Context,
+    side: int,
+    better: _Pick,
+) -> tuple[int, int]:
+    """The deep path and the stage's own layers of a G-Ghost stage (depends on no state)."""
+    raw = raw_width(c_first, ratio)
+    raw_chs = make_divisible(raw * ctx.width, 4)
+    tally = Counter()
+    count_mix_and_cheap(tally, planes, raw_chs, len(spaces) - 2, side)
+    m2, p2 = tally.macs, tally.params
+    for bs in spaces[1:-1]:
+        (deep,) = _extremes(deep_space(bs, raw), better, raw)
+        m, p = _resolved_cost(deep, ctx, raw_chs, side)
+        m2, p2 = m2 + m, p2 + p
+    return m2, p2
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _extremes(bs: BlockSpaceRecord, better: _Pick, in_raw: int) -> tuple[BlockRecord, ...]:
+    return tuple(bs.extremes(better, in_raw))
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _resolved_cost(block: BlockRecord, ctx: Context, in_chs: int, size: int) -> tuple[int, int]:
     return _block_cost(block.resolve(ctx, in_chs, 0, 0), size)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +39,9 @@ from ghostnas.blocks.base import (
     MAX_CHANNELS,
     BlockRecord,
     Context,
+    Counter,
     ResolvedBlockBase,
+    ResolvedStageBase,
     block_kind,
     check_float,
     check_int,
@@ -49,6 +51,8 @@ from ghostnas.blocks.base import (
     conv_out_size,
     fail,
     make_divisible,
+    register_stage_kind,
+    stage_kind,
 )
 from ghostnas.blocks.ghost import BlockConfig, ResolvedBlock, override_tag
 from ghostnas.errors import ConfigError
@@ -61,6 +65,7 @@ __all__ = [
     "GhostNetConfig",
     "Layout",
     "ResolvedBlock",
+    "SequentialStage",
     "StageConfig",
     "block_from_dict",
     "config_from_dict",
@@ -125,6 +130,54 @@ class StageConfig:
             _ratio("s", self.s)
         if self.d is not None:
             _odd_kernel("d", self.d)
+        self.check_blocks()
+
+    def check_blocks(self) -> None:
+        """Kind-specific checks of the block list (none for a sequential stage)."""
+
+    def resolve(self, ctx: Context, in_chs: int, stage: int) -> ResolvedStageBase:
+        """Resolve every block; a sequential stage chains them."""
+        blocks = []
+        for bi, b in enumerate(self.blocks):
+            rb = b.resolve(ctx, in_chs, stage, bi)
+            blocks.append(rb)
+            in_chs = rb.out_chs
+        return SequentialStage(tuple(blocks))
+
+    def short_tag(self) -> str:
+        """Prefix for :meth:`GhostNetConfig.short` (empty for a sequential stage)."""
+        return ""
+
+
+@dataclass(frozen=True)
+class SequentialStage(ResolvedStageBase):
+    """Blocks run one after the other: the GhostNet stage."""
+
+    kind: ClassVar[str] = "sequential"
+
+    blocks: tuple[ResolvedBlockBase, ...]
+
+    def count(self, counter: Counter, size: int, training: bool = False) -> None:
+        for rb in self.blocks:
+            (rb.count_training if training else rb.count)(counter, size)
+            size = rb.out_size(size)
+
+    def build(self, act: str) -> Any:
+        from torch import nn
+
+        return nn.Sequential(*(rb.build(act) for rb in self.blocks))
+
+    def parts(self, size: int, batch: int, act: str) -> list[tuple[str, int, int, Callable[[], Any]]]:
+        out = []
+        for rb in self.blocks:
+            out.append((rb.latency_key(size, batch, act), rb.in_chs, size, lambda rb=rb: rb.build(act)))
+            size = rb.out_size(size)
+        return out
+
+
+register_stage_kind("sequential", StageConfig)
+
+HEADS = ("ghostnet", "pool_fc")
 
 
 @dataclass(frozen=True)
@@ -141,6 +194,9 @@ class GhostNetConfig:
         d: Kernel of the cheap depthwise operation in every Ghost module.
         stem_chs: Stem conv output channels, before the width multiplier.
         head_chs: Channels of the 1x1 conv after global pooling (1280 in GhostNet).
+        head: ``ghostnet`` (1x1 conv + BN + act to the last block's expansion width, global
+            pooling, 1x1 conv to ``head_chs`` + act, dropout, linear) or ``pool_fc`` (global
+            pooling, dropout, linear: the RegNet/ResNet head; ``head_chs`` is not used).
         dropout: Dropout before the classifier, as a probability.
         act: Activation name, used wherever GhostNet uses ReLU (the SE gate stays hard-sigmoid).
     """
@@ -153,6 +209,7 @@ class GhostNetConfig:
     head_chs: int = 1280
     dropout: float = 0.2
     act: str = "relu"
+    head: str = "ghostnet"
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, tuple):
@@ -162,7 +219,9 @@ class GhostNetConfig:
         if len(self.stages) > MAX_STAGES:
             raise _fail("stages", f"<{len(self.stages)} stages>", f"at most {MAX_STAGES} stages")
         if not all(isinstance(st, StageConfig) for st in self.stages):
-            raise _fail("stages", self.stages, "must be StageConfig objects")
+            raise _fail("stages", self.stages, "must be StageConfig objects (or another stage kind)")
+        if self.head not in HEADS:
+            raise _fail("head", self.head, f"unknown head; choose one of {', '.join(HEADS)}")
         n_blocks = sum(len(st.blocks) for st in self.stages)
         if n_blocks > MAX_BLOCKS:
             raise _fail("stages", f"<{n_blocks} blocks>", f"at most {MAX_BLOCKS} blocks in all")
@@ -204,11 +263,14 @@ class GhostNetConfig:
 
     def short(self) -> str:
         """One line for logs: network settings, then the blocks of each stage separated by ``|``."""
-        head = f"w{self.width:g} s{self.s} d{self.d} stem{self.stem_chs} head{self.head_chs}" + (
-            "" if self.act == "relu" else f" {self.act}"
+        head = f"w{self.width:g} s{self.s} d{self.d} stem{self.stem_chs} " + (
+            f"head{self.head_chs}" if self.head == "ghostnet" else self.head
         )
+        head += "" if self.act == "relu" else f" {self.act}"
         stages = " | ".join(
-            (override_tag(st.s, st.d) + " " if st.s or st.d else "") + " ".join(b.short() for b in st.blocks)
+            st.short_tag()
+            + (override_tag(st.s, st.d) + " " if st.s or st.d else "")
+            + " ".join(b.short() for b in st.blocks)
             for st in self.stages
         )
         return f"{head} || {stages}"
@@ -265,6 +327,8 @@ class Layout:
     stage_ends: tuple[int, ...]
     final_chs: int
     head_chs: int
+    stages: tuple[ResolvedStageBase, ...] = ()
+    head: str = "ghostnet"
 
     def sizes(self, spec: BuildSpec) -> tuple[tuple[int, ...], int]:
         """Spatial side each block sees, and the side after the last block, for ``spec``."""
@@ -287,22 +351,30 @@ def layout(cfg: GhostNetConfig) -> Layout:
     stem = make_divisible(cfg.stem_chs * cfg.width, 4)
     in_chs = stem
     blocks: list[ResolvedBlockBase] = []
+    stages: list[ResolvedStageBase] = []
     ends: list[int] = []
     for si, st in enumerate(cfg.stages):
         ctx = Context(
             width=cfg.width, s=st.s if st.s is not None else cfg.s, d=st.d if st.d is not None else cfg.d
         )
-        for bi, b in enumerate(st.blocks):
-            rb = b.resolve(ctx, in_chs, si, bi)
-            blocks.append(rb)
-            in_chs = rb.out_chs
+        rs = st.resolve(ctx, in_chs, si)
+        stages.append(rs)
+        blocks.extend(rs.blocks)
+        in_chs = rs.out_chs
         ends.append(len(blocks) - 1)
+    final = (
+        make_divisible(cfg.stages[-1].blocks[-1].tail_chs * cfg.width, 4)
+        if cfg.head == "ghostnet"
+        else in_chs
+    )
     return Layout(
         stem_chs=stem,
         blocks=tuple(blocks),
         stage_ends=tuple(ends),
-        final_chs=make_divisible(cfg.stages[-1].blocks[-1].tail_chs * cfg.width, 4),
+        final_chs=final,
         head_chs=cfg.head_chs,
+        stages=tuple(stages),
+        head=cfg.head,
     )
 
 
@@ -312,7 +384,7 @@ def layout(cfg: GhostNetConfig) -> Layout:
 DEFAULT_BLOCK_KIND = "ghost"
 _STAGE_KEYS = ("blocks", "s", "d")
 _NET_REQUIRED = ("stages",)
-_NET_OPTIONAL = ("width", "s", "d", "stem_chs", "head_chs", "dropout", "act")
+_NET_OPTIONAL = ("width", "s", "d", "stem_chs", "head_chs", "dropout", "act", "head")
 # An envelope lets exported configs carry provenance next to the architecture.
 _ENVELOPE_KEYS = ("config", "meta")
 
@@ -326,10 +398,11 @@ def config_to_dict(cfg: GhostNetConfig) -> dict[str, Any]:
     def drop_none(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if v is not None}
 
-    out: dict[str, Any] = {k: getattr(cfg, k) for k in _NET_OPTIONAL}
+    out: dict[str, Any] = {k: getattr(cfg, k) for k in _NET_OPTIONAL if k != "head" or cfg.head != "ghostnet"}
     out["stages"] = [
         drop_none(
             {
+                "kind": None if st.kind == "sequential" else st.kind,
                 "s": st.s,
                 "d": st.d,
                 "blocks": [_block_to_dict(b) for b in st.blocks],
@@ -391,7 +464,8 @@ def config_from_dict(data: Any) -> GhostNetConfig:
         raise ConfigError(f"stages: {len(raw_stages)} stages; at most {MAX_STAGES} are allowed")
     for si, raw_stage in enumerate(raw_stages):
         where = f"stages[{si}]"
-        _check_keys(where, raw_stage, ("blocks",), ("s", "d"))
+        _check_keys(where, raw_stage, ("blocks",), ("s", "d", "kind"))
+        stage_cls = stage_kind(raw_stage.get("kind", "sequential"), f"{where}.kind")
         raw_blocks = _list(f"{where}.blocks", raw_stage["blocks"])
         if len(raw_blocks) > MAX_BLOCKS:
             raise ConfigError(f"{where}.blocks: at most {MAX_BLOCKS} blocks are allowed")
@@ -399,7 +473,7 @@ def config_from_dict(data: Any) -> GhostNetConfig:
         for bi, raw_block in enumerate(raw_blocks):
             blocks.append(block_from_dict(f"{where}.blocks[{bi}]", raw_block))
         stage_kwargs = {k: raw_stage[k] for k in ("s", "d") if k in raw_stage}
-        stages.append(_build(where, StageConfig, {"blocks": tuple(blocks), **stage_kwargs}))
+        stages.append(_build(where, stage_cls, {"blocks": tuple(blocks), **stage_kwargs}))
     net_kwargs = {k: data[k] for k in _NET_OPTIONAL if k in data}
     return _build("", GhostNetConfig, {"stages": tuple(stages), **net_kwargs})
 

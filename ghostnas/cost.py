@@ -102,15 +102,28 @@ def count_network(cfg: GhostNetConfig, spec: BuildSpec, *, training: bool = Fals
     size = conv_out_size(spec.input_size, 3, spec.stem_stride)
     c.conv(spec.in_chans, lay.stem_chs, 3, 1, size * size)
     c.bn(lay.stem_chs)
-    for rb in lay.blocks:
-        (rb.count_training if training else rb.count)(c, size)
-        size = rb.out_size(size)
-    count_tail(c, lay.blocks[-1].out_chs, lay.final_chs, lay.head_chs, spec.num_classes, size)
+    for stage in lay.stages:
+        stage.count(c, size, training)
+        size = stage.out_size(size)
+    count_tail(c, lay.blocks[-1].out_chs, lay.final_chs, lay.head_chs, spec.num_classes, size, lay.head)
     return c
 
 
-def count_tail(c: Counter, last_chs: int, final_chs: int, head_chs: int, num_classes: int, size: int) -> None:
-    """The GhostNet tail: 1x1 conv + BN to ``final_chs``, pooling, head conv, classifier."""
+def count_tail(
+    c: Counter,
+    last_chs: int,
+    final_chs: int,
+    head_chs: int,
+    num_classes: int,
+    size: int,
+    head: str = "ghostnet",
+) -> None:
+    """The head. ``ghostnet``: 1x1 conv + BN to ``final_chs``, pooling, head conv, classifier;
+    ``pool_fc``: pooling and the classifier on the last block's channels."""
+    if head == "pool_fc":
+        if num_classes > 0:
+            c.linear(last_chs, num_classes)
+        return
     c.conv(last_chs, final_chs, 1, 1, size * size)
     c.bn(final_chs)
     c.conv(final_chs, head_chs, 1, 1, 1, bias=True)

@@ -46,6 +46,11 @@ from ghostnas.blocks.base import (
     is_odd_kernel,
     same_choice,
 )
+from ghostnas.blocks.g_ghost import GGhostStageConfig
+from ghostnas.blocks.g_ghost import choose_blocks as gg_choose
+from ghostnas.blocks.g_ghost import points as gg_points
+from ghostnas.blocks.g_ghost import put_blocks as gg_put
+from ghostnas.blocks.g_ghost import space_problem as gg_problem
 from ghostnas.blocks.ghost import BlockSpace
 from ghostnas.config import (
     DEFAULT_BLOCK_KIND,
@@ -106,18 +111,42 @@ class WidthGrid:
 
 @dataclass(frozen=True)
 class StageSpace:
-    """A stage: depth choices and the block positions (at least ``max(depth)`` of them)."""
+    """A stage: depth choices and the block positions (at least ``max(depth)`` of them).
+
+    Attributes:
+        depth: Block-count choices.
+        blocks: The block positions.
+        g_ghost: Stage-kind choices at depths of 3 or more: ``false`` a sequential stage,
+            ``true`` a G-Ghost stage (first block, deep path on ``raw`` channels, cheap
+            features, end block; see :mod:`ghostnas.blocks.g_ghost`).
+        cheap_ratio: Share of the first block's channels made by the cheap operation in a
+            G-Ghost stage (the deep path gets the rest, rounded down to a multiple of 4).
+    """
 
     depth: tuple[int, ...]
     blocks: tuple[BlockSpaceRecord, ...]
+    g_ghost: tuple[bool, ...] = (False,)
+    cheap_ratio: tuple[float, ...] = (0.5,)
 
     def n_points(self) -> int:
         """Distinct block settings of this stage over all depths (s/d not included)."""
-        return sum(math.prod(b.n_points() for b in self.blocks[:n]) for n in self.depth)
+        return sum(self.depth_weights())
+
+    def kind_weights(self, n: int) -> list[int]:
+        """Points per ``g_ghost`` choice at depth ``n``."""
+        return [
+            gg_points(self.blocks[:n], len(self.cheap_ratio))
+            if gg
+            else math.prod(b.n_points() for b in self.blocks[:n])
+            for gg in self.g_ghost
+        ]
 
     def depth_weights(self) -> list[int]:
         """Points per depth choice: sampling depth with these weights is uniform over points."""
-        return [math.prod(b.n_points() for b in self.blocks[:n]) for n in self.depth]
+        return [
+            sum(self.kind_weights(n)) if n >= 3 else math.prod(b.n_points() for b in self.blocks[:n])
+            for n in self.depth
+        ]
 
 
 @dataclass(frozen=True)
@@ -200,6 +229,13 @@ class SearchSpace:
                     net_s, net_d = chosen_s, chosen_d
                 st_s = None if chosen_s == net_s else chosen_s
                 st_d = None if chosen_d == net_d else chosen_d
+            gg = pick(f"s{si}_gghost", st.g_ghost, st.kind_weights(depth)) if depth >= 3 else False
+            if gg:
+                ratio = pick(f"s{si}_cheap", st.cheap_ratio)
+                gblocks = gg_choose(st.blocks[:depth], pick, f"s{si}_b", in_c, ratio)
+                stages.append(GGhostStageConfig(blocks=tuple(gblocks), s=st_s, d=st_d))
+                in_c = gblocks[-1].c
+                continue
             blocks = []
             for bi, bs in enumerate(st.blocks[:depth]):
                 block = bs.choose(pick, f"s{si}_b{bi}_", in_c)
@@ -309,6 +345,24 @@ class SearchSpace:
             if self.ghost_per_stage:
                 put(f"s{si}_s", st.s if st.s is not None else cfg.s, self.s, f"stage {si} s")
                 put(f"s{si}_d", st.d if st.d is not None else cfg.d, self.d, f"stage {si} d")
+            is_gg = isinstance(st, GGhostStageConfig)
+            if len(st.blocks) >= 3:
+                put(f"s{si}_gghost", is_gg, sp.g_ghost, f"stage {si} g_ghost")
+            elif is_gg:
+                raise SpaceError(f"{where}: stage {si} is a g_ghost stage of fewer than 3 blocks")
+            if is_gg:
+                gg_put(
+                    sp.blocks[: len(st.blocks)],
+                    st.blocks,
+                    put,
+                    f"s{si}_b",
+                    f"stage {si}",
+                    in_c,
+                    f"s{si}_cheap",
+                    sp.cheap_ratio,
+                )
+                in_c = st.blocks[-1].c
+                continue
             for bi, (b, bs) in enumerate(zip(st.blocks, sp.blocks, strict=False)):
                 bs.to_params(b, put, f"s{si}_b{bi}_", f"stage {si} block {bi}", in_c)
                 in_c = b.c
@@ -440,7 +494,7 @@ def _read_block(source: str, where: str, raw: Any, line: int, first: bool) -> Bl
 def _read_stage(source: str, si: int, raw: Any, line: int) -> StageSpace:
     where = f"stages[{si}]."
     r = _Reader(source, where, raw, line)
-    r.check_keys(("depth", "blocks"), ())
+    r.check_keys(("depth", "blocks"), ("g_ghost", "cheap_ratio"))
     depth = r.choices("depth", _is_int(1, 64), "a block count in 1..64")
     raw_blocks = r.get("blocks")
     if not isinstance(raw_blocks, list) or not raw_blocks:
@@ -453,7 +507,16 @@ def _read_stage(source: str, si: int, raw: Any, line: int) -> StageSpace:
         _read_block(source, f"{where}blocks[{bi}].", rb, getattr(raw_blocks, "line", r.line), bi == 0)
         for bi, rb in enumerate(raw_blocks)
     )
-    return StageSpace(depth=tuple(sorted(depth)), blocks=blocks)
+    g_ghost = r.choices("g_ghost", lambda v: isinstance(v, bool), "true or false", default=False)
+    ratios = tuple(
+        float(v)
+        for v in r.choices("cheap_ratio", _is_num(0.05, 0.95), "a cheap ratio in [0.05, 0.95]", default=0.5)
+    )
+    if True in g_ghost and False not in g_ghost and min(depth) < 3:
+        raise r.fail("g_ghost", "a g_ghost stage needs at least 3 blocks; allow false or raise the depth")
+    if True in g_ghost and max(depth) < 3:
+        raise r.fail("g_ghost", f"depth at most {max(depth)}: a g_ghost stage needs at least 3 blocks")
+    return StageSpace(depth=tuple(sorted(depth)), blocks=blocks, g_ghost=g_ghost, cheap_ratio=ratios)
 
 
 def _exp_clash(stages: Sequence[StageSpace], stem_chs: int) -> str | None:
@@ -535,6 +598,13 @@ def space_from_dict(data: Any, source: str = "<string>") -> SearchSpace:
     clash = _exp_clash(stages, net.get("stem_chs", 16))
     if clash:
         raise top.fail("stages", clash)
+    grid = _read_width(net)
+    for si, st in enumerate(stages):
+        if True in st.g_ghost:
+            for n in (n for n in st.depth if n >= 3):
+                why = gg_problem(st.blocks[:n], st.cheap_ratio, grid.values())
+                if why:
+                    raise top.fail("stages", f"stage {si}: {why}")
     space = SearchSpace(
         name=name,
         description=description,
@@ -623,11 +693,21 @@ def space_digest(space: SearchSpace) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# Record fields added after digests were first recorded, with their defaults: left out at the
+# default, so that the digest of everything that existed before stays the same.
+_ADDED_LATER: dict[str, Any] = {"head": "ghostnet", "g_ghost": (False,), "cheap_ratio": (0.5,)}
+_MISSING = object()
+
+
 def _digest_data(obj: Any) -> Any:
     """``dataclasses.asdict`` plus each record's ``kind`` where it is not the default, so spaces
     and references written before block kinds keep their digests (and runs keep resuming)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out = {f.name: _digest_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {
+            f.name: _digest_data(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if _ADDED_LATER.get(f.name, _MISSING) != getattr(obj, f.name)
+        }
         kind = getattr(type(obj), "kind", None)
         if isinstance(kind, str) and kind not in (DEFAULT_BLOCK_KIND, "sequential"):
             out["kind"] = kind

@@ -40,6 +40,7 @@ __all__ = [
     "Pick",
     "Put",
     "ResolvedBlockBase",
+    "ResolvedStageBase",
     "SpaceError",
     "block_kind",
     "block_kinds",
@@ -55,7 +56,10 @@ __all__ = [
     "is_odd_kernel",
     "make_divisible",
     "register_block_kind",
+    "register_stage_kind",
     "same_choice",
+    "stage_kind",
+    "stage_kinds",
 ]
 
 MAX_CHANNELS = 8192
@@ -332,6 +336,67 @@ class BlockSpaceRecord:
     @classmethod
     def read(cls, reader: FieldReader, first: bool) -> BlockSpaceRecord:
         raise NotImplementedError
+
+
+class ResolvedStageBase:
+    """A stage with its blocks resolved: how data flows through them (a stage *kind*).
+
+    The default kind, ``sequential``, runs its blocks one after the other; other kinds (such as
+    ``g_ghost``) wire them differently and may add layers of their own, which they count,
+    build and key here. Subclasses are frozen dataclasses with a ``blocks`` field.
+    """
+
+    kind: ClassVar[str]
+    blocks: tuple[ResolvedBlockBase, ...]
+
+    @property
+    def in_chs(self) -> int:
+        return self.blocks[0].in_chs
+
+    @property
+    def out_chs(self) -> int:
+        return self.blocks[-1].out_chs
+
+    def out_size(self, size: int) -> int:
+        for rb in self.blocks:
+            size = rb.out_size(size)
+        return size
+
+    def count(self, counter: Counter, size: int, training: bool = False) -> None:
+        """Add the stage's exact cost at input side ``size`` (``training``: the trained form)."""
+        raise NotImplementedError
+
+    def build(self, act: str) -> Any:
+        """The stage as an ``nn.Module`` (imports torch)."""
+        raise NotImplementedError
+
+    def parts(self, size: int, batch: int, act: str) -> list[tuple[str, int, int, Callable[[], Any]]]:
+        """Separately timed pieces: ``(latency key, input channels, input side, build)``."""
+        raise NotImplementedError
+
+
+_STAGE_KINDS: dict[str, Any] = {}
+
+
+def register_stage_kind(name: str, record: type) -> None:
+    """Make a stage kind resolvable in configs (``"kind"`` of a stage object)."""
+    if name in _STAGE_KINDS and _STAGE_KINDS[name] is not record:
+        raise GhostnasError(f"stage kind {name!r} is registered twice")
+    _STAGE_KINDS[name] = record
+
+
+def stage_kinds() -> dict[str, Any]:
+    """Every registered stage kind's record class by name."""
+    _scan()
+    return dict(_STAGE_KINDS)
+
+
+def stage_kind(name: Any, where: str = "kind") -> Any:
+    """The record class of stage kind ``name``, or a one-line error listing the known kinds."""
+    kinds = stage_kinds()
+    if not isinstance(name, str) or name not in kinds:
+        raise ConfigError(f"{where} = {name!r}: unknown stage kind; choose one of {', '.join(sorted(kinds))}")
+    return kinds[name]
 
 
 @dataclass(frozen=True)

@@ -127,19 +127,18 @@ def network_parts(cfg: GhostNetConfig, spec: NetworkSpec = NetworkSpec()) -> lis
             lambda: _Stem(_build_net(cfg, spec)),
         )
     ]
-    for rb, size in zip(lay.blocks, sides, strict=True):
-        parts.append(
-            Part(
-                block_key(rb, size, b, cfg.act),
-                (b, rb.in_chs, size, size),
-                lambda rb=rb: _deployed(rb.build(cfg.act)),
-            )
-        )
-    size = last_size
+    size = sides[0]
+    for stage in lay.stages:
+        for key, in_chs, side, build in stage.parts(size, b, cfg.act):
+            parts.append(Part(key, (b, in_chs, side, side), lambda build=build: _deployed(build())))
+        size = stage.out_size(size)
+    assert size == last_size
     last = lay.blocks[-1].out_chs
     parts.append(
         Part(
-            f"head|b{b}|r{size}|i{last}|f{lay.final_chs}|h{lay.head_chs}|c{spec.num_classes}|{cfg.act}",
+            f"head|b{b}|r{size}|i{last}|f{lay.final_chs}|h{lay.head_chs}|c{spec.num_classes}|{cfg.act}"
+            if lay.head == "ghostnet"
+            else f"head_{lay.head}|b{b}|r{size}|i{last}|c{spec.num_classes}",
             (b, last, size, size),
             lambda: _Head(_build_net(cfg, spec)),
         )

@@ -145,30 +145,34 @@ class GhostNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(lay.stem_chs)
         self.act1 = make_activation(cfg.act)
         stages: list[nn.Module] = []
-        start = 0
         reduction = stem_stride
         self.feature_info: list[dict[str, int | str]] = []
-        for si, end in enumerate(lay.stage_ends):
-            blocks = lay.blocks[start : end + 1]
-            stages.append(nn.Sequential(*(rb.build(cfg.act) for rb in blocks)))
-            for rb in blocks:
+        for si, stage in enumerate(lay.stages):
+            stages.append(stage.build(cfg.act))
+            for rb in stage.blocks:
                 reduction *= rb.stride
             self.feature_info.append(
-                {"num_chs": blocks[-1].out_chs, "reduction": reduction, "module": f"stages.{si}"}
+                {"num_chs": stage.out_chs, "reduction": reduction, "module": f"stages.{si}"}
             )
-            start = end + 1
         self.stages = nn.ModuleList(stages)
-        self.conv_final = nn.Sequential(
-            nn.Conv2d(lay.blocks[-1].out_chs, lay.final_chs, 1, bias=False),
-            nn.BatchNorm2d(lay.final_chs),
-            make_activation(cfg.act),
-        )
         self.num_features = lay.final_chs
-        self.conv_head = nn.Conv2d(lay.final_chs, lay.head_chs, 1, bias=True)
-        self.act2 = make_activation(cfg.act)
+        if lay.head == "pool_fc":
+            self.conv_final: nn.Module = nn.Identity()
+            self.conv_head: nn.Module = nn.Identity()
+            self.act2: nn.Module = nn.Identity()
+            classifier_in = lay.final_chs
+        else:
+            self.conv_final = nn.Sequential(
+                nn.Conv2d(lay.blocks[-1].out_chs, lay.final_chs, 1, bias=False),
+                nn.BatchNorm2d(lay.final_chs),
+                make_activation(cfg.act),
+            )
+            self.conv_head = nn.Conv2d(lay.final_chs, lay.head_chs, 1, bias=True)
+            self.act2 = make_activation(cfg.act)
+            classifier_in = lay.head_chs
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier: nn.Module = (
-            nn.Linear(lay.head_chs, num_classes) if num_classes > 0 else nn.Identity()
+            nn.Linear(classifier_in, num_classes) if num_classes > 0 else nn.Identity()
         )
 
     @torch.no_grad()
@@ -178,16 +182,13 @@ class GhostNet(nn.Module):
         of such kinds is the deploy form's, so afterwards the model matches
         :func:`ghostnas.count_cost`.
         """
-        for stage in self.stages:
-            for i, block in enumerate(stage):
-                if hasattr(block, "reparameterize"):
-                    stage[i] = block.reparameterize()
+        _fold_children(self.stages)
         return self
 
     @property
     def reparameterizable(self) -> bool:
         """Whether any block has a training form that :meth:`reparameterize` would fold."""
-        return any(hasattr(block, "reparameterize") for stage in self.stages for block in stage)
+        return any(hasattr(m, "reparameterize") for m in self.stages.modules())
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature map at the end of every stage (see ``feature_info`` for widths and strides).
@@ -212,3 +213,11 @@ class GhostNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _fold_children(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if hasattr(child, "reparameterize"):
+            setattr(module, name, child.reparameterize())
+        else:
+            _fold_children(child)
