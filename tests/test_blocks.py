@@ -107,3 +107,36 @@ def test_every_space_points_use_registered_kinds(name: str) -> None:
     for st in space.stages:
         for bs in st.blocks:
             assert bs.kind in kinds and kinds[bs.kind].space is type(bs)
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_space_describe_works_for_every_space(name: str) -> None:
+    from ghostnas.cli._space import describe
+
+    info = describe(name)
+    space = load_space(name)
+    rng = space.cost_range(224, 1000)
+    assert info["macs"] == [rng.min_macs, rng.max_macs] and rng.min_macs < rng.max_macs
+    assert set(info["block_kinds"]) <= set(block_kinds())
+    if space.reference is not None:
+        assert rng.min_macs <= info["reference"]["macs"] <= rng.max_macs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ghostnet_v2", "ghostnet_g_ghost"])
+def test_build_table_covers_the_new_spaces(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real (tiny, unasserted) timing run: every part of the sampled configs gets an entry."""
+    import random
+
+    from ghostnas.cli import main
+
+    table_path = tmp_path / "t.json"
+    argv = ["latency", "build-table", "--space", name, "--samples", "1", "--fit", "1", "--rounds", "1"]
+    assert main([*argv, "--input-size", "32", "--table", str(table_path)]) == 0
+    capsys.readouterr()
+    table = load_table(table_path)
+    cfg = load_space(name).sample(random.Random(0))  # build-table's first sample (seed 0)
+    spec = NetworkSpec(input_size=32, num_classes=1000, stem_stride=2)
+    assert {p.key for p in network_parts(cfg, spec)} <= set(table.entries)
