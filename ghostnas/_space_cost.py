@@ -5,8 +5,11 @@ means more or wider layers), so the minimum takes their smallest choices and the
 largest. Output channels, depth, width, ``s`` and ``d`` are not monotone: an identity shortcut
 appears exactly when a block's input and output widths match, and ``s``/``d`` trade primary for
 cheap channels. Those are searched exhaustively, by dynamic programming over the state that links
-one block to the next: (raw input channels, raw expansion of the last block), the latter because
-the final 1x1 conv widens to the last block's expansion.
+one block to the next: (raw input channels, raw tail width of the last block), the latter because
+the final 1x1 conv widens to the last block's expansion (:attr:`BlockRecord.tail_chs`).
+
+Which choices are monotone is each block kind's knowledge: its space record's ``extremes`` gives
+the candidate blocks for the minimum or the maximum, and the walk here never names a kind.
 """
 
 from __future__ import annotations
@@ -16,11 +19,20 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ghostnas.config import ResolvedBlock, make_divisible
-from ghostnas.cost import _Counter, conv_out_size
+from ghostnas.blocks.base import (
+    BlockRecord,
+    BlockSpaceRecord,
+    Context,
+    Counter,
+    ResolvedBlockBase,
+    conv_out_size,
+    make_divisible,
+)
+from ghostnas.blocks.g_ghost import count_mix_and_cheap, deep_space, raw_width
+from ghostnas.cost import count_tail
 
 if TYPE_CHECKING:
-    from ghostnas.space import BlockSpace, CostRange, SearchSpace, StageSpace
+    from ghostnas.space import CostRange, SearchSpace, StageSpace
 
 __all__ = ["cost_range"]
 
@@ -46,9 +58,9 @@ def cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRan
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _block_cost(rb: ResolvedBlock, size: int) -> tuple[int, int]:
-    c = _Counter()
-    c.bottleneck(rb, size)
+def _block_cost(rb: ResolvedBlockBase, size: int) -> tuple[int, int]:
+    c = Counter()
+    rb.count(c, size)
     return c.macs, c.params
 
 
@@ -82,7 +94,7 @@ def _network(
 ) -> tuple[int, int]:
     stem = make_divisible(space.stem_chs * width, 4)
     size = conv_out_size(input_size, 3, 2)
-    head = _Counter()
+    head = Counter()
     head.conv(3, stem, 3, 1, size * size)
     head.bn(stem)
     states: _States = {(space.stem_chs, 0): (head.macs, head.params)}
@@ -105,40 +117,82 @@ def _stage(
     out_size = (size - 1) // st.blocks[0].stride + 1  # odd kernels, padding k // 2
     ghosts = list(itertools.product(space.s, space.d)) if space.ghost_per_stage else [ghost]
     for s, d in ghosts:
+        ctx = Context(width=width, s=s, d=d)
         cur, bsize = states, size
         for bi, bs in enumerate(st.blocks):
-            cur = _block(bs, cur, bsize, width, s, d, better)
+            cur = _block(bs, cur, bsize, ctx, better)
             bsize = out_size
-            if bi + 1 in st.depth:
+            n = bi + 1
+            if n in st.depth and (n < 3 or False in st.g_ghost):
                 for state, value in cur.items():
+                    _merge(out, state, value, better)
+        if True in st.g_ghost:
+            for n in (n for n in st.depth if n >= 3):
+                for state, value in _g_ghost(st, n, states, size, ctx, better).items():
                     _merge(out, state, value, better)
     return out, out_size
 
 
-def _block(
-    bs: BlockSpace, states: _States, size: int, width: float, s: int, d: int, better: _Pick
-) -> _States:
-    """Extend every state by one block, trying every output width."""
-    k, ratio, se = better(bs.k), better(bs.exp), better(bs.se)
+def _g_ghost(st: StageSpace, n: int, states: _States, size: int, ctx: Context, better: _Pick) -> _States:
+    """A G-Ghost stage of ``n`` blocks: every first-block width, cheap ratio and end width."""
+    spaces = st.blocks[:n]
+    out: _States = {}
+    for (in_raw, _), (m0, p0) in states.items():
+        in_chs = make_divisible(in_raw * ctx.width, 4)
+        for first in _extremes(spaces[0], better, in_raw):
+            rf = first.resolve(ctx, in_chs, 0, 0)
+            m1, p1 = _block_cost(rf, size)
+            side = rf.out_size(size)
+            for ratio in st.cheap_ratio:
+                m2, p2 = _g_ghost_middle(spaces, first.c, rf.out_chs, ratio, ctx, side, better)
+                m2, p2 = m0 + m1 + m2, p0 + p1 + p2
+                for end in _extremes(spaces[-1], better, first.c):
+                    m, p = _resolved_cost(end, ctx, rf.out_chs, side)
+                    _merge(out, (end.c, end.tail_chs), (m2 + m, p2 + p), better)
+    return out
+
+
+def _block(bs: BlockSpaceRecord, states: _States, size: int, ctx: Context, better: _Pick) -> _States:
+    """Extend every state by one block, trying every candidate the kind names."""
     nxt: _States = {}
     for (in_raw, _), (m0, p0) in states.items():
-        exp_raw = make_divisible(ratio * in_raw, 4)
-        for c in bs.c:
-            rb = ResolvedBlock(
-                stage=0,
-                index=0,
-                in_chs=make_divisible(in_raw * width, 4),
-                mid_chs=make_divisible(exp_raw * width, 4),
-                out_chs=make_divisible(c * width, 4),
-                k=int(k),
-                stride=bs.stride,
-                se_ratio=float(se),
-                s=s,
-                d=d,
-            )
-            m, p = _block_cost(rb, size)
-            _merge(nxt, (c, exp_raw), (m0 + m, p0 + p), better)
+        for block in _extremes(bs, better, in_raw):
+            m, p = _resolved_cost(block, ctx, make_divisible(in_raw * ctx.width, 4), size)
+            _merge(nxt, (block.c, block.tail_chs), (m0 + m, p0 + p), better)
     return nxt
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _g_ghost_middle(
+    spaces: tuple[BlockSpaceRecord, ...],
+    c_first: int,
+    planes: int,
+    ratio: float,
+    ctx: Context,
+    side: int,
+    better: _Pick,
+) -> tuple[int, int]:
+    """The deep path and the stage's own layers of a G-Ghost stage (depends on no state)."""
+    raw = raw_width(c_first, ratio)
+    raw_chs = make_divisible(raw * ctx.width, 4)
+    tally = Counter()
+    count_mix_and_cheap(tally, planes, raw_chs, len(spaces) - 2, side)
+    m2, p2 = tally.macs, tally.params
+    for bs in spaces[1:-1]:
+        (deep,) = _extremes(deep_space(bs, raw), better, raw)
+        m, p = _resolved_cost(deep, ctx, raw_chs, side)
+        m2, p2 = m2 + m, p2 + p
+    return m2, p2
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _extremes(bs: BlockSpaceRecord, better: _Pick, in_raw: int) -> tuple[BlockRecord, ...]:
+    return tuple(bs.extremes(better, in_raw))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _resolved_cost(block: BlockRecord, ctx: Context, in_chs: int, size: int) -> tuple[int, int]:
+    return _block_cost(block.resolve(ctx, in_chs, 0, 0), size)
 
 
 def _tail(
@@ -146,13 +200,9 @@ def _tail(
 ) -> tuple[int, int]:
     """Add the final 1x1 conv, the head conv and the classifier; return the best totals."""
     totals = []
-    for (c_raw, exp_raw), (m0, p0) in states.items():
-        tail = _Counter()
-        final = make_divisible(exp_raw * width, 4)
-        tail.conv(make_divisible(c_raw * width, 4), final, 1, 1, size * size)
-        tail.bn(final)
-        tail.conv(final, space.head_chs, 1, 1, 1, bias=True)
-        if num_classes > 0:
-            tail.linear(space.head_chs, num_classes)
+    for (c_raw, tail_raw), (m0, p0) in states.items():
+        tail = Counter()
+        final = make_divisible(tail_raw * width, 4)
+        count_tail(tail, make_divisible(c_raw * width, 4), final, space.head_chs, num_classes, size)
         totals.append((m0 + tail.macs, p0 + tail.params))
     return int(better(t[0] for t in totals)), int(better(t[1] for t in totals))

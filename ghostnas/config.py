@@ -10,8 +10,17 @@ Channel bookkeeping (width scaling, make-divisible rounding, which blocks get an
 shortcut) lives in exactly one place, :func:`layout`, which both the torch builder and the
 closed-form cost model read. That is what keeps the two in exact agreement.
 
+Blocks are records of a *block kind* (:mod:`ghostnas.blocks`): the GhostNet V1 bottleneck
+(:class:`BlockConfig`, kind ``ghost``) and the kinds added beside it. A block's JSON object names
+its kind with ``"kind"``; without it the block is a ``ghost`` bottleneck, so configs written
+before kinds existed read unchanged. This module never names a kind beyond that default.
+
 Every config is validated when constructed, so an invalid one cannot exist; :func:`config_from_dict`
 adds the JSON path of the offending field to the message.
+
+:class:`BuildSpec` is what, besides the architecture, fixes a built network (input size, input
+channels, classes, stem stride); the model factory, the cost model, latency, ONNX export and the
+evaluators all take one.
 """
 
 from __future__ import annotations
@@ -19,22 +28,46 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ghostnas._io import atomic_write_text, read_user_text
+from ghostnas.blocks.base import (
+    ACTIVATIONS,
+    MAX_CHANNELS,
+    BlockRecord,
+    Context,
+    Counter,
+    ResolvedBlockBase,
+    ResolvedStageBase,
+    block_kind,
+    check_float,
+    check_int,
+    check_keys,
+    check_odd_kernel,
+    check_ratio,
+    conv_out_size,
+    fail,
+    make_divisible,
+    register_stage_kind,
+    stage_kind,
+)
+from ghostnas.blocks.ghost import BlockConfig, ResolvedBlock, override_tag
 from ghostnas.errors import ConfigError
 
 __all__ = [
     "ACTIVATIONS",
+    "MAX_INPUT_SIZE",
     "BlockConfig",
+    "BuildSpec",
     "GhostNetConfig",
     "Layout",
     "ResolvedBlock",
+    "SequentialStage",
     "StageConfig",
+    "block_from_dict",
     "config_from_dict",
     "config_to_dict",
     "layout",
@@ -46,66 +79,18 @@ __all__ = [
 
 # Limits that catch typos and hostile input ("c": 1e9) before anything allocates memory. They are
 # far beyond any mobile network (GhostNet 1.3x peaks at 1248 channels).
-MAX_CHANNELS = 8192
 MAX_RESOLVED_CHANNELS = 16384
-MAX_KERNEL = 11
-MAX_RATIO = 8
 MAX_BLOCKS = 64
 MAX_STAGES = 16
 MAX_WIDTH = 8.0
 MAX_CONFIG_BYTES = 1 << 20
+MAX_INPUT_SIZE = 4096
 
-ACTIVATIONS = ("relu", "relu6", "hard_swish", "silu", "gelu")
-
-
-def make_divisible(v: float, divisor: int = 4, min_value: int | None = None) -> int:
-    """Round ``v`` to the nearest multiple of ``divisor``, never below ``min_value`` (default
-    ``divisor``), adding one step if rounding down lost more than 10% of ``v``.
-
-    This is the rounding of the GhostNet and MobileNet reference code; the published parameter
-    and MAC counts depend on it.
-    """
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
-# --------------------------------------------------------------------------------------------
-# field checks shared by construction and loading
-
-
-def _fail(name: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"{name} = {value!r}: {why}")
-
-
-def _int(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, value, f"must be an integer in [{lo}, {hi}]")
-    if not lo <= value <= hi:
-        raise _fail(name, value, f"must be in [{lo}, {hi}]")
-
-
-def _odd_kernel(name: str, value: Any) -> None:
-    _int(name, value, 1, MAX_KERNEL)
-    if value % 2 == 0:
-        raise _fail(name, value, f"kernel must be odd (1, 3, 5, ... {MAX_KERNEL})")
-
-
-def _ratio(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, value, f"Ghost ratio s must be an integer in [2, {MAX_RATIO}]")
-    if not 2 <= value <= MAX_RATIO:
-        raise _fail(name, value, f"Ghost ratio s must be in [2, {MAX_RATIO}] (s=1 is a plain conv)")
-
-
-def _float(name: str, value: Any, lo: float, hi: float, *, hi_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(name, value, "must be a finite number")
-    if value < lo or value > hi or (hi_open and value == hi):
-        bracket = ")" if hi_open else "]"
-        raise _fail(name, value, f"must be in [{lo}, {hi}{bracket}")
+_fail = fail
+_int = check_int
+_odd_kernel = check_odd_kernel
+_ratio = check_ratio
+_float = check_float
 
 
 def _positive_float(name: str, value: Any, hi: float) -> None:
@@ -119,57 +104,8 @@ def _positive_float(name: str, value: Any, hi: float) -> None:
 
 
 @dataclass(frozen=True)
-class BlockConfig:
-    """One Ghost bottleneck, one row of the GhostNet cfg table.
-
-    Channel counts are the table's values before the width multiplier; the builder scales them
-    and rounds with :func:`make_divisible`.
-
-    Attributes:
-        k: Depthwise kernel of the stride-2 conv and of the projection shortcut (odd).
-        exp: Expansion (hidden) width, an absolute channel count as in the paper's ``t`` column.
-        c: Output channels.
-        se_ratio: Squeeze-excite reduction relative to ``exp``; 0 disables SE.
-        stride: 1 or 2.
-        s: Ghost ratio override for this block (None: inherit from stage or network).
-        d: Cheap-operation kernel override for this block (None: inherit).
-    """
-
-    k: int
-    exp: int
-    c: int
-    se_ratio: float = 0.0
-    stride: int = 1
-    s: int | None = None
-    d: int | None = None
-
-    def __post_init__(self) -> None:
-        _odd_kernel("k", self.k)
-        _int("exp", self.exp, 1, MAX_CHANNELS)
-        _int("c", self.c, 1, MAX_CHANNELS)
-        _float("se_ratio", self.se_ratio, 0.0, 1.0)
-        if self.stride not in (1, 2) or isinstance(self.stride, bool):
-            raise _fail("stride", self.stride, "stride must be 1 or 2")
-        if self.s is not None:
-            _ratio("s", self.s)
-        if self.d is not None:
-            _odd_kernel("d", self.d)
-        # JSON gives 0 for 0.0: normalise so that equality and round-trips are exact.
-        object.__setattr__(self, "se_ratio", float(self.se_ratio))
-
-    def short(self) -> str:
-        """Compact form for logs: ``k:exp>c``, ``/2`` for stride 2, ``se`` when SE is on."""
-        text = f"{self.k}:{self.exp}>{self.c}"
-        if self.stride == 2:
-            text += "/2"
-        if self.se_ratio > 0:
-            text += "se" if self.se_ratio == 0.25 else f"se{self.se_ratio:g}"
-        return text + _override_tag(self.s, self.d)
-
-
-@dataclass(frozen=True)
 class StageConfig:
-    """A run of blocks; per-stage feature maps are taken at the end of each stage.
+    """A run of blocks applied in sequence; per-stage feature maps are taken at its end.
 
     Attributes:
         blocks: The stage's bottlenecks, in order.
@@ -177,7 +113,9 @@ class StageConfig:
         d: Cheap-operation kernel override for the whole stage (None: inherit).
     """
 
-    blocks: tuple[BlockConfig, ...]
+    kind: ClassVar[str] = "sequential"
+
+    blocks: tuple[BlockRecord, ...]
     s: int | None = None
     d: int | None = None
 
@@ -186,12 +124,60 @@ class StageConfig:
             object.__setattr__(self, "blocks", tuple(self.blocks))
         if not self.blocks:
             raise _fail("blocks", [], "a stage needs at least one block")
-        if not all(isinstance(b, BlockConfig) for b in self.blocks):
-            raise _fail("blocks", self.blocks, "must be BlockConfig objects")
+        if not all(isinstance(b, BlockRecord) for b in self.blocks):
+            raise _fail("blocks", self.blocks, "must be block records (BlockConfig or another kind)")
         if self.s is not None:
             _ratio("s", self.s)
         if self.d is not None:
             _odd_kernel("d", self.d)
+        self.check_blocks()
+
+    def check_blocks(self) -> None:
+        """Kind-specific checks of the block list (none for a sequential stage)."""
+
+    def resolve(self, ctx: Context, in_chs: int, stage: int) -> ResolvedStageBase:
+        """Resolve every block; a sequential stage chains them."""
+        blocks = []
+        for bi, b in enumerate(self.blocks):
+            rb = b.resolve(ctx, in_chs, stage, bi)
+            blocks.append(rb)
+            in_chs = rb.out_chs
+        return SequentialStage(tuple(blocks))
+
+    def short_tag(self) -> str:
+        """Prefix for :meth:`GhostNetConfig.short` (empty for a sequential stage)."""
+        return ""
+
+
+@dataclass(frozen=True)
+class SequentialStage(ResolvedStageBase):
+    """Blocks run one after the other: the GhostNet stage."""
+
+    kind: ClassVar[str] = "sequential"
+
+    blocks: tuple[ResolvedBlockBase, ...]
+
+    def count(self, counter: Counter, size: int, training: bool = False) -> None:
+        for rb in self.blocks:
+            (rb.count_training if training else rb.count)(counter, size)
+            size = rb.out_size(size)
+
+    def build(self, act: str) -> Any:
+        from torch import nn
+
+        return nn.Sequential(*(rb.build(act) for rb in self.blocks))
+
+    def parts(self, size: int, batch: int, act: str) -> list[tuple[str, int, int, Callable[[], Any]]]:
+        out = []
+        for rb in self.blocks:
+            out.append((rb.latency_key(size, batch, act), rb.in_chs, size, lambda rb=rb: rb.build(act)))
+            size = rb.out_size(size)
+        return out
+
+
+register_stage_kind("sequential", StageConfig)
+
+HEADS = ("ghostnet", "pool_fc")
 
 
 @dataclass(frozen=True)
@@ -208,6 +194,9 @@ class GhostNetConfig:
         d: Kernel of the cheap depthwise operation in every Ghost module.
         stem_chs: Stem conv output channels, before the width multiplier.
         head_chs: Channels of the 1x1 conv after global pooling (1280 in GhostNet).
+        head: ``ghostnet`` (1x1 conv + BN + act to the last block's expansion width, global
+            pooling, 1x1 conv to ``head_chs`` + act, dropout, linear) or ``pool_fc`` (global
+            pooling, dropout, linear: the RegNet/ResNet head; ``head_chs`` is not used).
         dropout: Dropout before the classifier, as a probability.
         act: Activation name, used wherever GhostNet uses ReLU (the SE gate stays hard-sigmoid).
     """
@@ -220,6 +209,7 @@ class GhostNetConfig:
     head_chs: int = 1280
     dropout: float = 0.2
     act: str = "relu"
+    head: str = "ghostnet"
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, tuple):
@@ -229,7 +219,9 @@ class GhostNetConfig:
         if len(self.stages) > MAX_STAGES:
             raise _fail("stages", f"<{len(self.stages)} stages>", f"at most {MAX_STAGES} stages")
         if not all(isinstance(st, StageConfig) for st in self.stages):
-            raise _fail("stages", self.stages, "must be StageConfig objects")
+            raise _fail("stages", self.stages, "must be StageConfig objects (or another stage kind)")
+        if self.head not in HEADS:
+            raise _fail("head", self.head, f"unknown head; choose one of {', '.join(HEADS)}")
         n_blocks = sum(len(st.blocks) for st in self.stages)
         if n_blocks > MAX_BLOCKS:
             raise _fail("stages", f"<{n_blocks} blocks>", f"at most {MAX_BLOCKS} blocks in all")
@@ -244,7 +236,10 @@ class GhostNetConfig:
         object.__setattr__(self, "width", float(self.width))
         object.__setattr__(self, "dropout", float(self.dropout))
         widest = max(
-            make_divisible(ch * self.width) for st in self.stages for b in st.blocks for ch in (b.exp, b.c)
+            make_divisible(ch * self.width)
+            for st in self.stages
+            for b in st.blocks
+            for ch in b.scaled_widths()
         )
         if widest > MAX_RESOLVED_CHANNELS:
             raise _fail(
@@ -257,7 +252,7 @@ class GhostNetConfig:
     def num_blocks(self) -> int:
         return sum(len(st.blocks) for st in self.stages)
 
-    def blocks(self) -> Iterator[BlockConfig]:
+    def blocks(self) -> Iterator[BlockRecord]:
         """All blocks in order, across stages."""
         for st in self.stages:
             yield from st.blocks
@@ -268,11 +263,14 @@ class GhostNetConfig:
 
     def short(self) -> str:
         """One line for logs: network settings, then the blocks of each stage separated by ``|``."""
-        head = f"w{self.width:g} s{self.s} d{self.d} stem{self.stem_chs} head{self.head_chs}" + (
-            "" if self.act == "relu" else f" {self.act}"
+        head = f"w{self.width:g} s{self.s} d{self.d} stem{self.stem_chs} " + (
+            f"head{self.head_chs}" if self.head == "ghostnet" else self.head
         )
+        head += "" if self.act == "relu" else f" {self.act}"
         stages = " | ".join(
-            (_override_tag(st.s, st.d) + " " if st.s or st.d else "") + " ".join(b.short() for b in st.blocks)
+            st.short_tag()
+            + (override_tag(st.s, st.d) + " " if st.s or st.d else "")
+            + " ".join(b.short() for b in st.blocks)
             for st in self.stages
         )
         return f"{head} || {stages}"
@@ -281,50 +279,65 @@ class GhostNetConfig:
         return self.short()
 
 
-def _override_tag(s: int | None, d: int | None) -> str:
-    tags = ([f"s{s}"] if s is not None else []) + ([f"d{d}"] if d is not None else [])
-    return f"[{','.join(tags)}]" if tags else ""
-
-
 # --------------------------------------------------------------------------------------------
 # resolved layout: the one place that decides channel widths
 
 
 @dataclass(frozen=True)
-class ResolvedBlock:
-    """A block with every channel count and inherited setting made concrete."""
+class BuildSpec:
+    """What, besides the architecture, fixes a built network: decided once, passed everywhere.
 
-    stage: int
-    index: int
-    in_chs: int
-    mid_chs: int
-    out_chs: int
-    k: int
-    stride: int
-    se_ratio: float
-    s: int
-    d: int
+    Attributes:
+        input_size: Square input side in pixels (the cost model counts MACs at this size).
+        in_chans: Input image channels.
+        num_classes: Classifier outputs; 0 builds a feature extractor without classifier.
+        stem_stride: 2 as in the paper; 1 keeps small inputs (28x28, 32x32) from collapsing to
+            1x1 before the last stage.
+    """
 
-    @property
-    def se_chs(self) -> int:
-        """Channels of the SE bottleneck (0 without SE)."""
-        return make_divisible(self.mid_chs * self.se_ratio, 4) if self.se_ratio > 0 else 0
+    input_size: int = 224
+    in_chans: int = 3
+    num_classes: int = 1000
+    stem_stride: int = 2
 
-    @property
-    def identity_shortcut(self) -> bool:
-        """GhostNet keeps an identity shortcut only when the shape is unchanged."""
-        return self.in_chs == self.out_chs and self.stride == 1
+    def __post_init__(self) -> None:
+        _int("input_size", self.input_size, 1, MAX_INPUT_SIZE)
+        _int("in_chans", self.in_chans, 1, 1_000_000)
+        _int("num_classes", self.num_classes, 0, 1_000_000)
+        if self.stem_stride not in (1, 2) or isinstance(self.stem_stride, bool):
+            raise _fail("stem_stride", self.stem_stride, "must be 1 or 2")
+
+    @classmethod
+    def small_images(cls, size: int, in_chans: int, num_classes: int) -> BuildSpec:
+        """The build the evaluators train: stem stride 1, so 28x28 and 32x32 images keep a
+        spatial map through the last stage."""
+        return cls(input_size=size, in_chans=in_chans, num_classes=num_classes, stem_stride=1)
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Concrete channel widths of a network, derived from a config by :func:`layout`."""
+    """Concrete channel widths of a network, derived from a config by :func:`layout`.
+
+    ``blocks`` holds each kind's resolved record; cost, build and latency keys are methods of
+    those records, so the walks over a layout never name a kind.
+    """
 
     stem_chs: int
-    blocks: tuple[ResolvedBlock, ...]
+    blocks: tuple[ResolvedBlockBase, ...]
     stage_ends: tuple[int, ...]
     final_chs: int
     head_chs: int
+    stages: tuple[ResolvedStageBase, ...] = ()
+    head: str = "ghostnet"
+
+    def sizes(self, spec: BuildSpec) -> tuple[tuple[int, ...], int]:
+        """Spatial side each block sees, and the side after the last block, for ``spec``."""
+        size = conv_out_size(spec.input_size, 3, spec.stem_stride)
+        sides = []
+        for rb in self.blocks:
+            sides.append(size)
+            size = rb.out_size(size)
+        return tuple(sides), size
 
 
 @functools.lru_cache(maxsize=4096)
@@ -332,57 +345,46 @@ def layout(cfg: GhostNetConfig) -> Layout:
     """Resolve widths and inherited ``s``/``d`` the way the GhostNet reference code does.
 
     Stem, block expansion and output widths are ``make_divisible(value * width, 4)``; the 1x1
-    conv after the last stage widens to ``make_divisible(last_block.exp * width, 4)``; the head
-    conv is not width-scaled.
+    conv after the last stage widens to ``make_divisible(last_block.tail_chs * width, 4)`` (the
+    expansion width for Ghost bottlenecks); the head conv is not width-scaled.
     """
     stem = make_divisible(cfg.stem_chs * cfg.width, 4)
     in_chs = stem
-    blocks: list[ResolvedBlock] = []
+    blocks: list[ResolvedBlockBase] = []
+    stages: list[ResolvedStageBase] = []
     ends: list[int] = []
     for si, st in enumerate(cfg.stages):
-        for bi, b in enumerate(st.blocks):
-            out_chs = make_divisible(b.c * cfg.width, 4)
-            blocks.append(
-                ResolvedBlock(
-                    stage=si,
-                    index=bi,
-                    in_chs=in_chs,
-                    mid_chs=make_divisible(b.exp * cfg.width, 4),
-                    out_chs=out_chs,
-                    k=b.k,
-                    stride=b.stride,
-                    se_ratio=b.se_ratio,
-                    s=_first(b.s, st.s, cfg.s),
-                    d=_first(b.d, st.d, cfg.d),
-                )
-            )
-            in_chs = out_chs
+        ctx = Context(
+            width=cfg.width, s=st.s if st.s is not None else cfg.s, d=st.d if st.d is not None else cfg.d
+        )
+        rs = st.resolve(ctx, in_chs, si)
+        stages.append(rs)
+        blocks.extend(rs.blocks)
+        in_chs = rs.out_chs
         ends.append(len(blocks) - 1)
-    last_exp = cfg.stages[-1].blocks[-1].exp
+    final = (
+        make_divisible(cfg.stages[-1].blocks[-1].tail_chs * cfg.width, 4)
+        if cfg.head == "ghostnet"
+        else in_chs
+    )
     return Layout(
         stem_chs=stem,
         blocks=tuple(blocks),
         stage_ends=tuple(ends),
-        final_chs=make_divisible(last_exp * cfg.width, 4),
+        final_chs=final,
         head_chs=cfg.head_chs,
+        stages=tuple(stages),
+        head=cfg.head,
     )
-
-
-def _first(*values: int | None) -> int:
-    for v in values:
-        if v is not None:
-            return v
-    raise AssertionError("the network-wide value is never None")
 
 
 # --------------------------------------------------------------------------------------------
 # dict / JSON round trip
 
-_BLOCK_REQUIRED = ("k", "exp", "c")
-_BLOCK_OPTIONAL = ("se_ratio", "stride", "s", "d")
+DEFAULT_BLOCK_KIND = "ghost"
 _STAGE_KEYS = ("blocks", "s", "d")
 _NET_REQUIRED = ("stages",)
-_NET_OPTIONAL = ("width", "s", "d", "stem_chs", "head_chs", "dropout", "act")
+_NET_OPTIONAL = ("width", "s", "d", "stem_chs", "head_chs", "dropout", "act", "head")
 # An envelope lets exported configs carry provenance next to the architecture.
 _ENVELOPE_KEYS = ("config", "meta")
 
@@ -396,13 +398,14 @@ def config_to_dict(cfg: GhostNetConfig) -> dict[str, Any]:
     def drop_none(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if v is not None}
 
-    out: dict[str, Any] = {k: getattr(cfg, k) for k in _NET_OPTIONAL}
+    out: dict[str, Any] = {k: getattr(cfg, k) for k in _NET_OPTIONAL if k != "head" or cfg.head != "ghostnet"}
     out["stages"] = [
         drop_none(
             {
+                "kind": None if st.kind == "sequential" else st.kind,
                 "s": st.s,
                 "d": st.d,
-                "blocks": [drop_none(dataclasses.asdict(b)) for b in st.blocks],
+                "blocks": [_block_to_dict(b) for b in st.blocks],
             }
         )
         for st in cfg.stages
@@ -410,16 +413,26 @@ def config_to_dict(cfg: GhostNetConfig) -> dict[str, Any]:
     return out
 
 
-def _check_keys(where: str, data: Any, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
-    allowed = required + optional
-    unknown = [k for k in data if k not in allowed]
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {', '.join(allowed)}")
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing required key {missing[0]!r}")
+def _block_to_dict(b: BlockRecord) -> dict[str, Any]:
+    """A block's JSON object; ``kind`` is written for every kind but the default."""
+    body = b.to_dict()
+    return body if b.kind == DEFAULT_BLOCK_KIND else {"kind": b.kind, **body}
+
+
+def block_from_dict(where: str, raw: Any) -> BlockRecord:
+    """One block's JSON object to its kind's record (``kind`` defaults to ``ghost``)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected an object, got {type(raw).__name__}")
+    kind = block_kind(raw.get("kind", DEFAULT_BLOCK_KIND), f"{where}.kind")
+    body = {k: v for k, v in raw.items() if k != "kind"}
+    try:
+        return kind.record.from_dict(where, body)
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith(where) else f"{where}.{text}") from None
+
+
+_check_keys = check_keys
 
 
 def _build(where: str, cls: type, kwargs: dict[str, Any]) -> Any:
@@ -451,17 +464,16 @@ def config_from_dict(data: Any) -> GhostNetConfig:
         raise ConfigError(f"stages: {len(raw_stages)} stages; at most {MAX_STAGES} are allowed")
     for si, raw_stage in enumerate(raw_stages):
         where = f"stages[{si}]"
-        _check_keys(where, raw_stage, ("blocks",), ("s", "d"))
+        _check_keys(where, raw_stage, ("blocks",), ("s", "d", "kind"))
+        stage_cls = stage_kind(raw_stage.get("kind", "sequential"), f"{where}.kind")
         raw_blocks = _list(f"{where}.blocks", raw_stage["blocks"])
         if len(raw_blocks) > MAX_BLOCKS:
             raise ConfigError(f"{where}.blocks: at most {MAX_BLOCKS} blocks are allowed")
         blocks = []
         for bi, raw_block in enumerate(raw_blocks):
-            bwhere = f"{where}.blocks[{bi}]"
-            _check_keys(bwhere, raw_block, _BLOCK_REQUIRED, _BLOCK_OPTIONAL)
-            blocks.append(_build(bwhere, BlockConfig, dict(raw_block)))
+            blocks.append(block_from_dict(f"{where}.blocks[{bi}]", raw_block))
         stage_kwargs = {k: raw_stage[k] for k in ("s", "d") if k in raw_stage}
-        stages.append(_build(where, StageConfig, {"blocks": tuple(blocks), **stage_kwargs}))
+        stages.append(_build(where, stage_cls, {"blocks": tuple(blocks), **stage_kwargs}))
     net_kwargs = {k: data[k] for k in _NET_OPTIONAL if k in data}
     return _build("", GhostNetConfig, {"stages": tuple(stages), **net_kwargs})
 

@@ -11,22 +11,20 @@ Parameters are every trainable tensor of the built model: conv and linear weight
 batch-norm weights and biases (running statistics are buffers, not parameters).
 
 The arithmetic walks :func:`ghostnas.config.layout`, the same resolved layout the torch builder
-uses, and takes microseconds per config, which is what lets the search reject over-budget
+uses, asking each block's kind for its own closed form (:meth:`ResolvedBlockBase.count`), and takes microseconds per config, which is what lets the search reject over-budget
 candidates before any training (see ``benchmarks/bench_cost.py``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from ghostnas.config import GhostNetConfig, ResolvedBlock, layout
+from ghostnas.blocks.base import Counter, conv_out_size
+from ghostnas.config import MAX_INPUT_SIZE, BuildSpec, GhostNetConfig, layout
 from ghostnas.errors import GhostnasError
 
-__all__ = ["Cost", "conv_out_size", "count_cost", "measure_cost"]
-
-MAX_INPUT_SIZE = 4096
+__all__ = ["Cost", "conv_out_size", "count_cost", "count_network", "count_tail", "measure_cost"]
 
 
 @dataclass(frozen=True)
@@ -46,100 +44,91 @@ class Cost:
     num_classes: int
 
 
-def conv_out_size(size: int, kernel: int, stride: int) -> int:
-    """Output side of a conv with ``padding = kernel // 2`` (odd kernels), as PyTorch computes it."""
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
-
-
-class _Counter:
-    """Accumulates conv/linear/batch-norm costs; one method per layer kind the builder uses."""
-
-    __slots__ = ("macs", "params")
-
-    def __init__(self) -> None:
-        self.macs = 0
-        self.params = 0
-
-    def conv(self, cin: int, cout: int, k: int, groups: int, out_hw: int, bias: bool = False) -> None:
-        weights = k * k * (cin // groups) * cout
-        self.params += weights + (cout if bias else 0)
-        self.macs += weights * out_hw
-
-    def bn(self, chs: int) -> None:
-        self.params += 2 * chs
-
-    def linear(self, fin: int, fout: int) -> None:
-        self.params += fin * fout + fout
-        self.macs += fin * fout
-
-    def ghost_module(self, cin: int, cout: int, s: int, d: int, hw: int) -> None:
-        init = math.ceil(cout / s)
-        new = init * (s - 1)
-        self.conv(cin, init, 1, 1, hw)
-        self.bn(init)
-        self.conv(init, new, d, init, hw)
-        self.bn(new)
-
-    def bottleneck(self, rb: ResolvedBlock, size: int) -> int:
-        """Count one block at input side ``size``; return its output side."""
-        out_size = conv_out_size(size, rb.k, rb.stride) if rb.stride > 1 else size
-        hw_in, hw_out = size * size, out_size * out_size
-        self.ghost_module(rb.in_chs, rb.mid_chs, rb.s, rb.d, hw_in)
-        if rb.stride > 1:
-            self.conv(rb.mid_chs, rb.mid_chs, rb.k, rb.mid_chs, hw_out)
-            self.bn(rb.mid_chs)
-        if rb.se_chs:
-            self.conv(rb.mid_chs, rb.se_chs, 1, 1, 1, bias=True)
-            self.conv(rb.se_chs, rb.mid_chs, 1, 1, 1, bias=True)
-        self.ghost_module(rb.mid_chs, rb.out_chs, rb.s, rb.d, hw_out)
-        if not rb.identity_shortcut:
-            self.conv(rb.in_chs, rb.in_chs, rb.k, rb.in_chs, hw_out)
-            self.bn(rb.in_chs)
-            self.conv(rb.in_chs, rb.out_chs, 1, 1, hw_out)
-            self.bn(rb.out_chs)
-        return out_size
-
-
 def count_cost(
     cfg: GhostNetConfig,
     input_size: int = 224,
     num_classes: int = 1000,
     in_chans: int = 3,
     stem_stride: int = 2,
+    *,
+    spec: BuildSpec | None = None,
+    training: bool = False,
 ) -> Cost:
-    """Exact parameters and MACs of ``create_model(cfg, num_classes, in_chans)`` at ``input_size``.
+    """Exact parameters and MACs of ``create_model(cfg, spec=spec)`` at ``spec.input_size``, as
+    deployed (after :meth:`~ghostnas.models.GhostNet.reparameterize` for kinds that have a
+    training form), or as trained with ``training=True``.
 
     Args:
         cfg: The architecture.
-        input_size: Side of the square input image in pixels.
+        input_size: Side of the square input image in pixels (ignored when ``spec`` is given).
         num_classes: Classifier outputs; 0 means no classifier (feature extractor).
         in_chans: Input image channels.
-        stem_stride: Must match the value the model is built with (see :class:`GhostNet`).
+        stem_stride: Must match the value the model is built with (see :class:`BuildSpec`).
+        spec: The build; when given, it replaces the four arguments above.
+        training: Count the training form of re-parameterisable kinds instead of the deployed one.
 
     Returns:
         The counts; they equal a hook count on the built model to the unit.
     """
-    if (
-        isinstance(input_size, bool)
-        or not isinstance(input_size, int)
-        or not 1 <= input_size <= MAX_INPUT_SIZE
-    ):
-        raise GhostnasError(f"input size {input_size!r} must be an integer in [1, {MAX_INPUT_SIZE}]")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 0 <= num_classes <= 1_000_000:
-        raise GhostnasError(f"num_classes {num_classes!r} must be an integer in [0, 1000000]")
+    if spec is None:
+        if (
+            isinstance(input_size, bool)
+            or not isinstance(input_size, int)
+            or not 1 <= input_size <= MAX_INPUT_SIZE
+        ):
+            raise GhostnasError(f"input size {input_size!r} must be an integer in [1, {MAX_INPUT_SIZE}]")
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, int)
+            or not 0 <= num_classes <= 1_000_000
+        ):
+            raise GhostnasError(f"num_classes {num_classes!r} must be an integer in [0, 1000000]")
+        spec = BuildSpec(input_size, in_chans, num_classes, stem_stride)
+    c = count_network(cfg, spec, training=training)
+    return Cost(params=c.params, macs=c.macs, input_size=spec.input_size, num_classes=spec.num_classes)
+
+
+def count_network(cfg: GhostNetConfig, spec: BuildSpec, *, training: bool = False) -> Counter:
+    """The stem, every block (by its kind's closed form), the final conv, the head.
+
+    Args:
+        cfg: The architecture.
+        spec: The build.
+        training: Count the form that is trained rather than the deployed one (they differ for
+            re-parameterisable kinds such as ``ghost_v3``; budgets use the deployed one).
+    """
     lay = layout(cfg)
-    c = _Counter()
-    size = conv_out_size(input_size, 3, stem_stride)
-    c.conv(in_chans, lay.stem_chs, 3, 1, size * size)
+    c = Counter()
+    size = conv_out_size(spec.input_size, 3, spec.stem_stride)
+    c.conv(spec.in_chans, lay.stem_chs, 3, 1, size * size)
     c.bn(lay.stem_chs)
-    for rb in lay.blocks:
-        size = c.bottleneck(rb, size)
-    c.conv(lay.blocks[-1].out_chs, lay.final_chs, 1, 1, size * size)
-    c.bn(lay.final_chs)
-    c.conv(lay.final_chs, lay.head_chs, 1, 1, 1, bias=True)
+    for stage in lay.stages:
+        stage.count(c, size, training)
+        size = stage.out_size(size)
+    count_tail(c, lay.blocks[-1].out_chs, lay.final_chs, lay.head_chs, spec.num_classes, size, lay.head)
+    return c
+
+
+def count_tail(
+    c: Counter,
+    last_chs: int,
+    final_chs: int,
+    head_chs: int,
+    num_classes: int,
+    size: int,
+    head: str = "ghostnet",
+) -> None:
+    """The head. ``ghostnet``: 1x1 conv + BN to ``final_chs``, pooling, head conv, classifier;
+    ``pool_fc``: pooling and the classifier on the last block's channels."""
+    if head == "pool_fc":
+        if num_classes > 0:
+            c.linear(last_chs, num_classes)
+        return
+    c.conv(last_chs, final_chs, 1, 1, size * size)
+    c.bn(final_chs)
+    c.conv(final_chs, head_chs, 1, 1, 1, bias=True)
     if num_classes > 0:
-        c.linear(lay.head_chs, num_classes)
-    return Cost(params=c.params, macs=c.macs, input_size=input_size, num_classes=num_classes)
+        c.linear(head_chs, num_classes)
 
 
 def measure_cost(model: Any, input_size: int = 224, in_chans: int = 3) -> Cost:

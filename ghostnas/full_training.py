@@ -34,7 +34,7 @@ from typing import Any
 
 from ghostnas._fs import check_output_dir, writing
 from ghostnas._io import atomic_write_text
-from ghostnas.config import GhostNetConfig, save_config
+from ghostnas.config import BuildSpec, GhostNetConfig, save_config
 from ghostnas.cost import count_cost
 from ghostnas.errors import GhostnasError, WriteFailedError
 
@@ -78,6 +78,9 @@ class TrainSettings:
         out: Run folder (None: :func:`default_train_dir`).
         force: Replace the outputs of an earlier run in ``out``.
         command: The command line, recorded in ``run.json``.
+        reparam: Train the training form of re-parameterisable blocks (kind ``ghost_v3``), then
+            fold it and test and save the deploy form (the weights fit ``create_model(...)
+            .reparameterize()``).
     """
 
     model: str | GhostNetConfig
@@ -91,6 +94,7 @@ class TrainSettings:
     out: str | None = None
     force: bool = False
     command: Sequence[str] | None = None
+    reparam: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,11 @@ def _validate(settings: TrainSettings) -> tuple[GhostNetConfig, Path, str]:
     if settings.train_images < 0:
         raise TrainError(f"train_images = {settings.train_images!r}: must be 0 (all) or more")
     cfg = resolve_config(settings.model)
+    if settings.reparam and count_cost(cfg, training=True) == count_cost(cfg):
+        raise TrainError(
+            f"--reparam: {_model_label(settings.model)} has no re-parameterisable blocks "
+            "(kind ghost_v3, e.g. ghostnetv3_100); drop --reparam"
+        )
     device = _device(settings.device)
     out = Path(settings.out) if settings.out else default_train_dir(settings)
     if out.exists() and not out.is_dir():
@@ -253,10 +262,11 @@ def train_model(
     recipe = training_recipe(settings.data, settings.epochs, settings.train_images, settings.flip)
     train, val = proxy_data(ds, recipe)
     spec = ds.spec
+    build_spec = BuildSpec.small_images(spec.size, spec.in_chans, spec.num_classes)
     built: dict[str, torch.nn.Module] = {}
 
     def build() -> torch.nn.Module:
-        built["net"] = create_model(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+        built["net"] = create_model(cfg, spec=build_spec)
         return built["net"]
 
     total_epochs = math.ceil(recipe.epochs)
@@ -291,6 +301,8 @@ def train_model(
     except TrainingFailed as exc:
         raise TrainError(f"training {_model_label(settings.model)} failed: {exc}") from None
     net = built["net"]
+    if settings.reparam:
+        net.reparameterize()  # test and save the network that is deployed
     if on_test is not None:
         on_test(len(ds.test_x))
     t_test = time.perf_counter()
@@ -300,7 +312,7 @@ def train_model(
     test_s = time.perf_counter() - t_test
     net = net.to("cpu")
     cost = count_cost(cfg)
-    trained_cost = count_cost(cfg, spec.size, spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+    trained_cost = count_cost(cfg, spec=build_spec, training=not settings.reparam)
     metrics: dict[str, Any] = {
         "model": _model_label(settings.model),
         "arch": cfg.short(),
@@ -322,7 +334,12 @@ def train_model(
         "cost_convention": "params and MACs at 224x224, 1000 classes (conv+linear MACs, the paper's FLOPs)",
         "trained_params": trained_cost.params,
         "trained_macs": trained_cost.macs,
-        "build": {"num_classes": spec.num_classes, "in_chans": spec.in_chans, "stem_stride": 1},
+        "weights_form": "deploy (re-parameterised)" if settings.reparam else "as trained",
+        "build": {
+            "num_classes": build_spec.num_classes,
+            "in_chans": build_spec.in_chans,
+            "stem_stride": build_spec.stem_stride,
+        },
         "input_size": spec.size,
         "device": device,
         "train_s": round(res.train_s, 3),

@@ -77,7 +77,14 @@ def export_onnx(
 
     net = create_model(model, num_classes=num_classes, in_chans=in_chans, stem_stride=stem_stride)
     if weights is not None:
-        load_weights(net, weights)
+        try:
+            load_weights(net, weights)
+        except GhostnasError:
+            if not net.reparameterizable:
+                raise
+            net.reparameterize()  # deploy weights, as `ghostnas train --reparam` saves them
+            load_weights(net, weights)
+    net.reparameterize()  # kinds with a training form (ghost_v3) are exported as deployed
     net.eval()
     path = Path(path)
     if path.is_dir():

@@ -57,8 +57,13 @@ def profile_model(
         "arch": cfg.short(),
         "config": config_to_dict(cfg),
     }
+    trained = count_cost(cfg, input_size, num_classes, training=True)
+    if trained != cost:  # re-parameterisable kinds (ghost_v3): the counts above are the deployed form's
+        out["training_params"] = trained.params
+        out["training_macs"] = trained.macs
     if verify:
-        measured = measure_cost(create_model(cfg, num_classes=num_classes), input_size)
+        # Hooks count the deployed network, as the closed form does.
+        measured = measure_cost(create_model(cfg, num_classes=num_classes).reparameterize(), input_size)
         out["hook_params"] = measured.params
         out["hook_macs"] = measured.macs
     return out

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ghostnas.config import GhostNetConfig, config_from_dict, load_config
+from ghostnas.config import BuildSpec, GhostNetConfig, config_from_dict, load_config
 from ghostnas.errors import ConfigError, UnknownModelError
 
 __all__ = [
@@ -118,6 +118,8 @@ def create_model(
     num_classes: int = 1000,
     in_chans: int = 3,
     stem_stride: int = 2,
+    *,
+    spec: BuildSpec | None = None,
 ) -> Any:
     """Build a GhostNet from a registered name, a config JSON path, a dict or a config.
 
@@ -126,12 +128,16 @@ def create_model(
         num_classes: Classifier outputs; 0 gives a feature extractor.
         in_chans: Input image channels.
         stem_stride: 2 as in the paper; 1 for small inputs such as 28x28 or 32x32.
+        spec: The build (input size, channels, classes, stem stride) decided once by the caller;
+            when given it replaces the three arguments above.
 
     Returns:
         A :class:`ghostnas.models.GhostNet` in training mode.
     """
     from ghostnas.models.ghostnet import GhostNet
 
+    if spec is not None:
+        return GhostNet(resolve_config(model), spec=spec)
     for name, value, lo in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= 1_000_000:
             raise ConfigError(f"{name} = {value!r}: must be an integer >= {lo}")

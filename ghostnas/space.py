@@ -35,13 +35,28 @@ from typing import TYPE_CHECKING, Any
 
 from ghostnas._io import read_user_text
 from ghostnas._yaml import parse_yaml
-from ghostnas.config import (
+from ghostnas.blocks.base import (
     ACTIVATIONS,
-    BlockConfig,
+    BlockSpaceRecord,
+    FieldReader,
+    SpaceError,
+    block_kind,
+    is_int,
+    is_num,
+    is_odd_kernel,
+    same_choice,
+)
+from ghostnas.blocks.g_ghost import GGhostStageConfig
+from ghostnas.blocks.g_ghost import choose_blocks as gg_choose
+from ghostnas.blocks.g_ghost import points as gg_points
+from ghostnas.blocks.g_ghost import put_blocks as gg_put
+from ghostnas.blocks.g_ghost import space_problem as gg_problem
+from ghostnas.blocks.ghost import BlockSpace
+from ghostnas.config import (
+    DEFAULT_BLOCK_KIND,
     GhostNetConfig,
     StageConfig,
     config_from_dict,
-    make_divisible,
 )
 from ghostnas.errors import ConfigError, GhostnasError
 
@@ -66,10 +81,6 @@ logger = logging.getLogger(__name__)
 
 MAX_SPACE_BYTES = 1 << 20
 _WIDTH_DECIMALS = 6
-
-
-class SpaceError(GhostnasError, ValueError):
-    """A search-space file is missing, malformed, or a config is not a point of the space."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,41 +110,43 @@ class WidthGrid:
 
 
 @dataclass(frozen=True)
-class BlockSpace:
-    """Choices for one block position. Single-element tuples are fixed, not parameters.
+class StageSpace:
+    """A stage: depth choices and the block positions (at least ``max(depth)`` of them).
 
     Attributes:
-        k: Depthwise kernel choices.
-        exp: Expansion choices as multiples of the block's input channels.
-        c: Output channel choices (before the width multiplier).
-        se: SE ratio choices (0 disables SE).
-        stride: The table's stride; only a stage's first block may have stride 2.
+        depth: Block-count choices.
+        blocks: The block positions.
+        g_ghost: Stage-kind choices at depths of 3 or more: ``false`` a sequential stage,
+            ``true`` a G-Ghost stage (first block, deep path on ``raw`` channels, cheap
+            features, end block; see :mod:`ghostnas.blocks.g_ghost`).
+        cheap_ratio: Share of the first block's channels made by the cheap operation in a
+            G-Ghost stage (the deep path gets the rest, rounded down to a multiple of 4).
     """
 
-    k: tuple[int, ...]
-    exp: tuple[float, ...]
-    c: tuple[int, ...]
-    se: tuple[float, ...]
-    stride: int
-
-    def n_points(self) -> int:
-        return len(self.k) * len(self.exp) * len(self.c) * len(self.se)
-
-
-@dataclass(frozen=True)
-class StageSpace:
-    """A stage: depth choices and the block positions (at least ``max(depth)`` of them)."""
-
     depth: tuple[int, ...]
-    blocks: tuple[BlockSpace, ...]
+    blocks: tuple[BlockSpaceRecord, ...]
+    g_ghost: tuple[bool, ...] = (False,)
+    cheap_ratio: tuple[float, ...] = (0.5,)
 
     def n_points(self) -> int:
         """Distinct block settings of this stage over all depths (s/d not included)."""
-        return sum(math.prod(b.n_points() for b in self.blocks[:n]) for n in self.depth)
+        return sum(self.depth_weights())
+
+    def kind_weights(self, n: int) -> list[int]:
+        """Points per ``g_ghost`` choice at depth ``n``."""
+        return [
+            gg_points(self.blocks[:n], len(self.cheap_ratio))
+            if gg
+            else math.prod(b.n_points() for b in self.blocks[:n])
+            for gg in self.g_ghost
+        ]
 
     def depth_weights(self) -> list[int]:
         """Points per depth choice: sampling depth with these weights is uniform over points."""
-        return [math.prod(b.n_points() for b in self.blocks[:n]) for n in self.depth]
+        return [
+            sum(self.kind_weights(n)) if n >= 3 else math.prod(b.n_points() for b in self.blocks[:n])
+            for n in self.depth
+        ]
 
 
 @dataclass(frozen=True)
@@ -216,16 +229,18 @@ class SearchSpace:
                     net_s, net_d = chosen_s, chosen_d
                 st_s = None if chosen_s == net_s else chosen_s
                 st_d = None if chosen_d == net_d else chosen_d
+            gg = pick(f"s{si}_gghost", st.g_ghost, st.kind_weights(depth)) if depth >= 3 else False
+            if gg:
+                ratio = pick(f"s{si}_cheap", st.cheap_ratio)
+                gblocks = gg_choose(st.blocks[:depth], pick, f"s{si}_b", in_c, ratio)
+                stages.append(GGhostStageConfig(blocks=tuple(gblocks), s=st_s, d=st_d))
+                in_c = gblocks[-1].c
+                continue
             blocks = []
             for bi, bs in enumerate(st.blocks[:depth]):
-                p = f"s{si}_b{bi}_"
-                k = pick(p + "k", bs.k)
-                ratio = pick(p + "e", bs.exp)
-                c = pick(p + "c", bs.c)
-                se = pick(p + "se", bs.se)
-                exp = make_divisible(ratio * in_c, 4)
-                blocks.append(BlockConfig(k=k, exp=exp, c=c, se_ratio=float(se), stride=bs.stride))
-                in_c = c
+                block = bs.choose(pick, f"s{si}_b{bi}_", in_c)
+                blocks.append(block)
+                in_c = block.c
             stages.append(StageConfig(blocks=tuple(blocks), s=st_s, d=st_d))
         return GhostNetConfig(
             stages=tuple(stages),
@@ -330,18 +345,26 @@ class SearchSpace:
             if self.ghost_per_stage:
                 put(f"s{si}_s", st.s if st.s is not None else cfg.s, self.s, f"stage {si} s")
                 put(f"s{si}_d", st.d if st.d is not None else cfg.d, self.d, f"stage {si} d")
+            is_gg = isinstance(st, GGhostStageConfig)
+            if len(st.blocks) >= 3:
+                put(f"s{si}_gghost", is_gg, sp.g_ghost, f"stage {si} g_ghost")
+            elif is_gg:
+                raise SpaceError(f"{where}: stage {si} is a g_ghost stage of fewer than 3 blocks")
+            if is_gg:
+                gg_put(
+                    sp.blocks[: len(st.blocks)],
+                    st.blocks,
+                    put,
+                    f"s{si}_b",
+                    f"stage {si}",
+                    in_c,
+                    f"s{si}_cheap",
+                    sp.cheap_ratio,
+                )
+                in_c = st.blocks[-1].c
+                continue
             for bi, (b, bs) in enumerate(zip(st.blocks, sp.blocks, strict=False)):
-                p, what = f"s{si}_b{bi}_", f"stage {si} block {bi}"
-                put(p + "k", b.k, bs.k, f"{what} k")
-                ratios = [r for r in bs.exp if make_divisible(r * in_c, 4) == b.exp]
-                if not ratios:
-                    allowed = ", ".join(str(make_divisible(r * in_c, 4)) for r in bs.exp)
-                    raise SpaceError(
-                        f"{where}: {what} exp = {b.exp} with {in_c} input channels; choices are {allowed}"
-                    )
-                put(p + "e", ratios[0], bs.exp, f"{what} exp ratio")
-                put(p + "c", b.c, bs.c, f"{what} c")
-                put(p + "se", b.se_ratio, bs.se, f"{what} se_ratio")
+                bs.to_params(b, put, f"s{si}_b{bi}_", f"stage {si} block {bi}", in_c)
                 in_c = b.c
         replay = self.params_to_config(params)
         if replay != cfg:
@@ -392,13 +415,7 @@ class SearchSpace:
         return _cached_cost_range(self, input_size, num_classes)
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Choice equality that keeps ``True`` apart from ``1`` and compares numbers by value."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
-    return a == b
+_same = same_choice
 
 
 def _fmt_grid(g: WidthGrid) -> str:
@@ -427,86 +444,16 @@ def _cached_cost_range(space: SearchSpace, input_size: int, num_classes: int) ->
 # validation of the parsed document
 
 
-class _Reader:
-    """Checks one mapping's keys and values; every error names the file, line and key path."""
-
-    def __init__(self, source: str, path: str, data: Any, parent_line: int = 0) -> None:
-        self.source, self.path = source, path
-        line = getattr(data, "line", parent_line)
-        if not isinstance(data, Mapping):
-            raise self._err(line, f"expected a mapping, got {_type(data)}")
-        self.data = data
-        self.line = line
-
-    def _err(self, line: int, msg: str) -> SpaceError:
-        at = f"line {line}: " if line else ""
-        return SpaceError(f"{self.source}: {at}{msg}")
-
-    def key_line(self, key: str) -> int:
-        return getattr(self.data, "key_lines", {}).get(key, self.line)
-
-    def fail(self, key: str, msg: str) -> SpaceError:
-        return self._err(self.key_line(key), f"{self.path}{key}: {msg}")
-
-    def check_keys(self, required: Sequence[str], optional: Sequence[str]) -> None:
-        allowed = [*required, *optional]
-        for key in self.data:
-            if key not in allowed:
-                raise self._err(
-                    self.key_line(key),
-                    f"{self.path}{key}: unknown key; allowed keys are {', '.join(allowed)}",
-                )
-        for key in required:
-            if key not in self.data:
-                raise self._err(
-                    self.line, f"{self.path.rstrip('.') or 'top level'}: missing required key {key!r}"
-                )
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def choices(
-        self, key: str, check: Callable[[Any], bool], what: str, default: Any = None
-    ) -> tuple[Any, ...]:
-        """A scalar (fixed) or a non-empty list of distinct values that pass ``check``."""
-        raw = self.data.get(key, default)
-        if raw is None:
-            raise self.fail(key, f"missing; give {what} or a list of them")
-        values = list(raw) if isinstance(raw, list) else [raw]
-        if not values:
-            raise self.fail(key, "an empty list; give at least one choice")
-        for v in values:
-            if not check(v):
-                raise self.fail(key, f"{v!r} is not {what}")
-        for i, v in enumerate(values):
-            if any(_same(v, w) for w in values[:i]):
-                raise self.fail(key, f"choice {v!r} is listed twice")
-        return tuple(values)
-
-
-def _type(v: Any) -> str:
-    return "a list" if isinstance(v, list) else "nothing" if v is None else f"a {type(v).__name__}"
-
-
-def _is_int(lo: int, hi: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _is_num(lo: float, hi: float) -> Callable[[Any], bool]:
-    return lambda v: (
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
-    )
-
-
-def _odd_kernel(v: Any) -> bool:
-    return _is_int(1, 11)(v) and v % 2 == 1
+_Reader = FieldReader
+_is_int = is_int
+_is_num = is_num
+_odd_kernel = is_odd_kernel
 
 
 _TOP_KEYS = ("name", "network", "stages")
 _TOP_OPTIONAL = ("description", "reference")
 _NET_KEYS = ("width", "s", "d")
 _NET_OPTIONAL = ("ghost_per_stage", "stem_chs", "head_chs", "dropout", "act")
-_BLOCK_KEYS = ("k", "exp", "c", "se", "stride")
 
 
 def _read_width(net: _Reader) -> WidthGrid:
@@ -531,27 +478,23 @@ def _read_width(net: _Reader) -> WidthGrid:
     return WidthGrid(low, high, step)
 
 
-def _read_block(source: str, where: str, raw: Any, line: int, first: bool) -> BlockSpace:
+def _read_block(source: str, where: str, raw: Any, line: int, first: bool) -> BlockSpaceRecord:
+    """One block position: its ``kind`` (default ``ghost``) decides which keys it takes."""
     b = _Reader(source, where, raw, line)
-    b.check_keys(_BLOCK_KEYS, ())
-    stride = b.get("stride")
-    if stride not in (1, 2) or isinstance(stride, bool):
-        raise b.fail("stride", f"{stride!r} must be 1 or 2 (strides are fixed, not searched)")
-    if stride == 2 and not first:
-        raise b.fail("stride", "only a stage's first block may have stride 2 (so depth keeps the strides)")
-    return BlockSpace(
-        k=b.choices("k", _odd_kernel, "an odd kernel size in 1..11"),
-        exp=tuple(float(v) for v in b.choices("exp", _is_num(0.1, 16.0), "an expansion ratio in [0.1, 16]")),
-        c=b.choices("c", _is_int(1, 8192), "a channel count in 1..8192"),
-        se=tuple(float(v) for v in b.choices("se", _is_num(0.0, 1.0), "an SE ratio in [0, 1]")),
-        stride=stride,
-    )
+    kind_name = b.get("kind", DEFAULT_BLOCK_KIND)
+    try:
+        kind = block_kind(kind_name, f"{where}kind")
+    except ConfigError as exc:
+        raise b.fail("kind", str(exc).split(": ", 1)[-1]) from None
+    if kind.space is None:
+        raise b.fail("kind", f"block kind {kind_name!r} has no search-space choices; use it in configs only")
+    return kind.space.read(b, first)
 
 
 def _read_stage(source: str, si: int, raw: Any, line: int) -> StageSpace:
     where = f"stages[{si}]."
     r = _Reader(source, where, raw, line)
-    r.check_keys(("depth", "blocks"), ())
+    r.check_keys(("depth", "blocks"), ("g_ghost", "cheap_ratio"))
     depth = r.choices("depth", _is_int(1, 64), "a block count in 1..64")
     raw_blocks = r.get("blocks")
     if not isinstance(raw_blocks, list) or not raw_blocks:
@@ -564,29 +507,29 @@ def _read_stage(source: str, si: int, raw: Any, line: int) -> StageSpace:
         _read_block(source, f"{where}blocks[{bi}].", rb, getattr(raw_blocks, "line", r.line), bi == 0)
         for bi, rb in enumerate(raw_blocks)
     )
-    return StageSpace(depth=tuple(sorted(depth)), blocks=blocks)
+    g_ghost = r.choices("g_ghost", lambda v: isinstance(v, bool), "true or false", default=False)
+    ratios = tuple(
+        float(v)
+        for v in r.choices("cheap_ratio", _is_num(0.05, 0.95), "a cheap ratio in [0.05, 0.95]", default=0.5)
+    )
+    if True in g_ghost and False not in g_ghost and min(depth) < 3:
+        raise r.fail("g_ghost", "a g_ghost stage needs at least 3 blocks; allow false or raise the depth")
+    if True in g_ghost and max(depth) < 3:
+        raise r.fail("g_ghost", f"depth at most {max(depth)}: a g_ghost stage needs at least 3 blocks")
+    return StageSpace(depth=tuple(sorted(depth)), blocks=blocks, g_ghost=g_ghost, cheap_ratio=ratios)
 
 
 def _exp_clash(stages: Sequence[StageSpace], stem_chs: int) -> str | None:
-    """Two expansion ratios of a block that round to the same width for some input width.
-
-    Such a pair would make two parameter sets describe one config, so :meth:`SearchSpace.size`
-    would over-count and :meth:`SearchSpace.sample` would not be uniform; refuse it.
-    """
+    """A block whose choices would let two parameter sets describe one config (see each kind's
+    ``clash``), such as two expansion ratios that round to one width: :meth:`SearchSpace.size`
+    would over-count and :meth:`SearchSpace.sample` would not be uniform; refuse it."""
     inputs = {stem_chs}
     for si, st in enumerate(stages):
         ends: set[int] = set()
         for bi, bs in enumerate(st.blocks):
-            for in_c in sorted(inputs):
-                seen: dict[int, float] = {}
-                for r in bs.exp:
-                    exp = make_divisible(r * in_c, 4)
-                    if exp in seen:
-                        return (
-                            f"stage {si} block {bi}: exp ratios {seen[exp]:g} and {r:g} both give {exp} "
-                            f"channels from {in_c} inputs; use ratios further apart"
-                        )
-                    seen[exp] = r
+            why = bs.clash(inputs)
+            if why:
+                return f"stage {si} block {bi}: {why}"
             inputs = set(bs.c)
             if bi + 1 in st.depth:
                 ends |= inputs
@@ -655,6 +598,13 @@ def space_from_dict(data: Any, source: str = "<string>") -> SearchSpace:
     clash = _exp_clash(stages, net.get("stem_chs", 16))
     if clash:
         raise top.fail("stages", clash)
+    grid = _read_width(net)
+    for si, st in enumerate(stages):
+        if True in st.g_ghost:
+            for n in (n for n in st.depth if n >= 3):
+                why = gg_problem(st.blocks[:n], st.cheap_ratio, grid.values())
+                if why:
+                    raise top.fail("stages", f"stage {si}: {why}")
     space = SearchSpace(
         name=name,
         description=description,
@@ -737,7 +687,31 @@ def space_digest(space: SearchSpace) -> str:
     (another width grid, block choices, reference) gets another digest, while reformatting or
     commenting its YAML file does not.
     """
-    data = dataclasses.asdict(space)
+    data = _digest_data(space)
     data.pop("source", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Record fields added after digests were first recorded, with their defaults: left out at the
+# default, so that the digest of everything that existed before stays the same.
+_ADDED_LATER: dict[str, Any] = {"head": "ghostnet", "g_ghost": (False,), "cheap_ratio": (0.5,)}
+_MISSING = object()
+
+
+def _digest_data(obj: Any) -> Any:
+    """``dataclasses.asdict`` plus each record's ``kind`` where it is not the default, so spaces
+    and references written before block kinds keep their digests (and runs keep resuming)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {
+            f.name: _digest_data(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if _ADDED_LATER.get(f.name, _MISSING) != getattr(obj, f.name)
+        }
+        kind = getattr(type(obj), "kind", None)
+        if isinstance(kind, str) and kind not in (DEFAULT_BLOCK_KIND, "sequential"):
+            out["kind"] = kind
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_digest_data(x) for x in obj]
+    return obj

@@ -3,8 +3,11 @@
 #   - Fashion-MNIST (the default dataset) from Debian's dataset-fashion-mnist package, unless
 #     GHOSTNAS_DATA points elsewhere;
 #   - PostgreSQL server binaries (Debian's postgresql), used by the multi-worker tests;
-#   - a virtual environment in .venv with a CPU build of torch and ghostnas (editable) + dev tools.
-# Override the torch requirement with TORCH_SPEC (default torch==2.13.0, a CPU build on our machines).
+#   - a virtual environment in .venv with torch + torchvision and ghostnas (editable) + dev tools
+#     (the dev tools include timm, whose GhostNet models the weight-mapping tests compare against;
+#     timm needs torchvision, and torchvision needs the torch it was built for).
+# Override the torch requirement with TORCH_SPEC (default 'torch==2.14.1 torchvision==0.29.1', a
+# matching pair from the package cache; the CUDA build also runs on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,11 +41,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.ghostnas-setup
-want="$(sha256sum pyproject.toml | cut -c1-16) ${TORCH_SPEC:-torch==2.13.0}"
+torch_spec=${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}
+read -ra torch_reqs <<<"$torch_spec"
+want="$(sha256sum pyproject.toml | cut -c1-16) $torch_spec"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  say "installing ${TORCH_SPEC:-torch==2.13.0} and ghostnas[dev] into .venv"
+  say "installing $torch_spec and ghostnas[dev] into .venv (a few minutes the first time)"
   log=.venv/setup-pip.log
-  { .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" &&
+  { .venv/bin/python -m pip install -q "${torch_reqs[@]}" &&
     .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1 || { cat "$log" >&2; say "pip install failed (log above)"; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -138,7 +138,7 @@ def test_parts_cover_the_network_and_keys_are_stable() -> None:
     assert [p.key for p in parts] == [p.key for p in network_parts(TINY, SMALL)]
     # The key format is a stored contract: tables written by earlier runs must still match.
     assert parts[0].key == "stem|b1|r32|i3|o8|st2|relu"
-    assert parts[1].key == "block|b1|r16|i8|m8|o8|k3|st1|se0|s2|d3|relu"
+    assert parts[1].key == "ghost|b1|r16|i8|m8|o8|k3|st1|se0|s2|d3|relu"
     assert parts[-1].key == "head|b1|r4|i20|f48|h64|c1000|relu"
     assert network_parts(TINY, NetworkSpec(input_size=64))[1].key != parts[1].key
 
@@ -174,7 +174,7 @@ def _table(**device: object) -> LatencyTable:
     fp = device_fingerprint("cpu", 1) | device
     return LatencyTable(
         device=fp,
-        entries={"block|x": Timing(1.5, 0.1, 30, 1.4), "stem|y": Timing(0.25, 0.01, 100, None)},
+        entries={"ghost|x": Timing(1.5, 0.1, 30, 1.4), "stem|y": Timing(0.25, 0.01, 100, None)},
         constant_ms=0.5,
         scale=1.1,
         fit={"networks": 3},

@@ -51,6 +51,8 @@ def describe(name_or_path: str) -> dict[str, Any]:
         "d": list(space.d),
         "ghost_per_stage": space.ghost_per_stage,
         "depth": [list(st.depth) for st in space.stages],
+        "block_kinds": sorted({bs.kind for st in space.stages for bs in st.blocks}),
+        "g_ghost_stages": [si for si, st in enumerate(space.stages) if True in st.g_ghost],
         "macs": [rng.min_macs, rng.max_macs],
         "params": [rng.min_params, rng.max_params],
         "input_size": 224,
@@ -92,6 +94,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     per = " per stage" if info["ghost_per_stage"] else ""
     print(f"s / d        {info['s']} / {info['d']}{per}")
     print(f"depths       {' '.join('/'.join(map(str, d)) for d in info['depth'])}")
+    gg = info["g_ghost_stages"]
+    print(f"block kinds  {', '.join(info['block_kinds'])}" + (f"; G-Ghost stage choice in stages {gg}" if gg else ""))
     lo, hi = info["macs"]
     print(f"MACs         {lo:,} .. {hi:,}  ({lo / 1e6:.1f}M .. {hi / 1e6:.1f}M at 224x224, 1000 classes)")
     lo, hi = info["params"]

@@ -39,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="run folder (default ./ghostnas-runs/train-<model>-<data>-e<epochs>-seed<seed>)",
     )
+    p.add_argument(
+        "--reparam",
+        action="store_true",
+        help="train the re-parameterisable training form (ghostnetv3_*), save the folded deploy weights",
+    )
     p.add_argument("--force", action="store_true", help="replace an earlier run in --out")
     p.add_argument(
         "--no-progress",
@@ -65,6 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         force=args.force,
         command=["ghostnas", *args.argv],
+        reparam=args.reparam,
     )
     display: ProgressDisplay | None = None
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ghostnas.config import GhostNetConfig
+from ghostnas.config import BuildSpec, GhostNetConfig
 from ghostnas.data import Dataset, load_dataset, train_val_split
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
 from ghostnas.train import FitResult, Recipe, TrainingFailed, fit
@@ -132,7 +132,7 @@ class TrainEvaluator:
         spec = ds.spec
 
         def build() -> torch.nn.Module:
-            return create_model(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+            return create_model(cfg, spec=BuildSpec.small_images(spec.size, spec.in_chans, spec.num_classes))
 
         with _threads(self.threads):
             return fit(build, train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ghostnas.config import GhostNetConfig
+from ghostnas.config import BuildSpec, GhostNetConfig
 from ghostnas.cost import count_cost
 from ghostnas.data import DatasetSpec, dataset_spec
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
@@ -221,7 +221,7 @@ class _ZeroCost(abc.ABC):
 
         with _seeded(self.seed):
             return create_model(
-                cfg, num_classes=self.spec.num_classes, in_chans=self.spec.in_chans, stem_stride=1
+                cfg, spec=BuildSpec.small_images(self.spec.size, self.spec.in_chans, self.spec.num_classes)
             )
 
     @abc.abstractmethod
@@ -316,7 +316,7 @@ class CostEvaluator(_ZeroCost):
 
     def score(self, cfg: GhostNetConfig) -> float:
         cost = count_cost(
-            cfg, self.spec.size, self.spec.num_classes, in_chans=self.spec.in_chans, stem_stride=1
+            cfg, spec=BuildSpec.small_images(self.spec.size, self.spec.in_chans, self.spec.num_classes)
         )
         return float(cost.params if self.name == "params" else cost.macs)
 

@@ -1,13 +1,17 @@
-"""A network as a sequence of latency *parts*: the stem, each bottleneck, the head.
+"""A network as a sequence of latency *parts*: the stem, each block, the head.
 
 Each part has a key naming every field that changes its computation, so two networks that share
-a block shape share a table entry: the batch, the input resolution the part sees, its channel
-widths, kernels, stride, SE width, Ghost ratio ``s``, cheap kernel ``d`` and activation. Widths
-are the resolved ones from :func:`ghostnas.config.layout` (after the width multiplier and
-rounding), so two different tables of ``k, exp, c`` that resolve to the same block share a key.
+a block shape share a table entry. A block's key is its kind's (:meth:`latency_key` of the
+resolved record): the kind first, then the batch, the input resolution the part sees, and the
+kind's own fields (for ``ghost``: channel widths, kernel, stride, SE width, Ghost ratio ``s``,
+cheap kernel ``d``) and the activation. Widths are the resolved ones from
+:func:`ghostnas.config.layout` (after the width multiplier and rounding), so two different tables
+of ``k, exp, c`` that resolve to the same block share a key.
 
-Keys are plain strings with fields in a fixed order (``block|b1|r56|i24|m72|o24|k3|st1|se0|s2|d3|relu``):
-stable across runs and Python versions, readable in the JSON table, and greppable.
+Keys are plain strings with fields in a fixed order (``ghost|b1|r56|i24|m72|o24|k3|st1|se0|s2|d3|relu``):
+stable across runs and Python versions, readable in the JSON table, and greppable. Tables written
+before block kinds used ``block|`` for the Ghost bottleneck; :func:`ghostnas.latency.load_table`
+reads those entries as ``ghost|``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ghostnas.config import GhostNetConfig, ResolvedBlock, layout
-from ghostnas.cost import conv_out_size
+from ghostnas.blocks.base import ResolvedBlockBase
+from ghostnas.config import BuildSpec, GhostNetConfig, layout
 
 __all__ = ["NetworkSpec", "Part", "block_key", "deploy_model", "network_parts"]
 
@@ -42,6 +46,11 @@ class NetworkSpec:
     num_classes: int = 1000
     stem_stride: int = 2
 
+    @property
+    def build(self) -> BuildSpec:
+        """The build this spec times (everything but the batch)."""
+        return BuildSpec(self.input_size, self.in_chans, self.num_classes, self.stem_stride)
+
 
 @dataclass(frozen=True)
 class Part:
@@ -58,12 +67,9 @@ class Part:
     build: Callable[[], nn.Module]
 
 
-def block_key(rb: ResolvedBlock, size: int, batch: int, act: str) -> str:
-    """Key of a bottleneck seeing a ``size x size`` input (stage and index do not matter)."""
-    return (
-        f"block|b{batch}|r{size}|i{rb.in_chs}|m{rb.mid_chs}|o{rb.out_chs}|k{rb.k}|st{rb.stride}"
-        f"|se{rb.se_chs}|s{rb.s}|d{rb.d}|{act}"
-    )
+def block_key(rb: ResolvedBlockBase, size: int, batch: int, act: str) -> str:
+    """Key of a block seeing a ``size x size`` input (stage and index do not matter)."""
+    return rb.latency_key(size, batch, act)
 
 
 class _Stem(nn.Module):
@@ -91,23 +97,29 @@ class _Head(nn.Module):
 def _build_net(cfg: GhostNetConfig, spec: NetworkSpec) -> nn.Module:
     from ghostnas.models.ghostnet import GhostNet
 
-    return GhostNet(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=spec.stem_stride)
+    return GhostNet(cfg, spec=spec.build)
 
 
 def deploy_model(cfg: GhostNetConfig, spec: NetworkSpec = NetworkSpec()) -> nn.Module:
-    """The network as deployed: eval mode, batch-norm folded into the convolutions."""
+    """The network as deployed: re-parameterised (kinds with a training form), eval mode,
+    batch-norm folded into the convolutions."""
     from ghostnas.latency._measure import fold_bn
 
-    return fold_bn(_build_net(cfg, spec))
+    return fold_bn(_build_net(cfg, spec).reparameterize())
+
+
+def _deployed(block: nn.Module) -> nn.Module:
+    """A block's deploy form: kinds with a training form fold it (the latency of the shipped
+    network is what the table holds)."""
+    reparameterize = getattr(block, "reparameterize", None)
+    return reparameterize() if callable(reparameterize) else block
 
 
 def network_parts(cfg: GhostNetConfig, spec: NetworkSpec = NetworkSpec()) -> list[Part]:
-    """The stem, every bottleneck and the head, in order, with the input shape each one sees."""
-    from ghostnas.models.ghostnet import GhostBottleneck
-
+    """The stem, every block and the head, in order, with the input shape each one sees."""
     lay = layout(cfg)
     b = spec.batch
-    size = conv_out_size(spec.input_size, 3, spec.stem_stride)
+    sides, last_size = lay.sizes(spec.build)
     parts = [
         Part(
             f"stem|b{b}|r{spec.input_size}|i{spec.in_chans}|o{lay.stem_chs}|st{spec.stem_stride}|{cfg.act}",
@@ -115,20 +127,18 @@ def network_parts(cfg: GhostNetConfig, spec: NetworkSpec = NetworkSpec()) -> lis
             lambda: _Stem(_build_net(cfg, spec)),
         )
     ]
-    for rb in lay.blocks:
-        parts.append(
-            Part(
-                block_key(rb, size, b, cfg.act),
-                (b, rb.in_chs, size, size),
-                lambda rb=rb: GhostBottleneck(rb, cfg.act),
-            )
-        )
-        if rb.stride > 1:
-            size = conv_out_size(size, rb.k, rb.stride)
+    size = sides[0]
+    for stage in lay.stages:
+        for key, in_chs, side, build in stage.parts(size, b, cfg.act):
+            parts.append(Part(key, (b, in_chs, side, side), lambda build=build: _deployed(build())))
+        size = stage.out_size(size)
+    assert size == last_size
     last = lay.blocks[-1].out_chs
     parts.append(
         Part(
-            f"head|b{b}|r{size}|i{last}|f{lay.final_chs}|h{lay.head_chs}|c{spec.num_classes}|{cfg.act}",
+            f"head|b{b}|r{size}|i{last}|f{lay.final_chs}|h{lay.head_chs}|c{spec.num_classes}|{cfg.act}"
+            if lay.head == "ghostnet"
+            else f"head_{lay.head}|b{b}|r{size}|i{last}|c{spec.num_classes}",
             (b, last, size, size),
             lambda: _Head(_build_net(cfg, spec)),
         )

@@ -167,6 +167,9 @@ def table_from_dict(data: Any, source: str) -> LatencyTable:
         ):
             raise bad(f"entry {key!r} needs numbers median_ms, iqr_ms, p20_ms and an integer n")
         p20 = None if e.get("p20_ms") is None else float(e["p20_ms"])
+        # Tables written before block kinds named the Ghost bottleneck ``block|``; it is the same
+        # computation as kind ``ghost`` (see ghostnas.latency._parts), so the entry carries over.
+        key = "ghost|" + key[len("block|") :] if key.startswith("block|") else key
         parsed[key] = Timing(float(e["median_ms"]), float(e["iqr_ms"]), int(e["n"]), p20)
     constant, scale = data.get("constant_ms", 0.0), data.get("scale", 1.0)
     if not _number(constant) or not _number(scale) or scale <= 0:

@@ -1,7 +1,9 @@
 """GhostNet (Han et al., CVPR 2020) built from a :class:`~ghostnas.config.GhostNetConfig`.
 
 Blocks compute; :func:`~ghostnas.config.layout` decides every channel width, so this file and the
-closed-form cost model in :mod:`ghostnas.cost` cannot disagree about the architecture.
+closed-form cost model in :mod:`ghostnas.cost` cannot disagree about the architecture. The network
+asks each resolved block to build itself, so blocks of any kind (:mod:`ghostnas.blocks`) fit in;
+this file also holds the V1 Ghost module and bottleneck layers that kind ``ghost`` builds.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ghostnas.config import GhostNetConfig, ResolvedBlock, layout
+from ghostnas.blocks.ghost import ResolvedBlock
+from ghostnas.config import BuildSpec, GhostNetConfig, layout
 
 __all__ = ["GhostBottleneck", "GhostModule", "GhostNet", "SqueezeExcite", "make_activation"]
 
@@ -120,12 +123,21 @@ class GhostNet(nn.Module):
         in_chans: Input image channels.
         stem_stride: 2 as in the paper; 1 keeps small inputs (28x28, 32x32) from collapsing to
             1x1 before the last stage. It is a build choice, not part of the architecture.
+        spec: The build (:class:`~ghostnas.config.BuildSpec`); replaces the three above.
     """
 
     def __init__(
-        self, cfg: GhostNetConfig, num_classes: int = 1000, in_chans: int = 3, stem_stride: int = 2
+        self,
+        cfg: GhostNetConfig,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        stem_stride: int = 2,
+        *,
+        spec: BuildSpec | None = None,
     ) -> None:
         super().__init__()
+        if spec is not None:
+            num_classes, in_chans, stem_stride = spec.num_classes, spec.in_chans, spec.stem_stride
         lay = layout(cfg)
         self.cfg = cfg
         self.num_classes = num_classes
@@ -133,31 +145,50 @@ class GhostNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(lay.stem_chs)
         self.act1 = make_activation(cfg.act)
         stages: list[nn.Module] = []
-        start = 0
         reduction = stem_stride
         self.feature_info: list[dict[str, int | str]] = []
-        for si, end in enumerate(lay.stage_ends):
-            blocks = lay.blocks[start : end + 1]
-            stages.append(nn.Sequential(*(GhostBottleneck(rb, cfg.act) for rb in blocks)))
-            for rb in blocks:
+        for si, stage in enumerate(lay.stages):
+            stages.append(stage.build(cfg.act))
+            for rb in stage.blocks:
                 reduction *= rb.stride
             self.feature_info.append(
-                {"num_chs": blocks[-1].out_chs, "reduction": reduction, "module": f"stages.{si}"}
+                {"num_chs": stage.out_chs, "reduction": reduction, "module": f"stages.{si}"}
             )
-            start = end + 1
         self.stages = nn.ModuleList(stages)
-        self.conv_final = nn.Sequential(
-            nn.Conv2d(lay.blocks[-1].out_chs, lay.final_chs, 1, bias=False),
-            nn.BatchNorm2d(lay.final_chs),
-            make_activation(cfg.act),
-        )
         self.num_features = lay.final_chs
-        self.conv_head = nn.Conv2d(lay.final_chs, lay.head_chs, 1, bias=True)
-        self.act2 = make_activation(cfg.act)
+        if lay.head == "pool_fc":
+            self.conv_final: nn.Module = nn.Identity()
+            self.conv_head: nn.Module = nn.Identity()
+            self.act2: nn.Module = nn.Identity()
+            classifier_in = lay.final_chs
+        else:
+            self.conv_final = nn.Sequential(
+                nn.Conv2d(lay.blocks[-1].out_chs, lay.final_chs, 1, bias=False),
+                nn.BatchNorm2d(lay.final_chs),
+                make_activation(cfg.act),
+            )
+            self.conv_head = nn.Conv2d(lay.final_chs, lay.head_chs, 1, bias=True)
+            self.act2 = make_activation(cfg.act)
+            classifier_in = lay.head_chs
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier: nn.Module = (
-            nn.Linear(lay.head_chs, num_classes) if num_classes > 0 else nn.Identity()
+            nn.Linear(classifier_in, num_classes) if num_classes > 0 else nn.Identity()
         )
+
+    @torch.no_grad()
+    def reparameterize(self) -> GhostNet:
+        """Fold every re-parameterisable block (kinds whose module has ``reparameterize``, such
+        as ``ghost_v3``) into its deploy form, in place; returns ``self``. The closed-form cost
+        of such kinds is the deploy form's, so afterwards the model matches
+        :func:`ghostnas.count_cost`.
+        """
+        _fold_children(self.stages)
+        return self
+
+    @property
+    def reparameterizable(self) -> bool:
+        """Whether any block has a training form that :meth:`reparameterize` would fold."""
+        return any(hasattr(m, "reparameterize") for m in self.stages.modules())
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature map at the end of every stage (see ``feature_info`` for widths and strides).
@@ -182,3 +213,11 @@ class GhostNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _fold_children(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if hasattr(child, "reparameterize"):
+            setattr(module, name, child.reparameterize())
+        else:
+            _fold_children(child)

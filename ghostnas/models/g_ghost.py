@@ -1,0 +1,43 @@
+"""G-GhostNet's stage layers (stage kind ``g_ghost``); names follow the G-Ghost RegNet code."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ghostnas.blocks.g_ghost import GGhostStage
+from ghostnas.models.ghostnet import make_activation
+
+__all__ = ["GGhostStageModule"]
+
+
+class GGhostStageModule(nn.Module):
+    """First block, deep path on ``raw`` channels, cheap features plus the mix term, end block."""
+
+    def __init__(self, rs: GGhostStage, act: str = "relu") -> None:
+        super().__init__()
+        self.raw = rs.raw
+        self.base = rs.blocks[0].build(act)
+        self.layers = nn.Sequential(*(rb.build(act) for rb in rs.deep))
+        self.end = rs.blocks[-1].build(act)
+        self.merge = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(rs.mix_in, rs.cheap, 1, bias=False),
+            nn.BatchNorm2d(rs.cheap),
+            make_activation(act),
+            nn.Conv2d(rs.cheap, rs.cheap, 1, bias=False),
+            nn.BatchNorm2d(rs.cheap),
+        )
+        self.cheap = nn.Sequential(nn.Conv2d(rs.cheap, rs.cheap, 1, bias=False), nn.BatchNorm2d(rs.cheap))
+        self.cheap_act = make_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = self.base(x)
+        deep = [x0]
+        e = x0[:, : self.raw]
+        for layer in self.layers:
+            e = layer(e)
+            deep.append(e)
+        mix = self.merge(torch.cat(deep, 1))
+        c = self.cheap_act(self.cheap(x0[:, self.raw :]) + mix)
+        return self.end(torch.cat((e, c), 1))
