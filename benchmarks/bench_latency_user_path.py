@@ -133,26 +133,72 @@ def judge(
                 ["latency", "measure", str(cfg_paths[i]), "--json", "--backend", b], f"measure-{b}-c{i:02d}"
             )
             meas = json.loads(meas_out)
-            cal = pred["calibration"]
             rows[b].append(
-                {
-                    "config": cfg_paths[i].name,
-                    "minutes_after_start_of_judging": (time.time() - started) / 60,
-                    "uncalibrated_ms": pred["latency_ms_uncalibrated"],
-                    "calibrated_ms": pred["latency_ms_predicted"],
-                    "uncertainty_ms": pred["uncertainty_ms"],
-                    "calibrated": pred["calibrated"],
-                    "calibration_factor": None if cal is None else cal["factor"],
-                    "calibration_used_factor": None if cal is None else cal["used_factor"],
-                    "calibration_from_cache": None if cal is None else cal["from_cache"],
-                    "measured_ms": meas["latency_ms"],
-                    "measured_median_ms": meas["median_ms"],
-                    "measured_iqr_ms": meas["iqr_ms"],
-                    "predict_process_s": pred_wall,
-                    "measure_process_s": meas_wall,
-                }
+                make_row(cfg_paths[i].name, pred, meas, pred_wall, meas_wall, time.time() - started)
             )
         log.info("judged %d/%d configs", n + 1, len(order))
+    return rows
+
+
+def make_row(
+    config: str,
+    pred: dict[str, Any],
+    meas: dict[str, Any],
+    pred_wall: float,
+    meas_wall: float,
+    since_s: float,
+) -> dict[str, Any]:
+    """One judged config on one backend, from the JSON of its predict and measure commands."""
+    cal = pred["calibration"]
+    return {
+        "config": config,
+        "minutes_after_start_of_judging": since_s / 60,
+        "uncalibrated_ms": pred["latency_ms_uncalibrated"],
+        "calibrated_ms": pred["latency_ms_predicted"],
+        "uncertainty_ms": pred["uncertainty_ms"],
+        "calibrated": pred["calibrated"],
+        "calibration_factor": None if cal is None else cal["factor"],
+        "calibration_used_factor": None if cal is None else cal["used_factor"],
+        "calibration_from_cache": None if cal is None else cal["from_cache"],
+        "measured_ms": meas["latency_ms"],
+        "measured_median_ms": meas["median_ms"],
+        "measured_iqr_ms": meas["iqr_ms"],
+        "predict_process_s": pred_wall,
+        "measure_process_s": meas_wall,
+    }
+
+
+def rows_from_logs(out: Path, backends: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The judged rows rebuilt from the per-process logs (for a run stopped before its summary).
+
+    Each log holds the command's exit status, wall time and stdout (the JSON); a predict log is
+    paired with the measure log of the same backend and config that follows it.
+    """
+
+    def parse(path: Path) -> tuple[dict[str, Any], float] | None:
+        text = path.read_text()
+        head = text.splitlines()[1]  # "# exit RC, WALL s"
+        if not head.startswith("# exit 0,"):
+            return None
+        body = text.split("--- stdout\n", 1)[1].split("--- stderr\n", 1)[0]
+        return json.loads(body), float(head.split(",")[1].split()[0])
+
+    logs = sorted((out / "logs").glob("*.log"))
+    start = next((f.stat().st_mtime for f in logs if "-predict-" in f.name), 0.0)
+    pending: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
+    for f in logs:
+        kind, _, rest = f.stem.partition("-")[2].partition("-")
+        backend, _, config = rest.rpartition("-")
+        got = parse(f) if kind in ("predict", "measure") and backend in rows else None
+        if got is None:
+            continue
+        if kind == "predict":
+            pending[(backend, config)] = got
+        elif (backend, config) in pending:
+            pred, pred_wall = pending.pop((backend, config))
+            since = f.stat().st_mtime - start
+            rows[backend].append(make_row(f"{config}.json", pred, got[0], pred_wall, got[1], since))
     return rows
 
 
@@ -213,30 +259,10 @@ def count_macs(cfg: Any) -> int:
     return int(count_cost(cfg).macs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--configs", type=int, default=30, help="configs judged (default 30)")
-    p.add_argument("--space", default="ghostnet_v1", help="search space (default ghostnet_v1)")
-    p.add_argument("--samples", type=int, default=50, help="build-table --samples (default 50)")
-    p.add_argument("--fit", type=int, default=6, help="build-table --fit (default 6)")
-    p.add_argument("--seed", type=int, default=20261129, help="seed of the judged configs")
-    p.add_argument("--backends", default="torch,onnxruntime", help="comma-separated (default both)")
-    p.add_argument("--work-s", type=float, default=60, help="seconds of other work before judging")
-    p.add_argument("--gap-s", type=float, default=60, help="idle seconds after the other work")
-    p.add_argument(
-        "--compare-front", default=None, help="pareto.json of a latency search to compare backends on"
-    )
-    p.add_argument("--skip-build", action="store_true", help="reuse the tables already in --out")
-    args = p.parse_args(argv)
-    args.backends = tuple(b for b in args.backends.split(",") if b)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = run_info()
-    (out / "command.txt").write_text(info["command"] + "\n")
-    started = time.time()
-    run = Runner(out)
+def run_fresh(
+    args: argparse.Namespace, run: Runner, out: Path
+) -> tuple[dict[str, dict[str, Any]], float, dict[str, list[dict[str, Any]]]]:
+    """Build the tables, do other work, then judge: the benchmark proper."""
 
     from ghostnas.space import load_space
 
@@ -280,6 +306,59 @@ def main(argv: list[str] | None = None) -> int:
     log.info("other work and pause: %.0f s", time.time() - t0)
     judge_start = time.time()
     rows = judge(args, run, out, cfg_paths)
+    return builds, judge_start, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--configs", type=int, default=30, help="configs judged (default 30)")
+    p.add_argument("--space", default="ghostnet_v1", help="search space (default ghostnet_v1)")
+    p.add_argument("--samples", type=int, default=50, help="build-table --samples (default 50)")
+    p.add_argument("--fit", type=int, default=6, help="build-table --fit (default 6)")
+    p.add_argument("--seed", type=int, default=20261129, help="seed of the judged configs")
+    p.add_argument("--backends", default="torch,onnxruntime", help="comma-separated (default both)")
+    p.add_argument("--work-s", type=float, default=60, help="seconds of other work before judging")
+    p.add_argument("--gap-s", type=float, default=60, help="idle seconds after the other work")
+    p.add_argument(
+        "--compare-front", default=None, help="pareto.json of a latency search to compare backends on"
+    )
+    p.add_argument("--skip-build", action="store_true", help="reuse the tables already in --out")
+    p.add_argument(
+        "--from-logs",
+        action="store_true",
+        help="only summarise: rebuild the judged rows from --out/logs of a run stopped early",
+    )
+    args = p.parse_args(argv)
+    args.backends = tuple(b for b in args.backends.split(",") if b)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = run_info()
+    started = time.time()
+    run = Runner(out)
+    if args.from_logs:
+        (out / "command-summarise.txt").write_text(info["command"] + "\n")
+        rows = rows_from_logs(out, args.backends)
+        builds = {}
+        for f in sorted((out / "logs").glob("*-build-*.log")):
+            text = f.read_text()
+            wall = float(text.splitlines()[1].split(",")[1].split()[0])
+            stdout = text.split("--- stdout\n", 1)[1].split("--- stderr\n", 1)[0]
+            end = f.stat().st_mtime
+            builds[f.stem.rpartition("-")[2]] = {
+                "wall_s": wall,
+                "finished_unix": end,
+                "started_unix": end - wall,
+                "stdout": stdout,
+            }
+        first = min((f for f in (out / "logs").glob("*-predict-*.log")), key=lambda f: f.name)
+        judge_start = first.stat().st_mtime - float(
+            first.read_text().splitlines()[1].split(",")[1].split()[0]
+        )
+    else:
+        (out / "command.txt").write_text(info["command"] + "\n")
+        builds, judge_start, rows = run_fresh(args, run, out)
     summary: dict[str, Any] = {
         "space": args.space,
         "configs": args.configs,
@@ -297,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         "in the next fresh process",
         "backends": {b: summarise(rows[b]) for b in args.backends},
         "load_average_1min": {
-            "median": statistics.median(run.loads),
-            "max": max(run.loads),
+            "median": statistics.median(run.loads) if run.loads else None,
+            "max": max(run.loads) if run.loads else None,
             "note": "other helpers' processes shared this 2-core VM; the thread-CPU clock excludes "
             "time-sharing but not cache and memory-bandwidth contention",
         },
@@ -315,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "compare.json").write_text(json.dumps(cmp_rows, indent=1) + "\n")
     summary["total_seconds"] = time.time() - started
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "run.json").write_text(json.dumps(info | {"cwd": os.getcwd()}, indent=2) + "\n")
+    name = "run-summarise.json" if args.from_logs else "run.json"
+    (out / name).write_text(json.dumps(info | {"cwd": os.getcwd()}, indent=2) + "\n")
 
     lines = [f"{args.configs} configs of {args.space} (seed {args.seed}), judged in fresh processes"]
     for b in args.backends:
@@ -339,9 +419,10 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"{r['model']:22s} {r['torch_ms']:9.2f} {r['onnxruntime_ms']:15.2f} {r['speedup']:10.2f}"
             )
-    lines.append(
-        f"load average (1 min) median {summary['load_average_1min']['median']:.1f}, max {summary['load_average_1min']['max']:.1f}"
-    )
+    if run.loads:
+        lines.append(
+            f"load average (1 min) median {statistics.median(run.loads):.1f}, max {max(run.loads):.1f}"
+        )
     lines.append(f"results in {out}/ ({summary['total_seconds']:.0f} s)")
     (out / "report.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
