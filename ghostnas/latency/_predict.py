@@ -593,6 +593,8 @@ def _apply_fit(
         "rel_rms": fit.rel_rms,
         "spec": dataclasses.asdict(predictor.spec),
         "models": [c.short() for c in cfgs],
+        "sum_of_parts_ms": sums,
+        "measured_ms": list(best),
     }
     logger.info(
         "latency fit: measured = %.4f x sum + %.3f ms (rms %.3f ms, %.1f%%)",
