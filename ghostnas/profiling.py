@@ -77,15 +77,21 @@ def profile_latency(
     threads: int | None = None,
     table: str | os.PathLike[str] | None = None,
     force_table: bool = False,
+    backend: str = "torch",
+    calibrate: bool = True,
 ) -> dict[str, Any]:
-    """Predicted (lookup table) and measured latency of the model's deploy form, batch 1.
+    """Predicted (lookup table, calibrated) and measured latency of the model's deploy form, batch 1.
 
-    Block shapes missing from this device's table are timed and added to it; a device without a
-    table is a one-line error telling the user to build one.
+    The prediction goes through the same cached calibration as ``ghostnas latency predict`` and
+    the search (:func:`ghostnas.latency.try_calibrate`); when it cannot be calibrated the output
+    says so. Block shapes missing from this device's table are timed and added to it; a device
+    without a table is a one-line error telling the user to build one.
 
     Returns:
-        ``latency_ms_predicted``, ``latency_ms_measured`` (20th percentile of repeated timings),
-        ``latency_median_ms``, ``latency_iqr_ms``, ``latency_device`` and ``latency_table``.
+        ``latency_ms_predicted`` (with ``latency_uncertainty_ms``, ``latency_ms_uncalibrated``,
+        ``latency_calibrated``, ``latency_calibration``), ``latency_ms_measured`` (20th
+        percentile of repeated timings), ``latency_median_ms``, ``latency_iqr_ms``,
+        ``latency_backend``, ``latency_device`` and ``latency_table``.
     """
     from ghostnas.latency import (
         DEFAULT_THREADS,
@@ -94,20 +100,31 @@ def profile_latency(
         measure_network,
         open_predictor,
         save_table,
+        try_calibrate,
     )
 
     threads = threads or DEFAULT_THREADS
     cfg = resolve_config(model)
     spec = NetworkSpec(input_size=input_size, num_classes=num_classes)
-    predictor, path = open_predictor(device, threads, table, spec=spec, force=force_table)
-    if predictor.fill([cfg]):
+    predictor, path = open_predictor(device, threads, table, spec=spec, force=force_table, backend=backend)
+    before = len(predictor.table.entries)
+    cal, why = try_calibrate(predictor, path, enabled=calibrate)
+    measured = measure_network(cfg, spec, device, threads, backend=backend)
+    est = predictor.estimate(cfg)
+    if len(predictor.table.entries) != before:
         save_table(predictor.table, path)
-    measured = measure_network(cfg, spec, device, threads)
+    d = est.to_dict()
     return {
-        "latency_ms_predicted": predictor.predict(cfg),
+        "latency_ms_predicted": est.latency_ms,
+        "latency_uncertainty_ms": est.uncertainty_ms,
+        "latency_ms_uncalibrated": est.uncalibrated_ms,
+        "latency_calibrated": cal is not None,
+        "latency_calibration": d["calibration"],
+        "latency_uncalibrated_reason": why,
         "latency_ms_measured": measured.latency_ms,
         "latency_median_ms": measured.median_ms,
         "latency_iqr_ms": measured.iqr_ms,
-        "latency_device": device_fingerprint(device, threads),
+        "latency_backend": backend,
+        "latency_device": device_fingerprint(device, threads, backend),
         "latency_table": str(path),
     }

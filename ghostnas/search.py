@@ -138,9 +138,12 @@ class SearchSettings:
             default table, see :mod:`ghostnas.latency`); block shapes it lacks are timed on
             this machine's CPU and added to it.
         latency_calibration: Before a latency search, time GhostNet 0.5x/1.0x/1.3x and rescale
-            the table's predictions to this session's speed (:func:`ghostnas.latency.calibrate`;
-            a few seconds). A shared machine drifts 10-15% between sessions; without this a
-            stale table lets the front overshoot the budget by that much.
+            the table's predictions to this session's speed (:func:`ghostnas.latency.calibrate_session`,
+            the same cached calibration ``latency predict`` uses; a few seconds). A shared machine
+            drifts 10-15% between sessions; without this a stale table lets the front overshoot
+            the budget by that much.
+        latency_backend: ``torch`` (eager) or ``onnxruntime``: what the latency table and the
+            calibration time (part of the table's device key).
     """
 
     budget: Budget
@@ -161,6 +164,7 @@ class SearchSettings:
     reference: bool = True
     latency_table: str | None = None
     latency_calibration: bool = True
+    latency_backend: str = "torch"
     command: Sequence[str] | None = None
 
 
@@ -462,7 +466,7 @@ def _validate(settings: SearchSettings) -> _Plan:
     settings = replace(settings, device=resolve_device(settings.device))
     latency, latency_path, calibration = None, None, None
     if budget.metric == "latency_ms" or any(o.name == "latency_ms" for o in objectives):
-        latency, latency_path = _open_latency(settings.latency_table)
+        latency, latency_path = _open_latency(settings.latency_table, settings.latency_backend)
     space = load_space(settings.space)
     lo = space.cost_range()
     smallest = lo.min_macs if budget.metric == "macs" else lo.min_params
@@ -495,7 +499,7 @@ def _validate(settings: SearchSettings) -> _Plan:
     if latency is not None:
         fingerprint["latency_device"] = latency.table.device
         if settings.latency_calibration:  # a measurement: only once every input has passed
-            calibration = _calibrate_latency(latency)
+            calibration = _calibrate_latency(latency, latency_path)
     return _Plan(
         settings,
         space,
@@ -510,22 +514,24 @@ def _validate(settings: SearchSettings) -> _Plan:
     )
 
 
-def _calibrate_latency(predictor: Any) -> Any:
-    """Rescale the predictor to this session's speed with the three published GhostNets."""
-    from ghostnas.latency import calibrate
-    from ghostnas.registry import resolve_config
+def _calibrate_latency(predictor: Any, table_path: Path) -> Any:
+    """Rescale the predictor to this session's speed with the three published GhostNets
+    (the one cached calibration every latency caller uses)."""
+    from ghostnas.latency import calibrate_session, calibration_cache_path
 
-    names = ("ghostnet_050", "ghostnet_100", "ghostnet_130")
-    return calibrate(predictor, {n: resolve_config(n) for n in names})
+    return calibrate_session(predictor, calibration_cache_path(table_path))
 
 
-def _open_latency(table: str | None) -> tuple[Any, Path]:
+def _open_latency(table: str | None, backend: str = "torch") -> tuple[Any, Path]:
     """This CPU's latency predictor (1 thread, 224x224, batch 1), or a one-line error telling
     the user to run ``ghostnas latency build-table``."""
     from ghostnas.latency import NetworkSpec, open_predictor
 
     return open_predictor(
-        "cpu", table=table, spec=NetworkSpec(input_size=BUDGET_INPUT_SIZE, num_classes=BUDGET_NUM_CLASSES)
+        "cpu",
+        table=table,
+        spec=NetworkSpec(input_size=BUDGET_INPUT_SIZE, num_classes=BUDGET_NUM_CLASSES),
+        backend=backend,
     )
 
 

@@ -401,10 +401,12 @@ def test_cli_build_then_predict_tiny(
 ) -> None:
     """End to end on ghostnet_tiny at 32px (about two seconds of real, unasserted timing)."""
     monkeypatch.setenv("GHOSTNAS_HOME", str(tmp_path))
-    rc, out, _ = _run(
+    rc, out, err = _run(
         ["latency", "build-table", "--model", "ghostnet_tiny", "--input-size", "32", "--fit", "1"], capsys
     )
     assert rc == 0 and "blocks      6 (6 measured now" in out
+    # stderr is not a terminal here: progress is whole lines (first and last), no carriage returns
+    assert "\r" not in err and "timing blocks: 0/12" in err and "timing blocks: 12/12" in err
     table = load_table(default_table_path(device_fingerprint("cpu", 1)), device_fingerprint("cpu", 1))
     assert set(table.entries) == {p.key for p in network_parts(TINY, SMALL)}
     rc, out, _ = _run(["latency", "predict", "ghostnet_tiny", "--input-size", "32", "--json"], capsys)
@@ -413,14 +415,21 @@ def test_cli_build_then_predict_tiny(
     assert info["latency_ms_predicted"] == pytest.approx(
         table.scale * info["sum_of_parts_ms"] + table.constant_ms
     )
+    # a --model table lacks the reference networks' blocks: plainly uncalibrated, and why
+    assert info["calibrated"] is False and info["calibration"] is None
+    assert "lacks" in info["uncalibrated_reason"]
+    assert info["latency_ms_predicted"] == info["latency_ms_uncalibrated"]
     # another input size has other keys: refused without --measure-missing
     rc, _, err = _run(["latency", "predict", "ghostnet_tiny", "--input-size", "64"], capsys)
     assert rc == 2 and "lacks" in err
 
-    rc, out, _ = _run(["profile", "ghostnet_tiny", "--input-size", "32", "--latency", "--json"], capsys)
+    rc, out, _ = _run(
+        ["profile", "ghostnet_tiny", "--input-size", "32", "--latency", "--no-calibration", "--json"], capsys
+    )
     info = json.loads(out)
     assert rc == 0 and info["latency_ms_predicted"] > 0 and info["latency_ms_measured"] > 0
     assert info["latency_device"] == device_fingerprint("cpu", 1)
+    assert not info["latency_calibrated"] and info["latency_uncalibrated_reason"]
 
 
 def test_cli_build_table_from_a_space(
@@ -473,13 +482,14 @@ def test_candidate_costs_and_objectives_take_latency() -> None:
     assert parse_budget("20ms").metric == "latency_ms" and parse_budget("500us").limit == 0.5
 
 
-def test_search_under_a_latency_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_search_under_a_latency_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     import ghostnas.latency._predict as predict_mod
     from ghostnas.budget import parse_budget
     from ghostnas.search import SearchSettings, run_search
 
     monkeypatch.setattr(predict_mod, "part_timer", _stub_part_timer)
-    fp = device_fingerprint("cpu", 1)
+    fp = device_fingerprint("cpu", 1, backend)
     save_table(LatencyTable(device=fp, constant_ms=0.25), default_table_path(fp))
     budget = parse_budget("9ms")
     settings = SearchSettings(
@@ -490,6 +500,7 @@ def test_search_under_a_latency_budget(tmp_path: Path, monkeypatch: pytest.Monke
         objectives="accuracy,latency",
         out=str(tmp_path / "run"),
         latency_calibration=False,
+        latency_backend=backend,
     )
     result = run_search(settings)
     assert result.evaluated == 6
@@ -570,3 +581,204 @@ def test_latency_search_calibrates_and_records_it(tmp_path: Path, monkeypatch: p
             slow_machine(config_from_dict(row["cfg"])).median_ms
         )
         assert row["latency_ms_predicted"] <= 9.0
+
+
+# ------------------------------------------------------------------------------------------
+# one calibrated prediction path: cache, uncertainty, the table builder's interleaved fit
+
+
+class _NetTimer:
+    """Stands in for ``measure_network``: a 'machine' ``speed`` times slower than the stub table."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.calls: list[object] = []
+        self.probe = LatencyPredictor(
+            LatencyTable(device={"d": 1}, constant_ms=0.25), measure=_stub_part_timer()
+        )
+
+    def __call__(self, cfg: object, *_a: object, **_k: object) -> Timing:
+        self.calls.append(cfg)
+        ms = self.speed * self.probe.predict(cfg)
+        return Timing(ms, 0.0, 1, ms)
+
+
+def _stub_predictor(spec: NetworkSpec | None = None) -> LatencyPredictor:
+    table = LatencyTable(device=device_fingerprint("cpu", 1), constant_ms=0.25, fit={"rel_rms": 0.04})
+    return LatencyPredictor(table, spec, _stub_part_timer())
+
+
+def test_calibrate_session_reuses_timings_for_max_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ghostnas.latency._predict as predict_mod
+    from ghostnas.latency import calibrate_session
+
+    timer = _NetTimer(1.2)
+    monkeypatch.setattr(predict_mod, "measure_network", timer)
+    nets = {"a": TINY, "b": TINY}
+    cache = tmp_path / "t.calibration.json"
+    pred = _stub_predictor()
+    first = calibrate_session(pred, cache, networks=nets, max_age_s=600, now=1000.0)
+    assert not first.from_cache and len(timer.calls) == 2 and first.measured_at == 1000.0
+    assert first.applied and pred.predict(TINY) == pytest.approx(1.2 * pred.predict_uncalibrated(TINY))
+    # a fresh process (new predictor) within the age: no timing, same factor, marked cached
+    again = calibrate_session(_stub_predictor(), cache, networks=nets, max_age_s=600, now=1500.0)
+    assert again.from_cache and len(timer.calls) == 2 and again.factor == pytest.approx(first.factor)
+    # too old, another input size, a damaged file, or max age 0: timed again
+    calibrate_session(_stub_predictor(), cache, networks=nets, max_age_s=600, now=1601.0)
+    assert len(timer.calls) == 4
+    calibrate_session(_stub_predictor(NetworkSpec(input_size=64)), cache, networks=nets, now=1602.0)
+    assert len(timer.calls) == 6
+    cache.write_text("{")
+    calibrate_session(_stub_predictor(), cache, networks=nets, now=1603.0)
+    assert len(timer.calls) == 8 and json.loads(cache.read_text())["measured_at"] == 1603.0
+    calibrate_session(_stub_predictor(), cache, networks=nets, max_age_s=0, now=1604.0)
+    assert len(timer.calls) == 10
+
+
+def test_estimate_carries_uncertainty_and_calibration() -> None:
+    from ghostnas.latency import calibrate
+
+    pred = _stub_predictor()
+    raw = pred.predict_uncalibrated(TINY)
+    plain = pred.estimate(TINY)
+    assert not plain.calibrated and plain.latency_ms == raw == plain.uncalibrated_ms
+    assert plain.uncertainty_ms == pytest.approx(0.04 * raw)  # the fit's relative residual only
+    assert plain.to_dict()["calibration"] is None
+    measured = iter([1.10 * raw, 1.20 * raw, 1.30 * raw])
+    cal = calibrate(pred, {"a": TINY, "b": TINY, "c": TINY}, measure=lambda cfg: next(measured))
+    assert cal.factor == pytest.approx(1.2)
+    assert cal.spread == pytest.approx(1.2533 * 0.1 / math.sqrt(3) / 1.2)
+    est = pred.estimate(TINY)
+    assert est.latency_ms == pytest.approx(1.2 * raw) and est.uncalibrated_ms == pytest.approx(raw)
+    assert est.uncertainty_ms == pytest.approx(math.hypot(0.04, cal.spread) * 1.2 * raw)
+    d = est.to_dict()
+    assert d["calibrated"] and d["calibration"]["used_factor"] == pytest.approx(1.2)
+    # an old table with only an rms in ms: relative to the prediction at hand
+    pred.table.fit = {"rms_ms": 0.5}
+    assert pred.fit_relative_error(10.0) == pytest.approx(0.05)
+
+
+def test_fit_correction_relative_residual() -> None:
+    sums, measured = [1.0, 2.0, 3.0, 4.0], [2.0, 2.9, 4.1, 5.0]
+    fit = fit_correction(sums, measured)
+    line = [fit.scale * x + fit.constant_ms for x in sums]
+    rel = math.sqrt(sum(((p - m) / m) ** 2 for p, m in zip(line, measured, strict=True)) / 2)
+    assert fit.rel_rms == pytest.approx(rel) and fit.rel_rms > 0
+
+
+def test_try_calibrate_says_why_not() -> None:
+    from ghostnas.latency import try_calibrate
+
+    pred = LatencyPredictor(LatencyTable(device=device_fingerprint("cpu", 1)), measure=None)
+    cal, why = try_calibrate(pred, None)
+    assert cal is None and why is not None and "lacks" in why and "\n" not in why
+    assert try_calibrate(pred, None, enabled=False) == (None, "calibration turned off")
+    assert pred.session_factor == 1.0
+
+
+def test_build_table_spreads_fit_timings_through_block_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ghostnas.latency._predict as predict_mod
+    from ghostnas.latency import build_table
+
+    events: list[str] = []
+    stub = _stub_part_timer()
+
+    def part(p: object) -> Timing:
+        events.append("part")
+        return stub(p)
+
+    values = iter([5.0, 7.0, 4.0, 8.0, 6.0, 9.0])  # pass 1: a, b; pass 2: a, b; pass 3: a, b
+
+    def network(cfg: object, *_a: object, **_k: object) -> Timing:
+        events.append("net")
+        ms = next(values)
+        return Timing(ms, 0.0, 1, ms)
+
+    monkeypatch.setattr(predict_mod, "measure_network", network)
+    other = resolve_config("ghostnet_tiny").with_width(1.5)
+    pred = LatencyPredictor(LatencyTable(device={"d": 1}), SMALL, part)
+    measured, fit = build_table(pred, [TINY], [TINY, other], rounds=2, passes=3)
+    assert measured == len(pred.table.entries) and events.count("net") == 6
+    assert events[0] == "net" and events[-1] == "net"  # before the first part, after the last
+    parts_before = [events[:i].count("part") for i, e in enumerate(events) if e == "net"]
+    assert len(set(parts_before)) >= 4  # spread, not bunched at the ends
+    assert pred.table.fit["networks"] == 2 and pred.table.fit["passes"] == 3
+    assert "interleaved" in pred.table.fit["timed"]
+    # each network keeps its lowest timing: a = min(5, 4, 6), b = min(7, 8, 9)
+    sums = [pred.sum_parts(TINY), pred.sum_parts(other)]
+    assert fit == fit_correction(sums, [4.0, 7.0])
+
+
+def test_cli_predict_says_how_it_was_calibrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ghostnas.latency._predict as predict_mod
+
+    monkeypatch.setattr(predict_mod, "part_timer", _stub_part_timer)
+    monkeypatch.setattr(predict_mod, "measure_network", _NetTimer(1.5))
+    fp = device_fingerprint("cpu", 1)
+    save_table(LatencyTable(device=fp, constant_ms=0.25, fit={"rel_rms": 0.05}), default_table_path(fp))
+    argv = ["latency", "predict", "ghostnet_tiny", "--measure-missing"]
+    rc, out, _ = _run([*argv, "--json"], capsys)
+    info = json.loads(out)
+    assert rc == 0 and info["calibrated"] and not info["calibration"]["from_cache"]
+    assert info["calibration"]["factor"] == pytest.approx(1.5) and info["calibration"]["max_age_s"] == 600
+    assert info["latency_ms_predicted"] == pytest.approx(1.5 * info["latency_ms_uncalibrated"])
+    # every reference network is exactly 1.5x: no calibration spread, only the fit residual
+    assert info["uncertainty_ms"] == pytest.approx(0.05 * info["latency_ms_predicted"])
+    rc, out, _ = _run(argv, capsys)
+    assert rc == 0 and "x 1.500" in out and "cached" in out and "reused for 600 s" in out
+    rc, out, _ = _run([*argv, "--no-calibration"], capsys)
+    assert rc == 0 and "UNCALIBRATED" in out
+
+
+# ------------------------------------------------------------------------------------------
+# the ONNX Runtime backend (real, on tiny shapes)
+
+
+def test_onnx_session_matches_torch() -> None:
+    from ghostnas.latency import deploy_model, onnx_session
+
+    model = deploy_model(TINY, SMALL)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    session = onnx_session(model, tuple(x.shape))
+    (out,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        ref = model(x)
+    assert torch.allclose(torch.from_numpy(out), ref, atol=1e-4)
+
+
+def test_onnxruntime_backend_times_parts_and_has_its_own_table(tmp_path: Path) -> None:
+    from ghostnas.latency import open_table, part_timer
+
+    quick = MeasureSettings(warmup_s=0.0, blocks=3, min_block_s=0.0005)
+    t = part_timer(settings=quick, backend="onnxruntime")(network_parts(TINY, SMALL)[1])
+    assert t.latency_ms > 0 and t.n >= 3
+    fp_ort, fp_torch = device_fingerprint("cpu", 1, "onnxruntime"), device_fingerprint("cpu", 1)
+    assert fp_ort["backend"] == "onnxruntime" and fp_torch["backend"] == "torch-eager"
+    assert default_table_path(fp_ort) != default_table_path(fp_torch)
+    save_table(LatencyTable(device=fp_torch), tmp_path / "t.json")
+    with pytest.raises(LatencyError, match="backend"):
+        open_table("cpu", 1, tmp_path / "t.json", backend="onnxruntime")
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "match"), [("tvm", "cpu", "unknown"), ("onnxruntime", "cuda", "CPU only")]
+)
+def test_check_backend_errors(backend: str, device: str, match: str) -> None:
+    from ghostnas.latency import check_backend
+
+    with pytest.raises(LatencyError, match=match) as info:
+        check_backend(backend, device)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_measure_onnxruntime(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _run(
+        ["latency", "measure", "ghostnet_tiny", "--input-size", "32", "--backend", "onnxruntime", "--json"],
+        capsys,
+    )
+    info = json.loads(out)
+    assert rc == 0 and info["latency_ms"] > 0 and info["device"]["backend"] == "onnxruntime"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from typing import Any
+import time
+from typing import Any, TextIO
 
 from ghostnas.cli._format import print_json
 from ghostnas.cli._models import _positive
@@ -18,6 +19,13 @@ def _add_device_args(p: argparse.ArgumentParser, table: bool = True) -> None:
     from ghostnas.latency import DEFAULT_THREADS
 
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time (default cpu)")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="run the deploy model in eager PyTorch or ONNX Runtime (the onnx extra), part of the "
+        "table's device key (default torch)",
+    )
     p.add_argument(
         "--threads",
         type=_positive,
@@ -75,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=2,
         help="round-robin timings per new block shape, lowest kept (default 2)",
     )
+    b.add_argument(
+        "--fit-passes",
+        type=_positive,
+        default=3,
+        help="timings per fitting network, spread through the block timing, lowest kept (default 3)",
+    )
     _add_device_args(b)
     b.set_defaults(func=cmd_build_table)
 
@@ -93,8 +107,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--blocks", action="store_true", help="also show each part's table latency")
     q.add_argument("--json", action="store_true", help="print JSON")
+    _add_calibration_args(q)
     _add_device_args(q)
     q.set_defaults(func=cmd_predict)
+
+
+def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    from ghostnas.latency import CALIBRATION_MAX_AGE_S
+
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="print the table's line as it is (marked uncalibrated) instead of rescaling it to "
+        "this machine's speed now",
+    )
+    g.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help=f"re-time the reference networks even if timings younger than "
+        f"{CALIBRATION_MAX_AGE_S:.0f} s are cached beside the table",
+    )
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -103,8 +136,35 @@ def _spec(args: argparse.Namespace) -> Any:
     return NetworkSpec(input_size=args.input_size, batch=args.batch, num_classes=args.num_classes)
 
 
+class _LogProgress:
+    """Progress for a log file: one line per ``interval_s`` seconds (and at the start and end).
+
+    A tqdm bar redirected to a file writes every update as a carriage return (thousands in one
+    line for a table); a log wants a line now and then. A stand-in until the CLI has one shared
+    progress helper (the search's is being written for issue 13): replace this class with it.
+    """
+
+    def __init__(self, desc: str, interval_s: float = 30.0, stream: TextIO | None = None) -> None:
+        self.desc, self.interval_s, self.stream = desc, interval_s, stream or sys.stderr
+        self.start = self.last = -1.0
+
+    def __call__(self, done: int, total: int, _key: str) -> None:
+        now = time.monotonic()
+        if self.start < 0:
+            self.start = now
+        elif done < total and now - self.last < self.interval_s:
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = f", about {elapsed / done * (total - done):.0f} s left" if 0 < done < total else ""
+        pct = 100 * done / total if total else 100
+        print(f"{self.desc}: {done}/{total} ({pct:.0f}%), {elapsed:.0f} s{eta}", file=self.stream, flush=True)
+
+
 def _progress(desc: str) -> Any:
-    """A tqdm bar on stderr driven by the predictor's (done, total, key) callback."""
+    """A tqdm bar on a terminal, a line every 30 s in a log, driven by (done, total, key)."""
+    if not sys.stderr.isatty():
+        return _LogProgress(desc)
     from tqdm import tqdm
 
     state: dict[str, Any] = {}
@@ -145,9 +205,11 @@ def _space_extremes(name: str) -> list[Any]:
 
 def cmd_build_table(args: argparse.Namespace) -> int:
     from ghostnas.latency import (
+        REFERENCE_NETWORKS,
         LatencyError,
         LatencyPredictor,
-        fit_table,
+        build_table,
+        check_backend,
         open_table,
         part_timer,
         resolve_device,
@@ -156,6 +218,7 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     from ghostnas.registry import resolve_config
 
     resolve_device(args.device)
+    check_backend(args.backend, args.device)
     if args.space is None and not args.model:
         raise LatencyError("build-table: nothing to cover; give --space NAME and/or --model NAME")
     cfgs = [resolve_config(m) for m in args.model]
@@ -166,53 +229,73 @@ def cmd_build_table(args: argparse.Namespace) -> int:
         # plus the space's extremes so that the line spans the whole latency range.
         fit_cfgs += _space_configs(args.space, args.fit, args.seed + 1_000_003)
         fit_cfgs = fit_cfgs[: max(args.fit, 1)] + _space_extremes(args.space)
+        # The calibration's reference networks, so that `predict` can calibrate without timing blocks.
+        cfgs += [resolve_config(n) for n in REFERENCE_NETWORKS]
     else:
         fit_cfgs = fit_cfgs[: max(args.fit, 1)]
-    table, path = open_table(args.device, args.threads, args.table, force=args.force_table, create=True)
-    spec = _spec(args)
-    predictor = LatencyPredictor(table, spec, part_timer(args.device, args.threads))
+    table, path = open_table(
+        args.device, args.threads, args.table, force=args.force_table, create=True, backend=args.backend
+    )
+    predictor = LatencyPredictor(
+        table,
+        _spec(args),
+        part_timer(args.device, args.threads, backend=args.backend),
+        device=args.device,
+        threads=args.threads,
+        backend=args.backend,
+    )
     before = len(table.entries)
-    measured = predictor.fill(cfgs + fit_cfgs, progress=_progress("timing blocks"), rounds=args.rounds)
-    save_table(table, path)  # keep the blocks even if the fit below is interrupted
-    fit = fit_table(predictor, fit_cfgs, args.device, args.threads)
+    measured, fit = build_table(
+        predictor,
+        cfgs,
+        fit_cfgs,
+        rounds=args.rounds,
+        passes=args.fit_passes,
+        progress=_progress("timing blocks"),
+        checkpoint=lambda: save_table(table, path),  # keep the blocks even if the fit is interrupted
+    )
     save_table(table, path)
     print(f"table       {path}")
+    print(f"backend     {table.device.get('backend')}")
     print(f"blocks      {len(table.entries)} ({measured} measured now, {before} already there)")
     print(
         f"correction  measured = {fit.scale:.4f} x sum + {fit.constant_ms:.3f} ms "
-        f"(fitted on {fit.networks} networks, rms {fit.rms_ms:.3f} ms)"
+        f"(fitted on {fit.networks} networks timed {table.fit.get('timed')}, "
+        f"rms {fit.rms_ms:.3f} ms, {fit.rel_rms:.1%})"
     )
     return 0
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from ghostnas.latency import device_fingerprint, measure_network, resolve_device
+    from ghostnas.latency import check_backend, device_fingerprint, measure_network, resolve_device
     from ghostnas.registry import resolve_config
 
     resolve_device(args.device)
+    check_backend(args.backend, args.device)
     cfg = resolve_config(args.model)
-    t = measure_network(cfg, _spec(args), args.device, args.threads)
+    t = measure_network(cfg, _spec(args), args.device, args.threads, backend=args.backend)
     info = {
         "model": args.model,
         "latency_ms": t.latency_ms,
         "median_ms": t.median_ms,
         "iqr_ms": t.iqr_ms,
         "calls": t.n,
-        "device": device_fingerprint(args.device, args.threads),
+        "backend": args.backend,
+        "device": device_fingerprint(args.device, args.threads, args.backend),
     }
     if args.json:
         print_json(info)
     else:
         print(
             f"{args.model}: {t.latency_ms:.3f} ms (20th percentile; median {t.median_ms:.3f}, "
-            f"IQR {t.iqr_ms:.3f}, {t.n} calls, {args.device}, {args.threads} thread(s), "
+            f"IQR {t.iqr_ms:.3f}, {t.n} calls, {args.backend} on {args.device}, {args.threads} thread(s), "
             f"batch {args.batch}, {args.input_size}px)"
         )
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ghostnas.latency import open_predictor, save_table
+    from ghostnas.latency import open_predictor, save_table, try_calibrate
     from ghostnas.registry import resolve_config
 
     cfg = resolve_config(args.model)
@@ -223,17 +306,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         spec=_spec(args),
         force=args.force_table,
         measure_missing=args.measure_missing,
+        backend=args.backend,
     )
     table = predictor.table
-    if predictor.fill([cfg], progress=_progress("missing blocks") if args.measure_missing else None):
+    before = len(table.entries)
+    # Calibrate first: its reference networks are timed before any block, in a fresh process.
+    cal, why = try_calibrate(predictor, path, enabled=not args.no_calibration, refresh=args.recalibrate)
+    predictor.fill([cfg], progress=_progress("missing blocks") if args.measure_missing else None)
+    if len(table.entries) != before:
         save_table(table, path)
+    est = predictor.estimate(cfg)
     parts = predictor.breakdown(cfg)
     info = {
         "model": args.model,
-        "latency_ms_predicted": predictor.predict(cfg),
-        "sum_of_parts_ms": predictor.sum_parts(cfg),
+        **est.to_dict(),
+        "uncalibrated_reason": why,
         "scale": table.scale,
         "constant_ms": table.constant_ms,
+        "backend": args.backend,
         "table": str(path),
     }
     if args.blocks:
@@ -244,8 +334,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.blocks:
         for k, ms in parts:
             print(f"{ms:9.4f} ms  {k}")
-    print(
-        f"{args.model}: {info['latency_ms_predicted']:.3f} ms predicted "
-        f"({table.scale:.4f} x {info['sum_of_parts_ms']:.3f} ms + {table.constant_ms:.3f} ms; table {path})"
+    line = (
+        f"{args.model}: {est.latency_ms:.3f} +- {est.uncertainty_ms:.3f} ms predicted "
+        f"({table.scale:.4f} x {est.sum_of_parts_ms:.3f} ms + {table.constant_ms:.3f} ms"
     )
+    if cal is not None:
+        print(
+            f"{line} = {est.uncalibrated_ms:.3f} ms, x {cal.used_factor:.3f}; {args.backend}; table {path})"
+        )
+        print(f"  {cal.describe()}")
+    else:
+        print(f"{line}; {args.backend}; table {path})")
+        print(f"  UNCALIBRATED: {why}; session drift (5-15% on a shared VM) is not in the +-")
     return 0

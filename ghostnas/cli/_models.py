@@ -34,6 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="latency device (default cpu)")
     p.add_argument("--threads", type=_positive, default=None, help="latency CPU threads (default 1)")
     p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="latency backend: eager PyTorch or ONNX Runtime (default torch)",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="predict latency from the table as it is (marked uncalibrated)",
+    )
+    p.add_argument(
         "--table", default=None, help="latency table (default: this device's, under $GHOSTNAS_HOME)"
     )
     p.add_argument("--json", action="store_true", help="print JSON (keys include params and macs)")
@@ -62,7 +73,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         from ghostnas.profiling import profile_latency
 
         info |= profile_latency(
-            args.model, args.input_size, args.num_classes, args.device, args.threads, args.table
+            args.model,
+            args.input_size,
+            args.num_classes,
+            args.device,
+            args.threads,
+            args.table,
+            backend=args.backend,
+            calibrate=not args.no_calibration,
         )
     if args.json:
         print_json(info)
@@ -76,9 +94,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.verify:
         print(f"hook count  params {info['hook_params']:,}  macs {info['hook_macs']:,}")
     if args.latency:
+        cal = info["latency_calibration"]
+        how = (
+            f"calibrated x {cal['used_factor']:.3f}"
+            if cal is not None
+            else f"UNCALIBRATED: {info['latency_uncalibrated_reason']}"
+        )
         print(
-            f"latency     {info['latency_ms_predicted']:.2f} ms predicted, {info['latency_ms_measured']:.2f} ms "
-            f"measured (median {info['latency_median_ms']:.2f}, IQR {info['latency_iqr_ms']:.2f}; "
+            f"latency     {info['latency_ms_predicted']:.2f} +- {info['latency_uncertainty_ms']:.2f} ms "
+            f"predicted ({how}), {info['latency_ms_measured']:.2f} ms measured (median "
+            f"{info['latency_median_ms']:.2f}, IQR {info['latency_iqr_ms']:.2f}; {args.backend} on "
             f"{args.device}, batch 1)"
         )
     print(f"convention  {info['macs_convention']}")

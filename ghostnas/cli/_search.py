@@ -128,6 +128,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rescale it to this session's machine speed",
     )
     p.add_argument(
+        "--latency-backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="what a latency budget or objective is for: eager PyTorch or ONNX Runtime (its own "
+        "table, `ghostnas latency build-table --backend onnxruntime`; default torch)",
+    )
+    p.add_argument(
         "--no-reference", action="store_true", help="do not evaluate the width-scaled GhostNet first"
     )
     p.add_argument(
@@ -271,6 +278,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         reference=not args.no_reference,
         latency_table=args.latency_table,
         latency_calibration=not args.no_latency_calibration,
+        latency_backend=args.latency_backend,
         command=["ghostnas", *args.argv],
     )
     previous_hook = threading.excepthook

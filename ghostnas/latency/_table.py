@@ -3,7 +3,7 @@
 Format (``"format": 1``)::
 
     {"format": 1,
-     "device": {"backend": "torch", "device": "cpu", "cpu": "AMD EPYC", "logical_cpus": 2,
+     "device": {"backend": "torch-eager", "device": "cpu", "cpu": "AMD EPYC", "logical_cpus": 2,
                 "threads": 1, "clock": "thread-cpu", "torch": "2.13.0+cpu", ...},
      "entries": {"block|b1|r56|...": {"median_ms": 0.41, "iqr_ms": 0.01, "p20_ms": 0.40,
                                       "n": 520}, ...},
@@ -32,6 +32,7 @@ from typing import Any
 
 from ghostnas._io import read_user_text
 from ghostnas._machine import cpu_model
+from ghostnas.latency._backend import DEFAULT_BACKEND, backend_fingerprint
 from ghostnas.latency._measure import LatencyError, Timing, clock_name
 
 __all__ = [
@@ -48,15 +49,17 @@ __all__ = [
 
 TABLE_FORMAT = 1
 MAX_TABLE_BYTES = 64 << 20
-BACKEND = "torch-eager"
 
 
-def device_fingerprint(device: str = "cpu", threads: int = 1) -> dict[str, Any]:
+def device_fingerprint(
+    device: str = "cpu", threads: int = 1, backend: str = DEFAULT_BACKEND
+) -> dict[str, Any]:
     """What a latency number depends on besides the network: hardware, threads, software.
 
     Args:
         device: ``"cpu"`` or ``"cuda"``.
         threads: Intra-op CPU threads used for timing.
+        backend: ``"torch"`` (eager PyTorch) or ``"onnxruntime"``; see :mod:`ghostnas.latency._backend`.
 
     Returns:
         A JSON-ready dict; two devices with equal fingerprints share tables.
@@ -64,7 +67,7 @@ def device_fingerprint(device: str = "cpu", threads: int = 1) -> dict[str, Any]:
     import torch
 
     fp: dict[str, Any] = {
-        "backend": BACKEND,
+        **backend_fingerprint(backend),
         "device": device,
         "cpu": cpu_model(),
         "machine": platform.machine(),
@@ -224,6 +227,7 @@ def open_table(
     *,
     force: bool = False,
     create: bool = False,
+    backend: str = DEFAULT_BACKEND,
 ) -> tuple[LatencyTable, Path]:
     """The table for this device: from ``path`` or the default location.
 
@@ -234,11 +238,12 @@ def open_table(
         force: Use a table from another device anyway.
         create: Start an empty table when the file does not exist (``build-table``); otherwise a
             missing file is a one-line error telling the user to build one.
+        backend: ``"torch"`` or ``"onnxruntime"`` (part of the fingerprint).
 
     Returns:
         The table and the path it belongs at.
     """
-    fp = device_fingerprint(device, threads)
+    fp = device_fingerprint(device, threads, backend)
     target = Path(path) if path is not None else default_table_path(fp)
     if create and not target.exists():
         return LatencyTable(device=fp), target
