@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -271,3 +272,20 @@ def test_default_folders_are_not_the_repositorys_results():
     s = SearchSettings(budget=parse_budget("150MFLOPs"))
     assert default_out_dir(s, "ghostnet_v1").parts[0] == "ghostnas-runs"
     assert default_train_dir(TrainSettings("ghostnet_100")).parts[0] == "ghostnas-runs"
+
+
+# --------------------------------------------------------------------------------------------
+# the README (item 9)
+
+
+def test_readme_opens_with_the_main_job_and_the_test_suite():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert [line.split("#")[0].strip() for line in first_block] == [
+        "bash scripts/setup.sh && .venv/bin/ghostnas search --budget 150MFLOPs",
+        "bash scripts/setup.sh && .venv/bin/python -m pytest -q",
+    ]
+    headings = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Quick start", "## A first search, step by step", "## Your own data"]
+    assert {"## How it works", "## Measured"} <= set(headings)
+    assert "hypervolume.png" in readme and "3:48>24/2se" in readme and '-m "not slow"' in readme

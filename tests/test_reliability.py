@@ -124,6 +124,7 @@ def _dead_remote_trial(study, storage, outcome="evaluating"):
     return trial
 
 
+@pytest.mark.slow  # the slowest tests of the suite (minutes on a loaded 2-core machine)
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_heartbeat_fails_a_silent_remote_worker_and_retries_its_config(tmp_path, monkeypatch):
     import optuna

@@ -364,6 +364,7 @@ def test_ctrl_c_writes_outputs_and_the_interrupted_trial_is_not_counted(tmp_path
     assert resumed.evaluated == 6 and resumed.evaluated_this_run == 4
 
 
+@pytest.mark.slow  # the slowest tests of the suite (minutes on a loaded 2-core machine)
 def test_tpe_learns_the_budget_boundary_from_rejected_proposals(tmp_path):
     # Over-budget proposals end PRUNED with a positive constraint; TPE ranks them as infeasible.
     # Under a tight budget (5M MACs: most of tiny is over it) it should propose far fewer

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import search_quality
 
 
+@pytest.mark.slow  # the slowest tests of the suite (minutes on a loaded 2-core machine)
 def test_benchmark_writes_table_json_plot_and_provenance(tmp_path, capsys):
     out = tmp_path / "sq"
     argv = ["--out", str(out), "--budget", "10M", "--space", "tiny", "--trials", "3", "--evaluator", "fake"]
