@@ -24,9 +24,48 @@ from typing import Any
 from ghostnas.config import GhostNetConfig, ResolvedBlock, layout
 from ghostnas.errors import GhostnasError
 
-__all__ = ["Cost", "conv_out_size", "count_cost", "measure_cost"]
+__all__ = ["PAPER_SHAPE", "Cost", "InputShape", "conv_out_size", "count_cost", "measure_cost"]
 
 MAX_INPUT_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """The input a network is built for and costed at: the build arguments besides the config.
+
+    :data:`PAPER_SHAPE` is the papers' convention (224x224 RGB, 1000 classes, stride-2 stem),
+    the default for budgets; :func:`ghostnas.data.input_shape` gives a dataset's own.
+
+    Attributes:
+        input_size: Square input side in pixels.
+        num_classes: Classifier outputs.
+        in_chans: Input channels.
+        stem_stride: Stride of the stem conv (1 or 2).
+    """
+
+    input_size: int = 224
+    num_classes: int = 1000
+    in_chans: int = 3
+    stem_stride: int = 2
+
+    def build_args(self) -> dict[str, int]:
+        """Keyword arguments for :func:`ghostnas.create_model`."""
+        return {"num_classes": self.num_classes, "in_chans": self.in_chans, "stem_stride": self.stem_stride}
+
+    def describe(self) -> str:
+        """``224x224x3, 1000 classes, stem stride 2``: the convention, for every output."""
+        return (
+            f"{self.input_size}x{self.input_size}x{self.in_chans}, {self.num_classes} classes, "
+            f"stem stride {self.stem_stride}"
+        )
+
+    def count(self, cfg: GhostNetConfig) -> Cost:
+        """:func:`count_cost` of ``cfg`` at this shape."""
+        return count_cost(cfg, self.input_size, self.num_classes, self.in_chans, self.stem_stride)
+
+
+PAPER_SHAPE = InputShape()
+"""224x224 RGB, 1000 classes, stride-2 stem: where the GhostNet and mobile-NAS papers count."""
 
 
 @dataclass(frozen=True)
