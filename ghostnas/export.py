@@ -25,13 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from ghostnas.config import GhostNetConfig, config_from_dict, save_config
-from ghostnas.cost import count_cost
+from ghostnas.cost import PAPER_SHAPE, InputShape
 from ghostnas.errors import GhostnasError
 from ghostnas.registry import model_entries, user_model_dir, valid_model_name
 from ghostnas.results import best_record
 from ghostnas.run_folder import RunFolder, open_run
 
-__all__ = ["ExportError", "ExportResult", "OnnxOptions", "export_trial", "select_trial", "trial_config"]
+__all__ = [
+    "ExportError",
+    "ExportResult",
+    "OnnxOptions",
+    "export_trial",
+    "run_cost_shape",
+    "run_input_shape",
+    "select_trial",
+    "trial_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +59,34 @@ class ExportError(GhostnasError):
 
 @dataclass(frozen=True)
 class OnnxOptions:
-    """How to write the ONNX file alongside the config (see :func:`ghostnas.onnx_export.export_onnx`)."""
+    """How to write the ONNX file alongside the config (see :func:`ghostnas.onnx_export.export_onnx`).
+
+    A field left None takes the value the run's data implies (:func:`run_input_shape`), so by
+    default the ONNX graph has the input and classifier the network was searched and trains for.
+    """
 
     path: Path
-    input_size: int = 224
-    num_classes: int = 1000
-    in_chans: int = 3
-    stem_stride: int = 2
+    input_size: int | None = None
+    num_classes: int | None = None
+    in_chans: int | None = None
+    stem_stride: int | None = None
     weights: Path | None = None
+
+
+def run_input_shape(run: RunFolder) -> InputShape:
+    """The shape the run's data implies (:func:`ghostnas.data.input_shape`, recorded in run.json
+    as ``build`` and ``image_size``); the papers' 224x224 / 1000 classes for runs that predate it."""
+    s = run.settings
+    build, size = s.get("build"), s.get("image_size")
+    if not build or not size:
+        return PAPER_SHAPE
+    return InputShape(input_size=int(size), **{k: int(v) for k, v in build.items()})
+
+
+def run_cost_shape(run: RunFolder) -> InputShape:
+    """Where the run counted MACs and params (``--cost-at``; the papers' shape by default)."""
+    shape = run.settings.get("cost_shape")
+    return InputShape(**shape) if shape else PAPER_SHAPE
 
 
 @dataclass(frozen=True)
@@ -165,7 +194,7 @@ def trial_config(run: RunFolder, record: Mapping[str, Any]) -> GhostNetConfig:
     n = record["number"]
     if record["config"] and cfg.short() != record["config"]:
         raise ExportError(f"trial {n}: the recovered config is not the one trials.csv records; not exported")
-    cost = count_cost(cfg)
+    cost = run_cost_shape(run).count(cfg)
     for key, value in (("macs", cost.macs), ("params", cost.params)):
         if record.get(key) is not None and int(record[key]) != value:
             raise ExportError(
@@ -199,6 +228,7 @@ def _provenance(
     from ghostnas.space import space_digest
 
     s = run.settings
+    shape = run_input_shape(run)
     metrics: dict[str, Any] = {
         "accuracy": record["accuracy"],
         "macs": record["macs"],
@@ -230,8 +260,17 @@ def _provenance(
         "selected": how,
         "reference": bool(record.get("reference")),
         "metrics": metrics,
-        "cost_convention": "conv+linear multiply-accumulates and params at 224x224, 1000 classes",
+        "cost_convention": s.get(
+            "cost_convention", "conv+linear multiply-accumulates and params at 224x224, 1000 classes"
+        ),
         "budget": run.budget.describe(),
+        "data": {
+            "name": s.get("data"),
+            "source": s.get("data_source"),
+            "digest": s.get("data_digest"),
+            "classes": s.get("classes"),
+        },
+        "build": {"input_size": shape.input_size, **shape.build_args()},
         "search_space": {"name": s.get("space"), "source": s.get("space_source"), "sha256": digest},
         "search_command": run.info.get("command"),
         "search_git": run.info.get("git"),
@@ -280,21 +319,20 @@ def export_trial(
     if onnx is not None:  # first: it is the step that can still fail, and it writes atomically
         from ghostnas.onnx_export import export_onnx
 
+        data_shape = run_input_shape(run)
+        shape = InputShape(
+            input_size=onnx.input_size or data_shape.input_size,
+            num_classes=onnx.num_classes if onnx.num_classes is not None else data_shape.num_classes,
+            in_chans=onnx.in_chans or data_shape.in_chans,
+            stem_stride=onnx.stem_stride or data_shape.stem_stride,
+        )
         onnx_info = export_onnx(
-            cfg,
-            onnx.path,
-            input_size=onnx.input_size,
-            num_classes=onnx.num_classes,
-            in_chans=onnx.in_chans,
-            stem_stride=onnx.stem_stride,
-            weights=onnx.weights,
+            cfg, onnx.path, input_size=shape.input_size, **shape.build_args(), weights=onnx.weights
         )
         meta["onnx"] = {
             "path": str(Path(onnx_info["path"]).resolve()),
-            "input_size": onnx.input_size,
-            "num_classes": onnx.num_classes,
-            "in_chans": onnx.in_chans,
-            "stem_stride": onnx.stem_stride,
+            "input_size": shape.input_size,
+            **shape.build_args(),
             "max_abs_diff": onnx_info["max_abs_diff"],
         }
     save_config(cfg, path, meta=meta)

@@ -31,6 +31,7 @@ from ghostnas._io import atomic_write_text
 from ghostnas._machine import cpu_model
 from ghostnas.budget import Budget, Objective
 from ghostnas.config import config_to_dict, save_config
+from ghostnas.cost import PAPER_SHAPE, InputShape
 from ghostnas.errors import GhostnasError
 from ghostnas.space import SearchSpace, SpaceError
 
@@ -416,6 +417,7 @@ def write_outputs(
             "macs": best["macs"],
             "params": best["params"],
             "budget": budget.describe(),
+            "cost_convention": run_info["settings"]["cost_convention"],
             "space": space.name,
             "study": run_info["settings"]["study"],
         }
@@ -425,7 +427,10 @@ def write_outputs(
         (out_dir / "best.json").unlink()
 
     title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
-    files += plots.write_plots(out_dir, records, budget, cost_key, title=title)
+    shape = run_info["settings"].get("cost_shape")
+    files += plots.write_plots(
+        out_dir, records, budget, cost_key, title=title, shape=InputShape(**shape) if shape else PAPER_SHAPE
+    )
     hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
     atomic_write_text(
         out_dir / "summary.md", _summary(records, front, best, budget, space, cost_key, hv, run_info)
@@ -440,6 +445,21 @@ def _m(v: float | None) -> str:
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _cost_sentence(settings: Mapping[str, Any]) -> str:
+    if settings.get("cost_at", "paper") == "paper":
+        return (
+            "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
+            "the GhostNet paper's FLOPs) whatever resolution the proxy trains at, so the budget compares "
+            "with published numbers. Accuracy is the evaluator's proxy score."
+        )
+    return (
+        f"MACs, params and the budget are counted at the data's shape (--cost-at data): "
+        f"{InputShape(**settings['cost_shape']).describe()} (conv+linear multiply-accumulates), not at "
+        "the papers' 224x224 and 1000 classes, so they do not compare with published numbers. "
+        "Accuracy is the evaluator's proxy score."
+    )
 
 
 def _summary(
@@ -469,9 +489,7 @@ def _summary(
         f"- {run_info['started']} to {run_info['ended']}"
         + (" (interrupted; run again to resume)" if run_info["interrupted"] else ""),
         "",
-        "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
-        "the GhostNet paper's FLOPs) whatever resolution the proxy trains at, so the budget compares "
-        "with published numbers. Accuracy is the evaluator's proxy score.",
+        _cost_sentence(s),
         "",
         "## Trials",
         "",

@@ -307,7 +307,9 @@ class NaswotEvaluator(_ZeroCost):
 class CostEvaluator(_ZeroCost):
     """``params`` or ``macs`` from the closed-form cost model: the baselines."""
 
-    def __init__(self, what: str, data: DataArg = "fashion-mnist", device: str = "cpu", seed: int = 0) -> None:
+    def __init__(
+        self, what: str, data: DataArg = "fashion-mnist", device: str = "cpu", seed: int = 0
+    ) -> None:
         if what not in ("params", "macs"):
             raise ValueError(f"what must be 'params' or 'macs', not {what!r}")
         super().__init__(data, device, seed)
