@@ -456,8 +456,7 @@ def _validate(settings: SearchSettings) -> _Plan:
         "epochs": settings.epochs,
         "data": data_label(data),
     }
-    if settings.cost_at != "paper":
-        fingerprint["cost_at"] = f"data: {shape.describe()}"
+    fingerprint["cost_at"] = "paper" if settings.cost_at == "paper" else f"data: {shape.describe()}"
     if getattr(data, "digest", None):
         fingerprint["data_digest"] = data.digest
     if latency is not None:
@@ -979,8 +978,8 @@ def _check_fingerprint(study: optuna.Study, plan: _Plan) -> None:
     if not old:
         return
     for key in _FINGERPRINT_KEYS:
-        if key in old and old[key] != plan.fingerprint[key]:
+        if key in old and old[key] != plan.fingerprint.get(key):
             raise SearchError(
-                f"study {plan.study_name!r} was created with {key} {old[key]!r}, not {plan.fingerprint[key]!r}; "
+                f"study {plan.study_name!r} was created with {key} {old[key]!r}, not {plan.fingerprint.get(key)!r}; "
                 "resume with the same settings or choose another --out/--study"
             )
