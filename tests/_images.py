@@ -46,7 +46,9 @@ def make_folder(
     return root
 
 
-def make_npz(path: Path, n: int = 24, size: int = 32, n_classes: int = 3, val: int = 0, **extra: np.ndarray) -> Path:
+def make_npz(
+    path: Path, n: int = 24, size: int = 32, n_classes: int = 3, val: int = 0, **extra: np.ndarray
+) -> Path:
     """``x`` (N, H, W, 3) uint8 and ``y``; ``val`` > 0 adds ``x_val``/``y_val``."""
     y = np.arange(n) % n_classes
     x = np.stack([image_array((size, size), int(c), i) for i, c in enumerate(y)])

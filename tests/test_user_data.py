@@ -220,7 +220,9 @@ def test_folder_search_export_train(tmp_path, monkeypatch, capsys, count_decodes
     assert info["cost_at"] == "paper" and "224x224" in info["cost_convention"] and "224x224" in out
 
     # the second search on the same folder decodes nothing (cache) and resumes the study
-    status, _, err = _run([*argv[:-4], "--evaluator", "train", "--epochs", "1", "--trials", "3", "--out", "run"], capsys)
+    status, _, err = _run(
+        [*argv[:-4], "--evaluator", "train", "--epochs", "1", "--trials", "3", "--out", "run"], capsys
+    )
     assert status == 0, err
     assert count_decodes["n"] == 24
 
@@ -230,7 +232,9 @@ def test_folder_search_export_train(tmp_path, monkeypatch, capsys, count_decodes
     assert meta["build"] == {"input_size": 32, "num_classes": 3, "in_chans": 3, "stem_stride": 1}
     assert meta["data"]["name"] == "folder:pets" and meta["data"]["classes"] == ["cat", "dog", "frog"]
 
-    status, out, err = _run(["train", "pets_net", "--data", "pets", "--epochs", "1", "--out", "t", "--json"], capsys)
+    status, out, err = _run(
+        ["train", "pets_net", "--data", "pets", "--epochs", "1", "--out", "t", "--json"], capsys
+    )
     assert status == 0, err
     m = json.loads(out)
     assert m["build"] == {"num_classes": 3, "in_chans": 3, "stem_stride": 1} and m["input_size"] == 32
@@ -256,7 +260,8 @@ def test_split_folder_of_mixed_sizes_with_image_size(tmp_path, monkeypatch, caps
     }
     assert _run(["export", "run", "--best", "--name", "mix_net"], capsys)[0] == 0
     status, out, err = _run(
-        ["train", "mix_net", "--data", "mix", "--image-size", "20", "--epochs", "1", "--out", "t", "--json"], capsys
+        ["train", "mix_net", "--data", "mix", "--image-size", "20", "--epochs", "1", "--out", "t", "--json"],
+        capsys,
     )
     assert status == 0, err
     m = json.loads(out)
@@ -283,7 +288,9 @@ def test_npz_search_export_onnx_train(tmp_path, monkeypatch, capsys, isolated_ho
         dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
         assert dims == [1, 3, 32, 32] and graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
         assert meta["onnx"]["stem_stride"] == 1 and meta["onnx"]["num_classes"] == 3
-    status, out, err = _run(["train", "npz_net", "--data", "d.npz", "--epochs", "1", "--out", "t", "--json"], capsys)
+    status, out, err = _run(
+        ["train", "npz_net", "--data", "d.npz", "--epochs", "1", "--out", "t", "--json"], capsys
+    )
     assert status == 0, err
     m = json.loads(out)
     assert m["val_images"] == 9 and m["train_images"] == 30 and m["data"] == "npz:d"
@@ -292,7 +299,18 @@ def test_npz_search_export_onnx_train(tmp_path, monkeypatch, capsys, isolated_ho
 def test_cost_at_data_counts_at_the_data_shape(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     make_folder(tmp_path / "g", per_class=4, chans=(1,))
-    argv = ["search", "--space", "tiny", "--trials", "3", "--no-progress", "--data", "g", "--evaluator", "fake"]
+    argv = [
+        "search",
+        "--space",
+        "tiny",
+        "--trials",
+        "3",
+        "--no-progress",
+        "--data",
+        "g",
+        "--evaluator",
+        "fake",
+    ]
     status, out, err = _run([*argv, "--budget", "3M", "--cost-at", "data", "--out", "run"], capsys)
     assert status == 0, err
     info = json.loads((tmp_path / "run" / "run.json").read_text())["settings"]
@@ -301,7 +319,7 @@ def test_cost_at_data_counts_at_the_data_shape(tmp_path, monkeypatch, capsys) ->
     assert shape.describe() in info["cost_convention"] and shape.describe() in out
     assert shape.describe() in (tmp_path / "run" / "summary.md").read_text()
     best = json.loads((tmp_path / "run" / "best.json").read_text())
-    cfg = ghostnas.config_from_dict(best["config"] if "config" in best else best)
+    cfg = ghostnas.config_from_dict(best.get("config", best))
     with open(tmp_path / "run" / "trials.csv") as fh:
         row = next(r for r in csv.DictReader(fh) if r["number"] == str(best["meta"]["trial"]))
     assert int(row["macs"]) == shape.count(cfg).macs != PAPER_SHAPE.count(cfg).macs
@@ -342,7 +360,12 @@ def test_in_memory_dataset_searches_through_the_same_path(tmp_path: Path) -> Non
     x = np.stack([image_array((16, 16), i % 2, i, chans=1) for i in range(20)])
     ds = from_arrays(x, np.arange(20) % 2, name="mine")
     settings = SearchSettings(
-        budget=parse_budget("30M"), space="tiny", trials=2, evaluator="naswot", data=ds, out=str(tmp_path / "r")
+        budget=parse_budget("30M"),
+        space="tiny",
+        trials=2,
+        evaluator="naswot",
+        data=ds,
+        out=str(tmp_path / "r"),
     )
     result = run_search(settings)
     s = result.run_info["settings"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ghostnas.cli._format import int_at_least, positive_float, print_json
@@ -85,11 +86,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.update(max(0, epoch - bar.n))
         bar.set_postfix_str(f"val acc {val_acc:.4f}")
 
+    data_log = logging.getLogger("ghostnas.data")  # decoding a large folder shows its progress
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ghostnas train: %(message)s"))
+    data_log.addHandler(handler)
+    data_log.setLevel(logging.INFO)
     try:
         report = train_model(settings, progress=progress)
     finally:
         if bar is not None:
             bar.close()
+        data_log.removeHandler(handler)
+        data_log.setLevel(logging.NOTSET)
     m = report.metrics
     if args.json:
         print_json(m)

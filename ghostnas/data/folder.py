@@ -52,6 +52,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SPLITS = ("train", "val", "test")
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _PROGRESS_EVERY_S = 5.0
+LARGE_FOLDER = 2000
+"""Folders with at least this many images log the start and end of decoding (progress lines
+come every few seconds whatever the size)."""
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,17 @@ def decode_folder(scan: FolderScan, shape: FolderShape) -> dict[str, tuple[np.nd
     """
     total, done = scan.n_images, 0
     t0 = last = time.perf_counter()
-    log.info(
-        "decoding %d images from %s to %dx%dx%d", total, scan.root, shape.in_chans, shape.size, shape.size
+    # A large folder announces itself and reports every few seconds; a small one (seconds at most)
+    # stays quiet, so that an error in it is the only line the user sees.
+    level = logging.INFO if total >= LARGE_FOLDER else logging.DEBUG
+    log.log(
+        level,
+        "decoding %d images from %s to %dx%dx%d",
+        total,
+        scan.root,
+        shape.in_chans,
+        shape.size,
+        shape.size,
     )
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
@@ -244,5 +256,5 @@ def decode_folder(scan: FolderScan, shape: FolderShape) -> dict[str, tuple[np.nd
                     log.info("decoded %d/%d images (%.0f/s)", done, total, done / (now - t0))
             out[split] = (x, y)
     elapsed = time.perf_counter() - t0
-    log.info("decoded %d images in %.1f s (%.0f/s)", total, elapsed, total / max(elapsed, 1e-9))
+    log.log(level, "decoded %d images in %.1f s (%.0f/s)", total, elapsed, total / max(elapsed, 1e-9))
     return out
