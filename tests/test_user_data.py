@@ -210,7 +210,19 @@ SEARCH = ["search", "--space", "tiny", "--budget", "30M", "--trials", "2", "--no
 def test_folder_search_export_train(tmp_path, monkeypatch, capsys, count_decodes, isolated_home) -> None:
     monkeypatch.chdir(tmp_path)
     make_folder(tmp_path / "pets", per_class=8)
-    argv = [*SEARCH, "--data", "pets", "--evaluator", "train", "--epochs", "1", "--out", "run"]
+    argv = [
+        *SEARCH,
+        "--data",
+        "pets",
+        "--evaluator",
+        "train",
+        "--epochs",
+        "1",
+        "--out",
+        "run",
+        "--trials",
+        "1",
+    ]
     status, out, err = _run(argv, capsys)
     assert status == 0, err
     assert count_decodes["n"] == 24
@@ -220,11 +232,9 @@ def test_folder_search_export_train(tmp_path, monkeypatch, capsys, count_decodes
     assert info["cost_at"] == "paper" and "224x224" in info["cost_convention"] and "224x224" in out
 
     # the second search on the same folder decodes nothing (cache) and resumes the study
-    status, _, err = _run(
-        [*argv[:-4], "--evaluator", "train", "--epochs", "1", "--trials", "3", "--out", "run"], capsys
-    )
+    status, out, err = _run([*argv, "--trials", "2"], capsys)  # the last --trials wins
     assert status == 0, err
-    assert count_decodes["n"] == 24
+    assert count_decodes["n"] == 24 and "(1 this run)" in out
 
     status, out, err = _run(["export", "run", "--best", "--name", "pets_net"], capsys)
     assert status == 0, err

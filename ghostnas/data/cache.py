@@ -122,7 +122,7 @@ def write_entry(root: Path, key: str, arrays: dict[str, np.ndarray], meta: dict[
     for old in path.parent.glob(f"{_folder_tag(root)}-*.npz"):
         if old != path:
             old.unlink(missing_ok=True)
-    log.info("cached decoded images in %s", path)
+    log.debug("cached decoded images in %s", path)
     return path
 
 

@@ -42,7 +42,7 @@ def _load_named(name: str, data_dir: str | None, env: str | None) -> Dataset:
         ds = load_cifar10(data_dir)
     else:
         ds = synthetic_dataset()
-    log.info(
+    log.debug(
         "loaded %s from %s: %d train, %d test images", ds.label, ds.source, len(ds.train_x), len(ds.test_x)
     )
     return ds
@@ -57,7 +57,7 @@ def _folder_arrays(scan: FolderScan, image_size: int | None, check: CheckFn | No
         x = arrays["x"]
         if check is not None:
             check(DatasetSpec(f"folder:{scan.root.name}", x.shape[1], x.shape[2], len(scan.classes)))
-        log.info("read %d decoded images of %s from the cache %s", sum(len(a) for k, a in arrays.items() if k.startswith("x")),
+        log.debug("read %d decoded images of %s from the cache %s", sum(len(a) for k, a in arrays.items() if k.startswith("x")),
                  scan.root, cache.entry_path(scan.root, key))  # fmt: skip
         return arrays, False
     shape = probe_folder(scan, image_size)
