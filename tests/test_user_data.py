@@ -381,3 +381,15 @@ def test_in_memory_dataset_searches_through_the_same_path(tmp_path: Path) -> Non
     s = result.run_info["settings"]
     assert s["data"] == "arrays:mine" and s["build"] == {"num_classes": 2, "in_chans": 1, "stem_stride": 1}
     assert os.path.isfile(tmp_path / "r" / "best.json")
+
+
+def test_a_large_folder_logs_its_decoding(tmp_path, monkeypatch, caplog) -> None:
+    import logging
+
+    root = make_folder(tmp_path / "f", per_class=3)
+    monkeypatch.setattr(folder_mod, "LARGE_FOLDER", 5)  # "large" for the test: 9 images
+    monkeypatch.setattr(folder_mod, "_PROGRESS_EVERY_S", 0.0)  # a progress line after every chunk
+    with caplog.at_level(logging.INFO, logger="ghostnas.data"):
+        load_dataset(str(root))
+    lines = [r.getMessage() for r in caplog.records if r.name == "ghostnas.data.folder"]
+    assert lines[0].startswith("decoding 9 images") and lines[-1].startswith("decoded 9 images")
