@@ -393,3 +393,20 @@ def test_a_large_folder_logs_its_decoding(tmp_path, monkeypatch, caplog) -> None
         load_dataset(str(root))
     lines = [r.getMessage() for r in caplog.records if r.name == "ghostnas.data.folder"]
     assert lines[0].startswith("decoding 9 images") and lines[-1].startswith("decoded 9 images")
+
+
+def test_data_info_and_clear_cache(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "pets", per_class=2, split="train")
+    make_folder(tmp_path / "pets", per_class=1, split="val")
+    status, out, err = _run(["data", "info", "pets", "--json"], capsys)
+    assert status == 0, err
+    info = json.loads(out)
+    assert info["splits"] == {"train": 6, "val": 3, "test": 0} and info["classes"] == ["cat", "dog", "frog"]
+    assert info["build"] == {"num_classes": 3, "in_chans": 3, "stem_stride": 1}
+    status, out, _ = _run(["data", "info", "pets"], capsys)
+    assert status == 0 and "32x32 RGB, 3 classes" in out and "clear-cache" in out
+    status, out, _ = _run(["data", "clear-cache"], capsys)
+    assert status == 0 and out.startswith("removed 1 cache file ") and not cache_dir().exists()
+    status, _, err = _run(["data", "info", "nothere/"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "nothere" in err

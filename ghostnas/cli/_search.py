@@ -19,7 +19,7 @@ at 224x224 and 1000 classes (the paper convention) even though the proxy trains 
 Your own data: --data PATH takes an image folder (PATH/<class>/*.png|jpg|jpeg|webp|bmp, or
 PATH/train/<class>/... with optional PATH/val/ and PATH/test/) or an .npz file (x: N x H x W [x C]
 uint8, y: labels; optional x_val/y_val, x_test/y_test). Images are decoded once into a cache in
-$GHOSTNAS_HOME/cache/data (default ~/.ghostnas/cache/data; delete that folder to clear it).
+$GHOSTNAS_HOME/cache/data (default ~/.ghostnas/cache/data; `ghostnas data clear-cache` clears it).
 
 Outputs in the run folder (--out): trials.csv, pareto.json, best.json (load it with
 ghostnas.create_model), pareto.png, summary.md, run.json, and the study (study.db).
