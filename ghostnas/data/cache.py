@@ -1,8 +1,8 @@
 """The decoded-image cache: an image folder is decoded once, later runs read ``uint8`` arrays.
 
 Where: ``$GHOSTNAS_HOME/cache/data`` (default ``~/.ghostnas/cache/data``), one uncompressed
-``.npz`` file per folder state. Clear it by deleting that folder (``rm -rf
-~/.ghostnas/cache/data``) or with :func:`clear_cache`; nothing else is kept there.
+``.npz`` file per folder state. Clear it with ``ghostnas data clear-cache`` (:func:`clear_cache`)
+or by deleting that folder (``rm -rf ~/.ghostnas/cache/data``); nothing else is kept there.
 
 The key is a SHA-256 of the folder's content digest (every file's relative path, size and
 modification time; :func:`ghostnas.data.folder.scan_folder`), the requested image size and the
