@@ -42,11 +42,13 @@ _States = dict[tuple[int, int], tuple[int, int]]
 _Pick = Callable[[Iterable[float]], float]
 
 
-def cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRange:
+def cost_range(
+    space: SearchSpace, input_size: int, num_classes: int, in_chans: int = 3, stem_stride: int = 2
+) -> CostRange:
     from ghostnas.space import CostRange
 
-    lo = _extreme(space, input_size, num_classes, min)
-    hi = _extreme(space, input_size, num_classes, max)
+    lo = _extreme(space, input_size, num_classes, min, in_chans, stem_stride)
+    hi = _extreme(space, input_size, num_classes, max, in_chans, stem_stride)
     return CostRange(
         min_macs=lo[0],
         max_macs=hi[0],
@@ -71,13 +73,15 @@ def _merge(table: _States, state: tuple[int, int], value: tuple[int, int], bette
     )
 
 
-def _extreme(space: SearchSpace, input_size: int, num_classes: int, better: _Pick) -> tuple[int, int]:
+def _extreme(
+    space: SearchSpace, input_size: int, num_classes: int, better: _Pick, in_chans: int, stem_stride: int
+) -> tuple[int, int]:
     """Smallest (``better=min``) or largest (``max``) MACs and params over the space."""
     ghost_net = (
         [(space.s[0], space.d[0])] if space.ghost_per_stage else list(itertools.product(space.s, space.d))
     )
     results = [
-        _network(space, width, ghost, input_size, num_classes, better)
+        _network(space, width, ghost, input_size, num_classes, better, in_chans, stem_stride)
         for width in space.width.values()
         for ghost in ghost_net
     ]
@@ -91,11 +95,13 @@ def _network(
     input_size: int,
     num_classes: int,
     better: _Pick,
+    in_chans: int = 3,
+    stem_stride: int = 2,
 ) -> tuple[int, int]:
     stem = make_divisible(space.stem_chs * width, 4)
-    size = conv_out_size(input_size, 3, 2)
+    size = conv_out_size(input_size, 3, stem_stride)
     head = Counter()
-    head.conv(3, stem, 3, 1, size * size)
+    head.conv(in_chans, stem, 3, 1, size * size)
     head.bn(stem)
     states: _States = {(space.stem_chs, 0): (head.macs, head.params)}
     for st in space.stages:

@@ -1,9 +1,11 @@
 """Cost budgets (``150MFLOPs``, ``5Mparams``, ``12ms``) and the cost metrics a search checks.
 
 A :class:`Budget` is a limit on one metric. MACs are counted the way the GhostNet and mobile-NAS
-papers count "FLOPs": multiply-accumulates of conv and linear layers, at 224x224 and 1000 classes,
-whatever resolution the proxy trains at. So ``150MFLOPs``, ``150MMACs``, ``150M`` and
-``0.15GFLOPs`` are the same budget, comparable with the papers' tables.
+papers count "FLOPs": multiply-accumulates of conv and linear layers, by default at 224x224 and
+1000 classes (:data:`ghostnas.cost.PAPER_SHAPE`) whatever resolution the proxy trains at. So
+``150MFLOPs``, ``150MMACs``, ``150M`` and ``0.15GFLOPs`` are the same budget, comparable with the
+papers' tables. ``--cost-at data`` counts MACs, params and the budget at the data's own shape
+instead (:func:`ghostnas.data.input_shape`); every output says which.
 
 :func:`candidate_costs` is the one place that computes every metric a budget or an objective can
 name; a latency predictor plugs in there.
@@ -16,8 +18,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ghostnas.config import GhostNetConfig
-from ghostnas.cost import count_cost
+from ghostnas.config import BuildSpec, GhostNetConfig
+from ghostnas.cost import PAPER_SHAPE, count_cost
 from ghostnas.errors import GhostnasError
 
 __all__ = [
@@ -154,18 +156,17 @@ def parse_budget(text: str) -> Budget:
 
 def candidate_costs(
     cfg: GhostNetConfig,
-    input_size: int = BUDGET_INPUT_SIZE,
-    num_classes: int = BUDGET_NUM_CLASSES,
     latency: Callable[[GhostNetConfig], float] | None = None,
+    shape: BuildSpec = PAPER_SHAPE,
 ) -> dict[str, float]:
     """Every cost metric of a candidate that the search can budget or optimise.
 
-    MACs and params come from the closed-form cost model at the paper's 224x224 / 1000 classes
-    (microseconds per config). ``latency_ms`` is there when a latency predictor is given (e.g.
+    MACs and params come from the closed-form cost model at ``shape``, by default the paper's
+    224x224 / 1000 classes (microseconds per config). ``latency_ms`` is there when a latency predictor is given (e.g.
     :meth:`ghostnas.latency.LatencyPredictor.predict`, a table lookup, timing only block shapes
     the table lacks).
     """
-    cost = count_cost(cfg, input_size, num_classes)
+    cost = count_cost(cfg, spec=shape)
     out = {"macs": float(cost.macs), "params": float(cost.params)}
     if latency is not None:
         out["latency_ms"] = float(latency(cfg))

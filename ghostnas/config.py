@@ -307,6 +307,17 @@ class BuildSpec:
         if self.stem_stride not in (1, 2) or isinstance(self.stem_stride, bool):
             raise _fail("stem_stride", self.stem_stride, "must be 1 or 2")
 
+    def build_args(self) -> dict[str, int]:
+        """The build besides the input size, as run folders and export metadata record it."""
+        return {"num_classes": self.num_classes, "in_chans": self.in_chans, "stem_stride": self.stem_stride}
+
+    def describe(self) -> str:
+        """``224x224x3, 1000 classes, stem stride 2``: the convention, for every output."""
+        return (
+            f"{self.input_size}x{self.input_size}x{self.in_chans}, {self.num_classes} classes, "
+            f"stem stride {self.stem_stride}"
+        )
+
     @classmethod
     def small_images(cls, size: int, in_chans: int, num_classes: int) -> BuildSpec:
         """The build the evaluators train: stem stride 1, so 28x28 and 32x32 images keep a

@@ -24,7 +24,18 @@ from ghostnas.blocks.base import Counter, conv_out_size
 from ghostnas.config import MAX_INPUT_SIZE, BuildSpec, GhostNetConfig, layout
 from ghostnas.errors import GhostnasError
 
-__all__ = ["Cost", "conv_out_size", "count_cost", "count_network", "count_tail", "measure_cost"]
+__all__ = [
+    "PAPER_SHAPE",
+    "Cost",
+    "conv_out_size",
+    "count_cost",
+    "count_network",
+    "count_tail",
+    "measure_cost",
+]
+
+PAPER_SHAPE = BuildSpec()
+"""224x224 RGB, 1000 classes, stride-2 stem: where the GhostNet and mobile-NAS papers count."""
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from ghostnas._fs import as_write_failed, check_output_dir
-from ghostnas.config import GhostNetConfig, config_from_dict, save_config
-from ghostnas.cost import count_cost
+from ghostnas.config import BuildSpec, GhostNetConfig, config_from_dict, save_config
+from ghostnas.cost import PAPER_SHAPE, count_cost
 from ghostnas.errors import GhostnasError
 from ghostnas.registry import model_entries, user_model_dir, valid_model_name
 from ghostnas.results import best_record, run_score_label
 from ghostnas.run_folder import RunFolder, open_run
 
-__all__ = ["ExportError", "ExportResult", "OnnxOptions", "export_trial", "select_trial", "trial_config"]
+__all__ = [
+    "ExportError",
+    "ExportResult",
+    "OnnxOptions",
+    "export_trial",
+    "run_cost_shape",
+    "run_input_shape",
+    "select_trial",
+    "trial_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +60,35 @@ class ExportError(GhostnasError):
 
 @dataclass(frozen=True)
 class OnnxOptions:
-    """How to write the ONNX file alongside the config (see :func:`ghostnas.onnx_export.export_onnx`)."""
+    """How to write the ONNX file alongside the config (see :func:`ghostnas.onnx_export.export_onnx`).
+
+    A field left None takes the value the run's data implies (:func:`run_input_shape`), so by
+    default the ONNX graph has the input and classifier the network was searched and trains for.
+    """
 
     path: Path
-    input_size: int = 224
-    num_classes: int = 1000
-    in_chans: int = 3
-    stem_stride: int = 2
+    input_size: int | None = None
+    num_classes: int | None = None
+    in_chans: int | None = None
+    stem_stride: int | None = None
     weights: Path | None = None
     dynamic_batch: bool = False
+
+
+def run_input_shape(run: RunFolder) -> BuildSpec:
+    """The shape the run's data implies (:func:`ghostnas.data.input_shape`, recorded in run.json
+    as ``build`` and ``image_size``); the papers' 224x224 / 1000 classes for runs that predate it."""
+    s = run.settings
+    build, size = s.get("build"), s.get("image_size")
+    if not build or not size:
+        return PAPER_SHAPE
+    return BuildSpec(input_size=int(size), **{k: int(v) for k, v in build.items()})
+
+
+def run_cost_shape(run: RunFolder) -> BuildSpec:
+    """Where the run counted MACs and params (``--cost-at``; the papers' shape by default)."""
+    shape = run.settings.get("cost_shape")
+    return BuildSpec(**shape) if shape else PAPER_SHAPE
 
 
 @dataclass(frozen=True)
@@ -167,7 +196,7 @@ def trial_config(run: RunFolder, record: Mapping[str, Any]) -> GhostNetConfig:
     n = record["number"]
     if record["config"] and cfg.short() != record["config"]:
         raise ExportError(f"trial {n}: the recovered config is not the one trials.csv records; not exported")
-    cost = count_cost(cfg)
+    cost = count_cost(cfg, spec=run_cost_shape(run))
     for key, value in (("macs", cost.macs), ("params", cost.params)):
         if record.get(key) is not None and int(record[key]) != value:
             raise ExportError(
@@ -202,6 +231,7 @@ def _provenance(
     from ghostnas.space import space_digest
 
     s = run.settings
+    shape = run_input_shape(run)
     metrics: dict[str, Any] = {
         "accuracy": record["accuracy"],
         "macs": record["macs"],
@@ -234,8 +264,17 @@ def _provenance(
         "selected": how,
         "reference": bool(record.get("reference")),
         "metrics": metrics,
-        "cost_convention": "conv+linear multiply-accumulates and params at 224x224, 1000 classes",
+        "cost_convention": s.get(
+            "cost_convention", "conv+linear multiply-accumulates and params at 224x224, 1000 classes"
+        ),
         "budget": run.budget.describe(),
+        "data": {
+            "name": s.get("data"),
+            "source": s.get("data_source"),
+            "digest": s.get("data_digest"),
+            "classes": s.get("classes"),
+        },
+        "build": {"input_size": shape.input_size, **shape.build_args()},
         "search_space": {"name": s.get("space"), "source": s.get("space_source"), "sha256": digest},
         "search_command": run.info.get("command"),
         "search_git": run.info.get("git"),
@@ -284,7 +323,7 @@ def export_trial(
         check_output_dir(onnx.path.parent, "--onnx")
     meta = _provenance(run, record, cfg, name, "best" if trial is None else "trial")
     try:
-        onnx_info = _write(cfg, path, meta, onnx)
+        onnx_info = _write(cfg, path, meta, onnx, run_input_shape(run))
     except Exception as exc:
         fault = (
             as_write_failed(exc, onnx.path, "the ONNX file")
@@ -300,29 +339,32 @@ def export_trial(
 
 
 def _write(
-    cfg: GhostNetConfig, path: Path, meta: dict[str, Any], onnx: OnnxOptions | None
+    cfg: GhostNetConfig, path: Path, meta: dict[str, Any], onnx: OnnxOptions | None, data_shape: BuildSpec
 ) -> dict[str, Any] | None:
-    """Write the ONNX file (if asked) and then the config; each is replaced atomically."""
+    """Write the ONNX file (if asked; unset ONNX options take ``data_shape``'s values) and then the
+    config; each is replaced atomically."""
     onnx_info = None
     if onnx is not None:  # first: it is the step that can still fail, and it writes atomically
         from ghostnas.onnx_export import export_onnx
 
+        shape = BuildSpec(
+            input_size=onnx.input_size or data_shape.input_size,
+            num_classes=onnx.num_classes if onnx.num_classes is not None else data_shape.num_classes,
+            in_chans=onnx.in_chans or data_shape.in_chans,
+            stem_stride=onnx.stem_stride or data_shape.stem_stride,
+        )
         onnx_info = export_onnx(
             cfg,
             onnx.path,
-            input_size=onnx.input_size,
-            num_classes=onnx.num_classes,
-            in_chans=onnx.in_chans,
-            stem_stride=onnx.stem_stride,
+            input_size=shape.input_size,
+            **shape.build_args(),
             weights=onnx.weights,
             dynamic_batch=onnx.dynamic_batch,
         )
         meta["onnx"] = {
             "path": str(Path(onnx_info["path"]).resolve()),
-            "input_size": onnx.input_size,
-            "num_classes": onnx.num_classes,
-            "in_chans": onnx.in_chans,
-            "stem_stride": onnx.stem_stride,
+            "input_size": shape.input_size,
+            **shape.build_args(),
             "max_abs_diff": onnx_info["max_abs_diff"],
             "weights": onnx_info["weights"],
             # no weights file: the ONNX model is the untrained network (fine for timing, not for use)

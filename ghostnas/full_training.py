@@ -1,4 +1,4 @@
-"""Training a chosen architecture fully: ``ghostnas train NAME_OR_CFG --data fashion-mnist``.
+"""Training a chosen architecture fully: ``ghostnas train NAME_OR_CFG --data fashion-mnist|PATH``.
 
 The same data code and the same training loop as the search's short-training proxy
 (:func:`ghostnas.evaluators.proxy.proxy_data`, :func:`ghostnas.train.fit`), with the longer recipe
@@ -9,11 +9,14 @@ cosine decay, label smoothing 0.1 and random crops. Two choices are made here:
   bag or sneaker is still a shirt, bag or sneaker (the classes carry no handedness), so the flip
   preserves every label; vertical flips would not (an upside-down trouser or ankle boot is not in
   the data) and are never used. ``flip=False`` turns it off.
-- The network is built with a stride-1 stem for these small images, as in the proxy, so params
-  and MACs at 224x224 (the budget figures) describe the same block sequence.
+- The network is built for the data's shape by the rule the search used
+  (:func:`ghostnas.data.input_shape`: the data's channels and classes, a stride-1 stem below 64
+  pixels), so params and MACs at 224x224 (the budget figures) describe the same block sequence.
+  On the user's own data, random crops pad by an eighth of the image side.
 
-Validation accuracy is measured on the held-out part of the training set; the official test
-set is scored once, at the end, and reported next to it. A run folder holds ``weights.pt`` (a
+Validation accuracy is measured on the user's validation split, or else on the held-out part of
+the training set; a test split, when there is one, is scored once, at the end, and reported
+next to it. A run folder holds ``weights.pt`` (a
 plain state dict, ``torch.load(..., weights_only=True)``), ``metrics.json``, ``config.json`` and
 ``run.json`` (command, versions, git commit, machine).
 """
@@ -30,13 +33,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ghostnas._fs import check_output_dir, writing
 from ghostnas._io import atomic_write_text
-from ghostnas.config import BuildSpec, GhostNetConfig, save_config
+from ghostnas.config import GhostNetConfig, save_config
 from ghostnas.cost import count_cost
 from ghostnas.errors import GhostnasError, WriteFailedError
+
+if TYPE_CHECKING:
+    from ghostnas.data import Dataset
 
 __all__ = [
     "TrainError",
@@ -67,8 +73,10 @@ class TrainSettings:
 
     Attributes:
         model: Registered name, config JSON path or config.
-        data: ``fashion-mnist``, ``cifar10`` or ``synthetic`` (tests only).
-        data_dir: Folder with the dataset files (None: the default place).
+        data: ``fashion-mnist``, ``cifar10``, ``synthetic`` (tests only), the path of an image
+            folder or ``.npz`` file, or a loaded :class:`ghostnas.data.Dataset`.
+        data_dir: Folder with a named dataset's files (None: the default place).
+        image_size: Resize the user's images to this side (None: their own size).
         epochs: Passes over the training images.
         seed: Initialisation, batch order and augmentation (the validation split is fixed).
         device: ``cpu``, ``cuda`` or ``cuda:N``; ``auto`` picks CUDA when available.
@@ -84,8 +92,9 @@ class TrainSettings:
     """
 
     model: str | GhostNetConfig
-    data: str = "fashion-mnist"
+    data: str | Dataset = "fashion-mnist"
     data_dir: str | None = None
+    image_size: int | None = None
     epochs: float = 30.0
     seed: int = 0
     device: str = "auto"
@@ -169,19 +178,29 @@ def _model_label(model: str | GhostNetConfig) -> str:
     return Path(model).stem if model.endswith(".json") else model
 
 
+def _data_slug(data: str | Dataset) -> str:
+    if not isinstance(data, str):
+        return data.spec.name.split(":")[-1]
+    return data if "/" not in data and "." not in data else Path(data).stem
+
+
 def default_train_dir(settings: TrainSettings) -> Path:
-    """``ghostnas-runs/train-<model>-<data>-e<epochs>-seed<seed>``."""
+    """``ghostnas-runs/train-<model>-<data>-e<epochs>-seed<seed>`` (<data>: a folder's or file's name)."""
     from ghostnas.search import RUNS_DIR
 
     return RUNS_DIR / _slug(
-        f"train-{_model_label(settings.model)}-{settings.data}-e{settings.epochs:g}-seed{settings.seed}"
+        f"train-{_model_label(settings.model)}-{_data_slug(settings.data)}-e{settings.epochs:g}-seed{settings.seed}"
     )
 
 
-def training_recipe(data: str, epochs: float, train_images: int = 0, flip: bool = True) -> Any:
+def training_recipe(
+    data: str, epochs: float, train_images: int = 0, flip: bool = True, image_size: int | None = None
+) -> Any:
     """The full-training recipe: :func:`ghostnas.train.full_recipe` with this module's choices.
 
-    ``synthetic`` (tests only) keeps the split small enough for its 2,048 training images.
+    ``synthetic`` (tests only) keeps the split small enough for its 2,048 training images. The
+    user's own data (``image_size`` given) pads random crops by an eighth of the side (4 pixels
+    at 32, CIFAR's choice).
     """
     from ghostnas.train import full_recipe
 
@@ -189,6 +208,8 @@ def training_recipe(data: str, epochs: float, train_images: int = 0, flip: bool 
     recipe = replace(recipe, flip=flip, train_images=train_images)
     if data == "synthetic":
         recipe = replace(recipe, val_images=256, batch_size=64, check_every=8)
+    if image_size is not None:
+        recipe = replace(recipe, crop_padding=max(1, image_size // 8))
     return recipe
 
 
@@ -250,7 +271,7 @@ def train_model(
     """
     import torch
 
-    from ghostnas.data import load_dataset
+    from ghostnas.data import check_input_size, input_shape, load_dataset
     from ghostnas.evaluators.proxy import proxy_data
     from ghostnas.registry import create_model
     from ghostnas.results import provenance
@@ -258,15 +279,24 @@ def train_model(
     from ghostnas.weights import save_weights
 
     cfg, out, device = _validate(settings)
-    ds = load_dataset(settings.data, settings.data_dir)
-    recipe = training_recipe(settings.data, settings.epochs, settings.train_images, settings.flip)
-    train, val = proxy_data(ds, recipe)
+    label = _model_label(settings.model)
+    downsamples = sum(b.stride == 2 for b in cfg.blocks())
+    ds = load_dataset(
+        settings.data,
+        settings.data_dir,
+        settings.image_size,
+        check=lambda spec: check_input_size(spec, downsamples, label),
+    )
     spec = ds.spec
-    build_spec = BuildSpec.small_images(spec.size, spec.in_chans, spec.num_classes)
+    shape = input_shape(spec)
+    recipe = training_recipe(
+        spec.name, settings.epochs, settings.train_images, settings.flip, spec.size if spec.user else None
+    )
+    train, val = proxy_data(ds, recipe)
     built: dict[str, torch.nn.Module] = {}
 
     def build() -> torch.nn.Module:
-        built["net"] = create_model(cfg, spec=build_spec)
+        built["net"] = create_model(cfg, spec=shape)
         return built["net"]
 
     total_epochs = math.ceil(recipe.epochs)
@@ -299,7 +329,7 @@ def train_model(
     try:
         res = fit(build, train, val, recipe, device, settings.seed, report, ds.mean, ds.std)
     except TrainingFailed as exc:
-        raise TrainError(f"training {_model_label(settings.model)} failed: {exc}") from None
+        raise TrainError(f"training {label} failed: {exc}") from None
     net = built["net"]
     if settings.reparam:
         net.reparameterize()  # test and save the network that is deployed
@@ -307,12 +337,15 @@ def train_model(
         on_test(len(ds.test_x))
     t_test = time.perf_counter()
     dev = torch.device(device)
-    test_x = normalise(ds.test_x.to(dev), ds.mean, ds.std)
-    test_acc, test_loss = evaluate_accuracy(net, test_x, ds.test_y.to(dev), recipe.eval_batch_size)
+    test_acc: float | None = None
+    test_loss: float | None = None
+    if ds.has_test:  # scored once, here, never during training
+        test_x = normalise(ds.test_x.to(dev), ds.mean, ds.std)
+        test_acc, test_loss = evaluate_accuracy(net, test_x, ds.test_y.to(dev), recipe.eval_batch_size)
     test_s = time.perf_counter() - t_test
     net = net.to("cpu")
     cost = count_cost(cfg)
-    trained_cost = count_cost(cfg, spec=build_spec, training=not settings.reparam)
+    trained_cost = count_cost(cfg, spec=shape, training=not settings.reparam)
     metrics: dict[str, Any] = {
         "model": _model_label(settings.model),
         "arch": cfg.short(),
@@ -335,12 +368,11 @@ def train_model(
         "trained_params": trained_cost.params,
         "trained_macs": trained_cost.macs,
         "weights_form": "deploy (re-parameterised)" if settings.reparam else "as trained",
-        "build": {
-            "num_classes": build_spec.num_classes,
-            "in_chans": build_spec.in_chans,
-            "stem_stride": build_spec.stem_stride,
-        },
+        "trained_cost_convention": f"params and MACs at the data's shape, {shape.describe()}",
+        "build": shape.build_args(),
         "input_size": spec.size,
+        "classes": list(ds.classes) if ds.classes is not None else None,
+        "data_digest": ds.digest,
         "device": device,
         "train_s": round(res.train_s, 3),
         "eval_s": round(res.eval_s + test_s, 3),
@@ -371,7 +403,7 @@ def train_model(
             "the trained model could not be saved (no partial file is left); the training must be redone"
         )
         raise
-    log.info("trained %s: val %.4f, test %.4f -> %s", metrics["model"], res.val_acc, test_acc, out)
+    log.info("trained %s: val %.4f, test %s -> %s", metrics["model"], res.val_acc, test_acc, out)
     return TrainReport(
         out_dir=out, metrics=metrics, files=["weights.pt", "config.json", "metrics.json", "run.json"]
     )

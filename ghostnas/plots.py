@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from ghostnas.budget import Budget
+from ghostnas.config import BuildSpec
+from ghostnas.cost import PAPER_SHAPE, count_cost
 from ghostnas.results import hypervolume_2d, pareto_front, scored_in_budget
 
 __all__ = [
     "HypervolumeHistory",
     "ParetoPlotData",
+    "cost_axis_label",
     "hypervolume_history",
     "pareto_plot_data",
     "plot_run",
@@ -59,9 +62,11 @@ class ParetoPlotData:
         rejected: Costs of proposals rejected as over budget (never trained, no accuracy).
         failed: Number of failed trials (no accuracy).
         budget: The budget line on the x axis, when it limits ``cost_key``.
-        references: ``name -> cost`` of the GhostNet table networks (paper convention); empty
-            for latency (the figure does not time networks).
+        references: ``name -> cost`` of the GhostNet table networks (at the run's cost shape);
+            empty for latency (the figure does not time networks).
         score_label: What the y axis is (the evaluator's score, e.g. ``proxy accuracy``).
+        xlabel: The x-axis label, naming the shape costs were counted at (None: the default
+            label of ``cost_key``, the papers' 224x224 / 1000 classes).
     """
 
     cost_key: str
@@ -73,6 +78,7 @@ class ParetoPlotData:
     budget: float | None
     references: dict[str, float] = field(default_factory=dict)
     score_label: str = "proxy accuracy"
+    xlabel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,16 +100,15 @@ class HypervolumeHistory:
     reference_cost: float
 
 
-def reference_costs(cost_key: str) -> dict[str, float]:
-    """Cost of ghostnet_050/100/130 at 224x224, 1000 classes (empty for latency)."""
-    from ghostnas.cost import count_cost
+def reference_costs(cost_key: str, shape: BuildSpec = PAPER_SHAPE) -> dict[str, float]:
+    """Cost of ghostnet_050/100/130 at ``shape`` (default 224x224, 1000 classes; empty for latency)."""
     from ghostnas.registry import resolve_config
 
     out: dict[str, float] = {}
     if cost_key not in ("macs", "params"):
         return out  # latency of the table networks depends on the device: not drawn
     for name in REFERENCE_MODELS:
-        cost = count_cost(resolve_config(name))
+        cost = count_cost(resolve_config(name), spec=shape)
         out[name] = float(cost.macs if cost_key == "macs" else cost.params)
     return out
 
@@ -114,14 +119,26 @@ def _scored_in_budget(
     return [r for r in scored_in_budget(records, budget) if r.get(cost_key) is not None]
 
 
+def cost_axis_label(cost_key: str, shape: BuildSpec = PAPER_SHAPE) -> str:
+    """The axis label of a cost metric, saying at which shape it was counted."""
+    if shape == PAPER_SHAPE or cost_key not in ("macs", "params"):
+        return _AXES.get(cost_key, (1.0, cost_key))[1]
+    what = "MACs (millions; conv+linear)" if cost_key == "macs" else "params (millions)"
+    return f"{what} at the data's shape, {shape.describe()}"
+
+
 def pareto_plot_data(
-    records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str, score_label: str = "proxy accuracy"
+    records: Sequence[Mapping[str, Any]],
+    budget: Budget,
+    cost_key: str,
+    score_label: str = "proxy accuracy",
+    shape: BuildSpec = PAPER_SHAPE,
 ) -> ParetoPlotData:
     """Extract the figure's data from trial records (see :func:`ghostnas.results.trial_records`).
 
     ``cost_key`` is the x axis (a search passes :func:`ghostnas.budget.front_metric`, the
     budget's metric unless a second objective says otherwise); the budget line is drawn when
-    the budget limits that axis.
+    the budget limits that axis. ``shape`` is where the run counted MACs and params (``--cost-at``).
     """
     scored = [r for r in records if r["outcome"] == "ok" and r.get(cost_key) is not None]
     front = pareto_front(_scored_in_budget(records, budget, cost_key), cost_key)
@@ -140,8 +157,9 @@ def pareto_plot_data(
         ],
         failed=sum(r["outcome"] == "failed" for r in records),
         budget=budget.limit if budget.metric == cost_key else None,
-        references=reference_costs(cost_key),
+        references=reference_costs(cost_key, shape),
         score_label=score_label,
+        xlabel=cost_axis_label(cost_key, shape),
     )
 
 
@@ -198,6 +216,7 @@ def _save(fig: Any, path: str | Path) -> None:
 def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> None:
     """Draw ``data`` to a PNG file (matplotlib, Agg backend; written atomically)."""
     scale, xlabel = _AXES.get(data.cost_key, (1.0, data.cost_key))
+    xlabel = data.xlabel or xlabel
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     if data.points:
@@ -310,6 +329,7 @@ def write_plots(
     cost_key: str,
     title: str = "",
     score_label: str = "proxy accuracy",
+    shape: BuildSpec = PAPER_SHAPE,
 ) -> list[str]:
     """Write ``pareto.png``, ``hypervolume.png`` and, when the trials carry a predicted latency,
     ``latency.png`` into ``out_dir``.
@@ -319,7 +339,7 @@ def write_plots(
     """
     out_dir = Path(out_dir)
     render_pareto(
-        pareto_plot_data(records, budget, cost_key, score_label), out_dir / "pareto.png", title=title
+        pareto_plot_data(records, budget, cost_key, score_label, shape), out_dir / "pareto.png", title=title
     )
     render_hypervolume(
         hypervolume_history(records, budget, cost_key), out_dir / "hypervolume.png", title=title
@@ -329,7 +349,9 @@ def write_plots(
         r["outcome"] == "ok" and r.get("latency_ms") is not None for r in records
     ):
         render_pareto(
-            pareto_plot_data(records, budget, "latency_ms", score_label), out_dir / "latency.png", title=title
+            pareto_plot_data(records, budget, "latency_ms", score_label, shape),
+            out_dir / "latency.png",
+            title=title,
         )
         files.append("latency.png")
     return files
@@ -350,7 +372,14 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     run = open_run(run_dir)
     s = run.settings
     title = f"{s.get('space', '?')} under {run.budget.describe()}, evaluator {s.get('evaluator', '?')}"
+    shape = BuildSpec(**s["cost_shape"]) if s.get("cost_shape") else PAPER_SHAPE
     names = write_plots(
-        run.path, run.records, run.budget, run.cost_key, title=title, score_label=run_score_label(s)
+        run.path,
+        run.records,
+        run.budget,
+        run.cost_key,
+        title=title,
+        score_label=run_score_label(s),
+        shape=shape,
     )
     return [run.path / n for n in names]

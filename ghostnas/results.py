@@ -31,7 +31,8 @@ from ghostnas import run_history
 from ghostnas._io import atomic_write_text
 from ghostnas._machine import cpu_model
 from ghostnas.budget import Budget, Objective, front_metric
-from ghostnas.config import config_to_dict, save_config
+from ghostnas.config import BuildSpec, config_to_dict, save_config
+from ghostnas.cost import PAPER_SHAPE
 from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import score_label
 from ghostnas.space import SearchSpace, SpaceError
@@ -441,6 +442,7 @@ def write_outputs(
             "macs": best["macs"],
             "params": best["params"],
             "budget": budget.describe(),
+            "cost_convention": run_info["settings"]["cost_convention"],
             "space": space.name,
             "study": run_info["settings"]["study"],
         }
@@ -450,7 +452,16 @@ def write_outputs(
         (out_dir / "best.json").unlink()
 
     title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
-    files += plots.write_plots(out_dir, records, budget, cost_key, title=title, score_label=label)
+    shape = run_info["settings"].get("cost_shape")
+    files += plots.write_plots(
+        out_dir,
+        records,
+        budget,
+        cost_key,
+        title=title,
+        score_label=label,
+        shape=BuildSpec(**shape) if shape else PAPER_SHAPE,
+    )
     hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
     atomic_write_text(
         out_dir / "summary.md", _summary(records, front, best, budget, space, cost_key, hv, run_info)
@@ -516,6 +527,21 @@ def _time_lines(records: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any
     return lines
 
 
+def _cost_sentence(settings: Mapping[str, Any], label: str) -> str:
+    if settings.get("cost_at", "paper") == "paper":
+        return (
+            "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
+            "the GhostNet paper's FLOPs) whatever resolution the proxy trains at, so the budget compares "
+            f"with published numbers. The score is the evaluator's: {label}."
+        )
+    return (
+        f"MACs, params and the budget are counted at the data's shape (--cost-at data): "
+        f"{BuildSpec(**settings['cost_shape']).describe()} (conv+linear multiply-accumulates), not at "
+        "the papers' 224x224 and 1000 classes, so they do not compare with published numbers. "
+        f"The score is the evaluator's: {label}."
+    )
+
+
 def _summary(
     records: Sequence[Mapping[str, Any]],
     front: Sequence[Mapping[str, Any]],
@@ -551,9 +577,7 @@ def _summary(
         + (f" ({tot['runs']} invocations)" if tot.get("runs", 1) > 1 else "")
         + (" (interrupted; run again to resume)" if run_info["interrupted"] else ""),
         "",
-        "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
-        "the GhostNet paper's FLOPs) whatever resolution the proxy trains at, so the budget compares "
-        f"with published numbers. The score is the evaluator's: {label}.",
+        _cost_sentence(s, label),
         "",
         "## Trials",
         "",

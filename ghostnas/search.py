@@ -52,7 +52,17 @@ from ghostnas.budget import (
     front_metric,
     parse_objectives,
 )
-from ghostnas.config import GhostNetConfig, config_to_dict
+from ghostnas.config import BuildSpec, GhostNetConfig, config_to_dict
+from ghostnas.cost import PAPER_SHAPE
+from ghostnas.data import (
+    DATASETS,
+    DatasetSpec,
+    check_input_size,
+    data_label,
+    input_shape,
+    load_dataset,
+    spec_of,
+)
 from ghostnas.errors import GhostnasError, WriteFailedError
 from ghostnas.evaluators import (
     DEFAULT_EVALUATOR,
@@ -68,7 +78,10 @@ from ghostnas.space import SearchSpace, load_space, space_digest
 if TYPE_CHECKING:
     import optuna
 
+    from ghostnas.data import Dataset
+
 __all__ = [
+    "COST_AT",
     "DEFAULT_SPACE",
     "DEFAULT_TRIALS",
     "MAX_PROPOSALS_PER_TRIAL",
@@ -98,7 +111,8 @@ RUNS_DIR = Path("ghostnas-runs")
 
 # Settings that change what a trial's score means; a study created with other values is not
 # resumed (the user gets an error naming the difference).
-_FINGERPRINT_KEYS = ("space", "budget", "objectives", "evaluator", "epochs", "data")
+_FINGERPRINT_KEYS = ("space", "budget", "objectives", "evaluator", "epochs", "data", "cost_at", "data_digest")
+COST_AT = ("paper", "data")
 
 
 class SearchError(GhostnasError):
@@ -114,7 +128,7 @@ class SearchSettings:
     """Everything that defines a search run; the CLI fills it from its flags.
 
     Attributes:
-        budget: The cost limit (MACs and params at 224x224 / 1000 classes).
+        budget: The cost limit (MACs and params at the shape ``cost_at`` names).
         space: Shipped space name or path to a space YAML file.
         trials: Evaluated candidates wanted in the study in total (a resumed run adds only the
             missing ones); over-budget proposals do not count.
@@ -126,7 +140,14 @@ class SearchSettings:
             :func:`ghostnas.budget.default_objectives`, accuracy against the budget's metric.
         evaluator: Evaluator name (see :func:`ghostnas.evaluators.list_evaluators`).
         epochs: Proxy training budget for training evaluators (None: the evaluator's default).
-        data, data_dir: Dataset the evaluator trains on and where its files are.
+        data: Dataset the evaluator trains on: a name (``fashion-mnist``...), the path of an
+            image folder or ``.npz`` file, or a :class:`ghostnas.data.Dataset` from
+            :func:`ghostnas.data.from_arrays` (data already in memory).
+        data_dir: Where a named dataset's files are.
+        image_size: Resize the user's images to this side (None: their own size).
+        cost_at: ``paper`` (default): MACs, params and the budget at 224x224, 1000 classes,
+            comparable with published tables; ``data``: at the data's own shape
+            (:func:`ghostnas.data.input_shape`). Outputs say which.
         seed: Seeds the sampler and the evaluator.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
         out: Run folder (None: :func:`default_out_dir`).
@@ -154,8 +175,10 @@ class SearchSettings:
     objectives: str | None = None
     evaluator: str = DEFAULT_EVALUATOR
     epochs: float | None = None
-    data: str = "fashion-mnist"
+    data: str | Dataset = "fashion-mnist"
     data_dir: str | None = None
+    image_size: int | None = None
+    cost_at: str = "paper"
     seed: int = 0
     device: str = "auto"
     out: str | None = None
@@ -261,7 +284,7 @@ class SearchResult:
 
 
 def default_out_dir(settings: SearchSettings, space_name: str) -> Path:
-    """``ghostnas-runs/search-<space>-<budget>-<evaluator>-<sampler>-seed<seed>``: the same
+    """``ghostnas-runs/search-<space>[-<data>]-<budget>-<evaluator>-<sampler>-seed<seed>``: the same
     command gives the same folder, which is what makes re-running it resume. Objectives other
     than the budget's default (:func:`ghostnas.budget.default_objectives`) are named too."""
     sampler = settings.sampler if isinstance(settings.sampler, str) else "custom"
@@ -277,6 +300,12 @@ def default_out_dir(settings: SearchSettings, space_name: str) -> Path:
     ]
     if objectives != default:
         parts.insert(3, objectives)
+    data = settings.data
+    name = data.spec.name.split(":")[-1] if not isinstance(data, str) else Path(data).stem
+    if name != "fashion-mnist":  # another dataset is another study, in another folder
+        parts.insert(2, name)
+    if settings.cost_at != "paper":
+        parts.insert(3, f"costat{settings.cost_at}")
     return RUNS_DIR / re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
 
 
@@ -434,6 +463,8 @@ class _Plan:
     latency: Any = None  # a ghostnas.latency.LatencyPredictor when latency is budgeted or optimised
     latency_path: Path | None = None
     latency_calibration: Any = None  # a ghostnas.latency.Calibration when one was made
+    data: Any = "fashion-mnist"  # a name (read lazily by the evaluator) or a loaded Dataset
+    shape: BuildSpec = PAPER_SHAPE  # where MACs and params are counted (--cost-at)
 
 
 def _validate(settings: SearchSettings) -> _Plan:
@@ -464,17 +495,26 @@ def _validate(settings: SearchSettings) -> _Plan:
     from ghostnas.device import resolve_device
 
     settings = replace(settings, device=resolve_device(settings.device))
+    if settings.cost_at not in COST_AT:
+        raise SearchError(f"--cost-at {settings.cost_at!r}: choose paper (224x224, 1000 classes) or data")
     latency, latency_path, calibration = None, None, None
     if budget.metric == "latency_ms" or any(o.name == "latency_ms" for o in objectives):
+        if settings.cost_at == "data":
+            raise SearchError(
+                "--cost-at data counts MACs and params at the data's shape, but latency tables are timed "
+                "at 224x224; use --cost-at paper with a latency budget or objective"
+            )
         latency, latency_path = _open_latency(settings.latency_table, settings.latency_backend)
     space = load_space(settings.space)
-    lo = space.cost_range()
+    data, spec = _resolve_data(settings, space)
+    shape = input_shape(spec) if settings.cost_at == "data" else PAPER_SHAPE
+    lo = space.cost_range(shape.input_size, shape.num_classes, shape.in_chans, shape.stem_stride)
     smallest = lo.min_macs if budget.metric == "macs" else lo.min_params
     if budget.metric != "latency_ms" and smallest > budget.limit:
         unit = "MACs" if budget.metric == "macs" else "params"
         raise SearchError(
             f"budget {budget.describe()} is below the smallest config of space {space.name} "
-            f"({smallest:,} {unit} at 224x224); raise the budget or use a smaller space"
+            f"({smallest:,} {unit} at {shape.describe()}); raise the budget or use a smaller space"
         )
     out_dir = Path(settings.out) if settings.out else default_out_dir(settings, space.name)
     if out_dir.exists() and not out_dir.is_dir():
@@ -494,8 +534,11 @@ def _validate(settings: SearchSettings) -> _Plan:
         "objectives": ",".join(o.name for o in objectives),
         "evaluator": settings.evaluator,
         "epochs": settings.epochs,
-        "data": settings.data,
+        "data": data_label(data),
     }
+    fingerprint["cost_at"] = "paper" if settings.cost_at == "paper" else f"data: {shape.describe()}"
+    if getattr(data, "digest", None):
+        fingerprint["data_digest"] = data.digest
     if latency is not None:
         fingerprint["latency_device"] = latency.table.device
         if settings.latency_calibration:  # a measurement: only once every input has passed
@@ -511,7 +554,65 @@ def _validate(settings: SearchSettings) -> _Plan:
         latency,
         latency_path,
         calibration,
+        data,
+        shape,
     )
+
+
+def _resolve_data(settings: SearchSettings, space: SearchSpace) -> tuple[Any, DatasetSpec]:
+    """The data and its shape, checked against the space's downsampling.
+
+    A named dataset stays a name (the evaluator reads it when, and if, it needs it); the user's
+    folder or ``.npz`` is read now, once (decoded or from the cache), so that a bad image is a
+    one-line error before the run folder exists and every evaluator shares the same tensors.
+    """
+    downsamples = sum(st.blocks[0].stride == 2 for st in space.stages)
+
+    def check(spec: DatasetSpec) -> None:
+        check_input_size(spec, downsamples, f"space {space.name}")
+
+    if isinstance(settings.data, str) and settings.data in DATASETS:
+        if settings.image_size is not None:
+            load_dataset(settings.data, settings.data_dir, settings.image_size)  # raises: not resized
+        spec = spec_of(settings.data)
+        check(spec)
+        return settings.data, spec
+    dataset = load_dataset(settings.data, settings.data_dir, settings.image_size, check=check)
+    return dataset, dataset.spec
+
+
+def _data_fields(plan: _Plan) -> dict[str, Any]:
+    """What ``run.json`` records about the data and the cost convention."""
+    data, shape = plan.data, plan.shape
+    fields: dict[str, Any] = {
+        "data": data_label(data),
+        "data_dir": plan.settings.data_dir,
+        "cost_at": plan.settings.cost_at,
+        "cost_shape": asdict(shape),
+        "cost_convention": (
+            "conv+linear multiply-accumulates and params at 224x224, 1000 classes"
+            if shape == PAPER_SHAPE
+            else f"conv+linear multiply-accumulates and params at the data's shape, {shape.describe()}"
+        ),
+    }
+    spec = spec_of(data)
+    fields.update(
+        image_size=spec.size,
+        data_shape={"in_chans": spec.in_chans, "size": spec.size, "num_classes": spec.num_classes},
+        build=input_shape(spec).build_args(),
+    )
+    if not isinstance(data, str):
+        fields.update(
+            data_source=data.source,
+            data_digest=data.digest,
+            classes=list(data.classes) if data.classes is not None else None,
+            splits={
+                "train": len(data.train_x),
+                "val": None if data.val_x is None else len(data.val_x),
+                "test": len(data.test_x),
+            },
+        )
+    return fields
 
 
 def _calibrate_latency(predictor: Any, table_path: Path) -> Any:
@@ -538,9 +639,9 @@ def _open_latency(table: str | None, backend: str = "torch") -> tuple[Any, Path]
 def _costs(plan: _Plan, cfg: GhostNetConfig) -> dict[str, float]:
     """Every cost of a candidate; with a latency predictor, newly timed blocks are saved."""
     if plan.latency is None:
-        return candidate_costs(cfg)
+        return candidate_costs(cfg, shape=plan.shape)
     before = len(plan.latency.table.entries)
-    costs = candidate_costs(cfg, latency=plan.latency.predict)
+    costs = candidate_costs(cfg, latency=plan.latency.predict, shape=plan.shape)
     if len(plan.latency.table.entries) != before and plan.latency_path is not None:
         from ghostnas.latency import save_table
 
@@ -718,7 +819,7 @@ def run_search(
         evaluator = make_evaluator(
             settings.evaluator,
             EvalSettings(
-                data=settings.data,
+                data=plan.data,
                 data_dir=settings.data_dir,
                 epochs=settings.epochs,
                 seed=settings.seed,
@@ -901,6 +1002,7 @@ def run_search(
                 "evaluator_class": type(evaluator).__name__,
                 "score_label": label,
                 "front_metric": cost_key,
+                **_data_fields(plan),
                 **(
                     {"latency_calibration": asdict(plan.latency_calibration)}
                     if plan.latency_calibration is not None
@@ -1050,8 +1152,8 @@ def _check_fingerprint(study: optuna.Study, plan: _Plan) -> None:
     if not old:
         return
     for key in _FINGERPRINT_KEYS:
-        if key in old and old[key] != plan.fingerprint[key]:
+        if key in old and old[key] != plan.fingerprint.get(key):
             raise SearchError(
-                f"study {plan.study_name!r} was created with {key} {old[key]!r}, not {plan.fingerprint[key]!r}; "
+                f"study {plan.study_name!r} was created with {key} {old[key]!r}, not {plan.fingerprint.get(key)!r}; "
                 "resume with the same settings or choose another --out/--study"
             )

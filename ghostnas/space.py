@@ -404,7 +404,9 @@ class SearchSpace:
             return None
         return self.reference.with_width(width)
 
-    def cost_range(self, input_size: int = 224, num_classes: int = 1000) -> CostRange:
+    def cost_range(
+        self, input_size: int = 224, num_classes: int = 1000, in_chans: int = 3, stem_stride: int = 2
+    ) -> CostRange:
         """Exact minimum and maximum MACs and params over all points, without enumerating them.
 
         Kernel, expansion and SE only ever add cost, so the minimum takes their smallest choices
@@ -412,7 +414,7 @@ class SearchSpace:
         monotone (an identity shortcut appears when input and output widths match), so those
         are searched exhaustively by dynamic programming over (channels in, last expansion).
         """
-        return _cached_cost_range(self, input_size, num_classes)
+        return _cached_cost_range(self, input_size, num_classes, in_chans, stem_stride)
 
 
 _same = same_choice
@@ -433,11 +435,13 @@ def _first_difference(want: GhostNetConfig, got: GhostNetConfig) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_cost_range(space: SearchSpace, input_size: int, num_classes: int) -> CostRange:
+def _cached_cost_range(
+    space: SearchSpace, input_size: int, num_classes: int, in_chans: int = 3, stem_stride: int = 2
+) -> CostRange:
     # Spaces are frozen and compare by content, so one computation serves every load of a file.
     from ghostnas._space_cost import cost_range
 
-    return cost_range(space, input_size, num_classes)
+    return cost_range(space, input_size, num_classes, in_chans, stem_stride)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,17 +9,20 @@ row that wrote a file, created a folder, or touched either study's bytes fails.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ghostnas.budget import parse_budget
 from ghostnas.cli import main
 from ghostnas.errors import GhostnasError
+from tests._images import png_bytes
 
 BASE = ["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--no-progress"]
 EXISTING = [*BASE, "--out", "existing", "--trials", "3"]
@@ -52,6 +55,31 @@ def _fmnist(images: bytes) -> dict[str, bytes]:
 
 
 DATA = [*BASE, "--evaluator", "train", "--data-dir", "fm"]
+USER = [*BASE, "--data", "d"]
+TRAIN_USER = ["train", "ghostnet_tiny", "--data", "d", "--epochs", "1", "--out", "t", "--no-progress"]
+
+
+def _folder(classes: dict[str, int], size: tuple[int, int] = (32, 32), **extra: bytes) -> dict[str, bytes]:
+    """An image folder ``d/<class>/<i>.png`` with ``classes[name]`` images each, plus ``extra`` files."""
+    files = {
+        f"d/{c}/{i}.png": png_bytes(size, label, i)
+        for label, (c, n) in enumerate(classes.items())
+        for i in range(n)
+    }
+    return {**files, **{f"d/{k.replace('__', '/')}": v for k, v in extra.items()}}
+
+
+def _npz(**arrays: object) -> dict[str, bytes]:
+    """``d.npz`` holding four 16x16 grey images with labels 0, 1, 0, 1 unless overridden."""
+    base: dict[str, object] = {"x": np.zeros((4, 16, 16), np.uint8), "y": np.array([0, 1, 0, 1])}
+    base.update(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v for k, v in base.items() if v is not None})
+    return {"d.npz": buf.getvalue()}
+
+
+NPZ = [*BASE, "--data", "d.npz"]
+_PNG = png_bytes()
 CFG_HOSTILE = {"__class__": "os.system", "stages": "rm -rf /"}
 CFG_WRONG_TYPE = {"stages": [{"blocks": [{"k": "three", "exp": 16, "c": 16}]}]}
 CFG_HUGE = {"stages": [{"blocks": [{"k": 3, "exp": 10**9, "c": 10**9}]}]}
@@ -132,6 +160,76 @@ CLI_ROWS: list[tuple[str, list[str], dict[str, str | bytes], tuple[str, ...]]] =
         [*BASE, "--evaluator", "train", "--data", "imagenet-22k"],
         {},
         ("imagenet-22k",),
+    ),
+    # the user's own data (issue 12): a folder of images or an .npz file
+    ("user-one-class", USER, _folder({"a": 2}), ("need at least two",)),
+    ("user-no-class-folders", USER, {"d/x.png": _PNG, "d/y.png": _PNG}, ("0 class folders",)),
+    ("user-empty-class", USER, _folder({"a": 2}, b__notes_txt=b"no images here"), ("'b'", "no images")),
+    ("user-unreadable-image", USER, _folder({"a": 2, "b": 2}, **{"b__bad.jpg": b"not a jpeg"}), ("bad.jpg",)),
+    ("user-unreadable-png", USER, _folder({"a": 2, "b": 2}, **{"b__bad.png": b"\x89PNG junk"}), ("bad.png",)),
+    (
+        "user-truncated-image",
+        USER,
+        _folder({"a": 2, "b": 2}, **{"b__cut.png": _PNG[: len(_PNG) // 2]}),
+        ("cut.png", "decode"),
+    ),
+    (
+        "user-mixed-sizes",
+        USER,
+        {**_folder({"a": 2, "b": 2}), "d/b/big.png": png_bytes((40, 40))},
+        ("--image-size",),
+    ),
+    (
+        "user-image-too-small",
+        [*USER, "--space", "ghostnet_v1", "--budget", "150M"],
+        _folder({"a": 2, "b": 2}, (8, 8)),
+        ("at least 16x16",),
+    ),
+    (
+        "user-image-size-too-small",
+        [*USER, "--space", "ghostnet_v1", "--budget", "150M", "--image-size", "12"],
+        _folder({"a": 2, "b": 2}),
+        ("image size 12", "16x16"),
+    ),
+    ("user-path-missing", [*BASE, "--data", "nothere/"], {}, ("nothere",)),
+    (
+        "user-image-size-named",
+        [*BASE, "--data", "synthetic", "--image-size", "20"],
+        {},
+        ("--image-size 20", "synthetic"),
+    ),
+    ("user-cost-at-unknown", [*USER, "--cost-at", "bogus"], _folder({"a": 2, "b": 2}), ("bogus",)),
+    (
+        "user-cost-at-data-latency",
+        [*USER, "--cost-at", "data", "--budget", "20ms"],
+        _folder({"a": 2, "b": 2}),
+        ("latency",),
+    ),
+    (
+        "npz-label-out-of-range",
+        NPZ,
+        _npz(x_val=np.zeros((2, 16, 16), np.uint8), y_val=np.array([0, 5])),
+        ("label 5", "y_val"),
+    ),
+    ("npz-negative-label", NPZ, _npz(y=np.array([0, 1, -1, 1])), ("label -1",)),
+    ("npz-class-without-images", NPZ, _npz(y=np.array([0, 2, 0, 2])), ("class 1",)),
+    ("npz-length-mismatch", NPZ, _npz(y=np.array([0, 1, 0])), ("3 labels for 4 images",)),
+    ("npz-no-x", NPZ, _npz(x=None), ("'x'",)),
+    ("npz-object-array", NPZ, _npz(meta=np.array([{"a": 1}], dtype=object)), ("Python objects",)),
+    ("npz-float-images", NPZ, _npz(x=np.zeros((4, 16, 16), np.float32)), ("uint8",)),
+    ("npz-not-a-zip", NPZ, {"d.npz": b"nope"}, ("d.npz",)),
+    ("train-user-one-class", TRAIN_USER, _folder({"a": 2}), ("need at least two",)),
+    (
+        "train-user-truncated",
+        TRAIN_USER,
+        _folder({"a": 2, "b": 2}, **{"b__cut.png": _PNG[: len(_PNG) // 2]}),
+        ("cut.png",),
+    ),
+    (
+        "train-npz-out-of-range",
+        ["train", "ghostnet_tiny", "--data", "d.npz", "--out", "t"],
+        _npz(y=np.array([0, 1, -3, 1])),
+        ("label -3",),
     ),
     # aimed at the existing studies: refused, and their bytes must not change
     ("existing-other-budget", [*EXISTING, "--budget", "12M"], {}, ("budget",)),

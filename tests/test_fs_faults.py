@@ -94,7 +94,9 @@ def _assert_no_partial_output(folder: Path) -> None:
 
 def _without_start_line(err: str) -> list[str]:
     """stderr's lines less the search's start line (printed before any work, on every run)."""
-    return [line for line in err.splitlines() if line.strip() and not line.startswith("ghostnas search: space ")]
+    return [
+        line for line in err.splitlines() if line.strip() and not line.startswith("ghostnas search: space ")
+    ]
 
 
 def _one_line(err: str) -> str:

@@ -227,11 +227,15 @@ def space_problem(
     for c in spaces[0].c:
         raws = [raw_width(c, r) for r in ratios]
         if len(set(raws)) < len(raws):
-            return f"cheap ratios {list(ratios)} give the same deep width for c = {c}; use ratios further apart"
+            return (
+                f"cheap ratios {list(ratios)} give the same deep width for c = {c}; use ratios further apart"
+            )
         for raw in raws:
             for w in widths:
                 if make_divisible(raw * w, 4) >= make_divisible(c * w, 4):
-                    return f"deep width {raw} is not below c = {c} at width {w:g}; use a larger cheap_ratio or c"
+                    return (
+                        f"deep width {raw} is not below c = {c} at width {w:g}; use a larger cheap_ratio or c"
+                    )
             for i, bs in enumerate(spaces[1:-1], 1):
                 why = deep_space(bs, raw).clash({raw})
                 if why:

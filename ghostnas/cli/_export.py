@@ -56,14 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--onnx", metavar="FILE", default=None, help="also write a checked ONNX model to FILE")
     p.add_argument(
-        "--input-size", type=_positive, default=224, help="ONNX input side in pixels (default 224)"
+        "--input-size", type=_positive, default=None, help="ONNX input side in pixels (default: the data's)"
     )
     p.add_argument(
-        "--num-classes", type=_non_negative, default=1000, help="ONNX classifier width (default 1000)"
+        "--num-classes", type=_non_negative, default=None, help="ONNX classifier width (default: the data's)"
     )
-    p.add_argument("--in-chans", type=_positive, default=3, help="ONNX input channels (default 3)")
     p.add_argument(
-        "--stem-stride", type=int, choices=(1, 2), default=2, help="ONNX stem stride; 1 for small inputs"
+        "--in-chans", type=_positive, default=None, help="ONNX input channels (default: the data's)"
+    )
+    p.add_argument(
+        "--stem-stride",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="ONNX stem stride (default: the rule for the data's size, 1 below 64 pixels)",
     )
     p.add_argument(
         "--weights",
@@ -112,6 +118,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{m['macs']:,} MACs, {m['params']:,} params"
     )
     print(f"arch         {result.meta['arch']}")
+    b = result.meta["build"]
+    print(
+        f"built for    {b['input_size']}x{b['input_size']}x{b['in_chans']}, {b['num_classes']} classes, "
+        f"stem stride {b['stem_stride']} (the search's data; costs: {result.meta['cost_convention']})"
+    )
     if result.onnx is not None:
         diff = result.onnx["max_abs_diff"]
         check = f"max |onnxruntime - torch| = {diff:.2e}" if diff is not None else "onnxruntime not installed"

@@ -15,7 +15,13 @@ from ghostnas.device import DEVICES_HELP
 _EPILOG = """\
 Budgets: 150MFLOPs, 0.15GFLOPs, 150MMACs and 150M all mean 150 million multiply-accumulates
 (the GhostNet paper's "FLOPs" are MACs); 5Mparams limits parameters. MACs and params are counted
-at 224x224 and 1000 classes (the paper convention) even though the proxy trains on small images.
+at 224x224 and 1000 classes (the paper convention) even though the proxy trains on small images;
+--cost-at data counts them, and the budget, at the data's own size, channels and classes instead.
+
+Your own data: --data PATH takes an image folder (PATH/<class>/*.png|jpg|jpeg|webp|bmp, or
+PATH/train/<class>/... with optional PATH/val/ and PATH/test/) or an .npz file (x: N x H x W [x C]
+uint8, y: labels; optional x_val/y_val, x_test/y_test). Images are decoded once into a cache in
+$GHOSTNAS_HOME/cache/data (default ~/.ghostnas/cache/data; `ghostnas data clear-cache` clears it).
 
 Outputs in the run folder (--out, default ./ghostnas-runs/...): trials.csv, pareto.json, best.json
 (load it with ghostnas.create_model), pareto.png, hypervolume.png, summary.md, run.json, and the
@@ -99,9 +105,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="proxy training budget in epochs (training evaluators)",
     )
     p.add_argument(
-        "--data", default="fashion-mnist", help="dataset the evaluator trains on (default fashion-mnist)"
+        "--data",
+        default="fashion-mnist",
+        help="fashion-mnist (default), cifar10, synthetic, or your own image folder or .npz file",
     )
-    p.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    p.add_argument("--data-dir", default=None, help="folder with a named dataset's files")
+    p.add_argument(
+        "--image-size",
+        type=_positive,
+        default=None,
+        help="resize your images to NxN (default: their own size, if they all share one)",
+    )
+    p.add_argument(
+        "--cost-at",
+        choices=("paper", "data"),
+        default="paper",
+        help="where MACs, params and the budget are counted: paper (224x224, 1000 classes; default) "
+        "or data (the data's size, channels and classes)",
+    )
     p.add_argument("--seed", type=_int, default=0, help="seed for the sampler and the evaluator (default 0)")
     p.add_argument("--device", default="auto", help=f"{DEVICES_HELP} (default auto)")
     p.add_argument(
@@ -236,6 +257,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     log = logging.getLogger("ghostnas")
     log.addHandler(handler)
     log.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    data_log = logging.getLogger("ghostnas.data")
+    data_log.setLevel(logging.INFO)  # decoding a large folder shows its progress
 
     def on_start(start: SearchStart) -> None:
         nonlocal display, label
@@ -270,6 +293,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         data=args.data,
         data_dir=args.data_dir,
+        image_size=args.image_size,
+        cost_at=args.cost_at,
         seed=args.seed,
         device=args.device,
         out=args.out,
@@ -293,6 +318,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if display is not None:
             display.close()
         log.removeHandler(handler)
+        data_log.setLevel(logging.NOTSET)
     _print_result(result)
     return 0
 
@@ -314,6 +340,7 @@ def _print_result(result: Any) -> None:
     print(
         f"pareto       {len(result.pareto)} configs -> pareto.json, pareto.png, hypervolume.png, summary.md"
     )
+    print(f"costs        {result.run_info['settings']['cost_convention']}")
     share = timing.get("optuna_share")
     if timing["proposals_this_run"]:
         print(

@@ -95,7 +95,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"s / d        {info['s']} / {info['d']}{per}")
     print(f"depths       {' '.join('/'.join(map(str, d)) for d in info['depth'])}")
     gg = info["g_ghost_stages"]
-    print(f"block kinds  {', '.join(info['block_kinds'])}" + (f"; G-Ghost stage choice in stages {gg}" if gg else ""))
+    print(
+        f"block kinds  {', '.join(info['block_kinds'])}"
+        + (f"; G-Ghost stage choice in stages {gg}" if gg else "")
+    )
     lo, hi = info["macs"]
     print(f"MACs         {lo:,} .. {hi:,}  ({lo / 1e6:.1f}M .. {hi / 1e6:.1f}M at 224x224, 1000 classes)")
     lo, hi = info["params"]

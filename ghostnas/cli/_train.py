@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import sys
 
 from ghostnas.cli._format import int_at_least, positive_float, print_json
 from ghostnas.cli._search import _int
@@ -20,8 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "metrics.json, config.json and run.json into the run folder.",
     )
     p.add_argument("model", metavar="NAME_OR_CFG", help="registered name or config .json")
-    p.add_argument("--data", default="fashion-mnist", help="fashion-mnist (default), cifar10 or synthetic")
-    p.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    p.add_argument(
+        "--data",
+        default="fashion-mnist",
+        help="fashion-mnist (default), cifar10, synthetic, or your own data: an image folder "
+        "(PATH/<class>/*.png, optionally PATH/train|val|test/<class>/) or an .npz file (x, y)",
+    )
+    p.add_argument("--data-dir", default=None, help="folder with a named dataset's files")
+    p.add_argument(
+        "--image-size",
+        type=int_at_least(1),
+        default=None,
+        help="resize your images to NxN (default: their own size, if they all share one)",
+    )
     p.add_argument("--epochs", type=positive_float, default=30.0, help="training epochs (default 30)")
     p.add_argument(
         "--seed", type=_int, default=0, help="initialisation, batch order, augmentation (default 0)"
@@ -62,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=args.model,
         data=args.data,
         data_dir=args.data_dir,
+        image_size=args.image_size,
         epochs=args.epochs,
         seed=args.seed,
         device=args.device,
@@ -96,23 +110,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         if display is not None and not args.no_progress:
             display.line(f"ghostnas train: training done; scoring the official test set ({images:,} images)")
 
+    data_log = logging.getLogger("ghostnas.data")  # decoding a large folder shows its progress
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ghostnas train: %(message)s"))
+    data_log.addHandler(handler)
+    data_log.setLevel(logging.INFO)
     try:
         report = train_model(settings, progress=progress, on_start=on_start, on_test=on_test)
     finally:
         if display is not None:
             display.close()
+        data_log.removeHandler(handler)
+        data_log.setLevel(logging.NOTSET)
     m = report.metrics
     if args.json:
         print_json(m)
         return 0
     print(f"run folder   {report.out_dir}")
     print(f"model        {m['model']}: {m['params']:,} params, {m['macs']:,} MACs (224x224, 1000 classes)")
+    build = m["build"]
     print(
-        f"data         {m['data']}: {m['train_images']:,} train, {m['val_images']:,} val, {m['test_images']:,} test"
+        f"data         {m['data']}: {m['train_images']:,} train, {m['val_images']:,} val, {m['test_images']:,} test; "
+        f"built for {m['input_size']}x{m['input_size']}x{build['in_chans']}, {build['num_classes']} classes, "
+        f"stem stride {build['stem_stride']}"
     )
-    print(
-        f"accuracy     val {m['val_acc']:.4f}, test {m['test_acc']:.4f} after {m['epochs']:g} epochs (seed {m['seed']})"
-    )
+    test = "no test split" if m["test_acc"] is None else f"test {m['test_acc']:.4f}"
+    print(f"accuracy     val {m['val_acc']:.4f}, {test} after {m['epochs']:g} epochs (seed {m['seed']})")
     note = short_run_note(m["epochs"])
     if note is not None:
         print(f"note         {note}")

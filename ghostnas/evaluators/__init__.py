@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ghostnas.errors import GhostnasError
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, Evaluator, ReportFn
 from ghostnas.evaluators.fake import FakeEvaluator
+
+if TYPE_CHECKING:
+    from ghostnas.data import Dataset
 
 __all__ = [
     "DEFAULT_EVALUATOR",
@@ -33,14 +37,15 @@ class EvalSettings:
     """Settings every evaluator factory receives; each uses the fields that concern it.
 
     Attributes:
-        data: Dataset name (``fashion-mnist``, ``cifar10``, ``synthetic``).
+        data: Dataset name (``fashion-mnist``, ``cifar10``, ``synthetic``), the path of an image
+            folder or ``.npz`` file, or a loaded :class:`ghostnas.data.Dataset`.
         data_dir: Folder with the dataset files; None means the dataset's default location.
         epochs: Training budget of the short-training proxy in epochs (None: its default).
         seed: Seed for data subsets, initialisation and batch order.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
     """
 
-    data: str = "fashion-mnist"
+    data: str | Dataset = "fashion-mnist"
     data_dir: str | None = None
     epochs: float | None = None
     seed: int = 0

@@ -1,9 +1,9 @@
 """The short-training proxy: train a candidate briefly, score it on held-out training images.
 
-The candidate is built with the same block sequence as at 224x224 but a stride-1 stem
-(``create_model(cfg, num_classes, in_chans, stem_stride=1)``), so that 28x28 and 32x32 images
-still have 4x4 and 2x2 spatial maps, not 1x1, before the last stage. Nothing else changes: the
-cost model's MACs at 224 remain the budget figure.
+The candidate is built with the same block sequence as at 224x224 but for the data's shape
+(:func:`ghostnas.data.input_shape`: its channels and classes, and a stride-1 stem below 64
+pixels), so that 28x28 and 32x32 images still have 4x4 and 2x2 spatial maps, not 1x1, before the
+last stage. Nothing else changes: the budget is counted as ``--cost-at`` says (224x224 by default).
 
 Two scores come from one run: ``train`` (validation accuracy after the run, in [0, 1]) and
 ``trainloss`` (minus the mean training loss over all steps, the "sum of training losses" proxy,
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ghostnas.config import BuildSpec, GhostNetConfig
-from ghostnas.data import Dataset, load_dataset, train_val_split
+from ghostnas.config import GhostNetConfig
+from ghostnas.data import DataArg, Dataset, data_label, holdout, input_shape, load_dataset
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
 from ghostnas.train import FitResult, Recipe, TrainingFailed, fit
 
@@ -54,18 +54,12 @@ def default_recipe(data: str, device: str = "cpu") -> Recipe:
 def proxy_data(
     dataset: Dataset, recipe: Recipe
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """The (train, val) tensors a recipe trains and validates on, carved out of the training set.
+    """The (train, val) tensors a recipe trains and validates on (:func:`ghostnas.data.holdout`).
 
     The split and the subset depend on ``recipe.split_seed`` only, so every candidate and every
-    seed uses the same images. The official test set is never touched.
+    seed uses the same images. The test set is never touched.
     """
-    n = len(dataset.train_x)
-    split = train_val_split(n, min(recipe.val_images, n // 2), recipe.split_seed)
-    keep = split.train if recipe.train_images <= 0 else split.train[: recipe.train_images]
-    return (dataset.train_x[keep], dataset.train_y[keep]), (
-        dataset.train_x[split.val],
-        dataset.train_y[split.val],
-    )
+    return holdout(dataset, recipe.val_images, recipe.train_images, recipe.split_seed)
 
 
 @contextlib.contextmanager
@@ -97,7 +91,7 @@ class TrainEvaluator:
 
     def __init__(
         self,
-        data: str | Dataset = "fashion-mnist",
+        data: DataArg = "fashion-mnist",
         data_dir: str | None = None,
         recipe: Recipe | None = None,
         device: str = "cpu",
@@ -132,7 +126,7 @@ class TrainEvaluator:
         spec = ds.spec
 
         def build() -> torch.nn.Module:
-            return create_model(cfg, spec=BuildSpec.small_images(spec.size, spec.in_chans, spec.num_classes))
+            return create_model(cfg, spec=input_shape(spec))
 
         with _threads(self.threads):
             return fit(build, train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std)
@@ -165,7 +159,7 @@ class TrainEvaluator:
 
 
 def _settings_recipe(settings: EvalSettings) -> Recipe:
-    recipe = default_recipe(settings.data, settings.device)
+    recipe = default_recipe(data_label(settings.data), settings.device)
     return recipe if settings.epochs is None else replace(recipe, epochs=float(settings.epochs))
 
 

@@ -1,7 +1,7 @@
 """Zero-cost proxies: score an untrained candidate from one batch, plus the cost baselines.
 
-Each proxy builds the candidate the way the training proxy does (stride-1 stem for 28x28/32x32
-inputs, see :mod:`ghostnas.evaluators.proxy`) with a seeded initialisation, and returns a score
+Each proxy builds the candidate the way the training proxy does (the data's shape and stem
+stride, :func:`ghostnas.data.input_shape`) with a seeded initialisation, and returns a score
 where higher is supposed to mean "will train to higher accuracy". Whether it does is measured by
 ``benchmarks/fidelity.py``; ``params`` and ``macs`` are the baselines a proxy must beat.
 
@@ -22,8 +22,8 @@ where higher is supposed to mean "will train to higher accuracy". Whether it doe
   layer's input (the paper's definition; the reference code reads BN running variances, which
   after one step of momentum are a damped version of the same quantity). Inputs are N(0, 1)
   noise, so no data is needed.
-- ``params`` and ``macs``: the closed-form counts (MACs at the dataset's input size with the
-  stride-1 stem), higher scoring higher, as the search would use them.
+- ``params`` and ``macs``: the closed-form counts (MACs at the dataset's input shape), higher
+  scoring higher, as the search would use them.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ghostnas.config import BuildSpec, GhostNetConfig
+from ghostnas.config import GhostNetConfig
 from ghostnas.cost import count_cost
-from ghostnas.data import DatasetSpec, dataset_spec
+from ghostnas.data import DATASETS, DataArg, DatasetSpec, input_shape, load_dataset, spec_of
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
 
 if TYPE_CHECKING:
@@ -207,8 +207,11 @@ class _ZeroCost(abc.ABC):
 
     name = "zero_cost"
 
-    def __init__(self, data: str = "fashion-mnist", device: str = "cpu", seed: int = 0) -> None:
-        self.spec: DatasetSpec = dataset_spec(data)
+    def __init__(self, data: DataArg = "fashion-mnist", device: str = "cpu", seed: int = 0) -> None:
+        if isinstance(data, str) and data not in DATASETS:  # the user's folder or .npz: read it now
+            data = load_dataset(data)
+        self.data = data
+        self.spec: DatasetSpec = spec_of(data)
         self.device = device
         self.seed = seed
 
@@ -220,9 +223,7 @@ class _ZeroCost(abc.ABC):
         from ghostnas.registry import create_model
 
         with _seeded(self.seed):
-            return create_model(
-                cfg, spec=BuildSpec.small_images(self.spec.size, self.spec.in_chans, self.spec.num_classes)
-            )
+            return create_model(cfg, spec=input_shape(self.spec))
 
     @abc.abstractmethod
     def score(self, cfg: GhostNetConfig) -> float:
@@ -255,7 +256,7 @@ class ZenEvaluator(_ZeroCost):
     name = "zen"
 
     def __init__(
-        self, data: str = "fashion-mnist", device: str = "cpu", seed: int = 0, batch_size: int = 32
+        self, data: DataArg = "fashion-mnist", device: str = "cpu", seed: int = 0, batch_size: int = 32
     ) -> None:
         super().__init__(data, device, seed)
         self.batch_size = batch_size
@@ -278,7 +279,7 @@ class NaswotEvaluator(_ZeroCost):
 
     def __init__(
         self,
-        data: str = "fashion-mnist",
+        data: DataArg = "fashion-mnist",
         data_dir: str | None = None,
         device: str = "cpu",
         seed: int = 0,
@@ -291,14 +292,13 @@ class NaswotEvaluator(_ZeroCost):
 
     def batch(self) -> torch.Tensor:
         if self._batch is None:
-            from ghostnas.data import load_dataset, train_val_split
+            from ghostnas.data import holdout
             from ghostnas.train import Recipe, normalise
 
-            ds = load_dataset(self.spec.name, self.data_dir)
-            split = train_val_split(len(ds.train_x), min(Recipe().val_images, len(ds.train_x) // 2), 0)
-            pick = torch.randperm(len(split.train), generator=torch.Generator().manual_seed(self.seed))
-            idx = split.train[pick[: self.batch_size]]
-            self._batch = normalise(ds.train_x[idx], ds.mean, ds.std).to(self.device)
+            ds = load_dataset(self.data, self.data_dir)
+            (train_x, _), _ = holdout(ds, Recipe().val_images)
+            pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(self.seed))
+            self._batch = normalise(train_x[pick[: self.batch_size]], ds.mean, ds.std).to(self.device)
         return self._batch
 
     def score(self, cfg: GhostNetConfig) -> float:
@@ -308,16 +308,16 @@ class NaswotEvaluator(_ZeroCost):
 class CostEvaluator(_ZeroCost):
     """``params`` or ``macs`` from the closed-form cost model: the baselines."""
 
-    def __init__(self, what: str, data: str = "fashion-mnist", device: str = "cpu", seed: int = 0) -> None:
+    def __init__(
+        self, what: str, data: DataArg = "fashion-mnist", device: str = "cpu", seed: int = 0
+    ) -> None:
         if what not in ("params", "macs"):
             raise ValueError(f"what must be 'params' or 'macs', not {what!r}")
         super().__init__(data, device, seed)
         self.name = what
 
     def score(self, cfg: GhostNetConfig) -> float:
-        cost = count_cost(
-            cfg, spec=BuildSpec.small_images(self.spec.size, self.spec.in_chans, self.spec.num_classes)
-        )
+        cost = count_cost(cfg, spec=input_shape(self.spec))
         return float(cost.params if self.name == "params" else cost.macs)
 
 

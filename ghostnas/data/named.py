@@ -1,9 +1,4 @@
-"""Datasets as in-memory tensors: Fashion-MNIST, CIFAR-10 and a synthetic set for tests.
-
-No torchvision and no DataLoader: a whole dataset is a few tens of megabytes, so it is read once
-into ``uint8`` tensors and the trainer indexes batches straight out of them (on the GPU when it
-trains there). Loaded datasets are cached per process, so a search reads the files once, not
-once per candidate.
+"""The named datasets: Fashion-MNIST, CIFAR-10 and a synthetic set for tests.
 
 Where the files come from:
 
@@ -16,38 +11,32 @@ Where the files come from:
   that can build nothing but plain containers and numpy arrays (see :class:`_ArrayUnpickler`).
 - ``synthetic``: class-dependent random patterns, seeded, for tests only. Results on it say so.
 
-Search decisions use a fixed, seeded validation split carved out of the training set
-(:func:`train_val_split`); the official test set is kept for final reports only.
+Each is read whole into ``uint8`` tensors (a few tens of megabytes); the official test set is
+kept for final reports only.
 """
 
 from __future__ import annotations
 
-import functools
 import gzip
 import io
 import logging
 import os
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ghostnas.errors import GhostnasError
+from ghostnas.data.core import Dataset, DatasetError, DatasetSpec
 
 __all__ = [
     "DATASETS",
     "DEBIAN_FASHION_MNIST",
-    "Dataset",
-    "DatasetError",
-    "DatasetSpec",
-    "Split",
     "dataset_spec",
-    "load_dataset",
+    "load_cifar10",
+    "load_fashion_mnist",
     "read_idx",
     "synthetic_dataset",
-    "train_val_split",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,29 +55,6 @@ _HOW_TO_GET_FMNIST = (
 _MAX_IDX_BYTES = 1 << 31  # far above any dataset we read; stops a hostile header early
 
 
-class DatasetError(GhostnasError):
-    """A dataset is missing, truncated or malformed; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a dataset looks like, known without reading it (the cost model needs this).
-
-    Attributes:
-        name: ``fashion-mnist``, ``cifar10`` or ``synthetic``.
-        in_chans: Image channels.
-        size: Square image side in pixels.
-        num_classes: Number of labels.
-        synthetic: True for the test-only synthetic data; every result from it is labelled.
-    """
-
-    name: str
-    in_chans: int
-    size: int
-    num_classes: int
-    synthetic: bool = False
-
-
 DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec("fashion-mnist", 1, 28, 10),
     "cifar10": DatasetSpec("cifar10", 3, 32, 10),
@@ -101,52 +67,6 @@ def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
     return DATASETS[name]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A labelled image dataset held in memory.
-
-    Images are ``uint8`` tensors shaped (N, C, H, W); labels are ``int64`` (N,). ``mean`` and
-    ``std`` are per-channel statistics of the training images on the 0..255 scale, used to
-    normalise batches on the device.
-
-    Attributes:
-        spec: Name and shape.
-        train_x: Training images.
-        train_y: Training labels.
-        test_x: Official test images (final reports only, never search decisions).
-        test_y: Official test labels.
-        source: Where it was read from (a folder, or ``synthetic``).
-    """
-
-    spec: DatasetSpec
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    source: str
-
-    @functools.cached_property
-    def mean(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.train_x.double().mean((0, 2, 3)))
-
-    @functools.cached_property
-    def std(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.train_x.double().std((0, 2, 3)))
-
-    @property
-    def label(self) -> str:
-        """Name for tables and logs; synthetic data is marked as such."""
-        return "synthetic (test data, not a benchmark)" if self.spec.synthetic else self.spec.name
-
-
-@dataclass(frozen=True)
-class Split:
-    """Disjoint index sets into ``Dataset.train_x``: ``train`` to fit, ``val`` to score."""
-
-    train: torch.Tensor
-    val: torch.Tensor
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +136,7 @@ def _candidate_dirs(data_dir: str | os.PathLike[str] | None, sub: str, default: 
     return out
 
 
-def _load_fashion_mnist(data_dir: str | None) -> Dataset:
+def load_fashion_mnist(data_dir: str | None) -> Dataset:
     dirs = _candidate_dirs(data_dir, "fashion-mnist", DEBIAN_FASHION_MNIST)
     for folder in dirs:
         files = {key: _find_file(folder, stem) for key, stem in _FMNIST_FILES.items()}
@@ -305,7 +225,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
-def _load_cifar10(data_dir: str | None) -> Dataset:
+def load_cifar10(data_dir: str | None) -> Dataset:
     dirs = _candidate_dirs(data_dir, "cifar-10-batches-py", None)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for folder in dirs:
@@ -355,53 +275,3 @@ def synthetic_dataset(
     test_x, test_y = make(n_test)
     spec = DatasetSpec("synthetic", in_chans, size, classes, synthetic=True)
     return Dataset(spec, train_x, train_y, test_x, test_y, source="synthetic")
-
-
-# --------------------------------------------------------------------------------------------
-# loading, caching and the validation split
-
-
-@functools.lru_cache(maxsize=4)
-def _load_cached(name: str, data_dir: str | None, env: str | None) -> Dataset:
-    del env  # part of the cache key only: a changed GHOSTNAS_DATA must not hit a stale entry
-    if name == "fashion-mnist":
-        ds = _load_fashion_mnist(data_dir)
-    elif name == "cifar10":
-        ds = _load_cifar10(data_dir)
-    else:
-        ds = synthetic_dataset()
-    log.info(
-        "loaded %s from %s: %d train, %d test images", ds.label, ds.source, len(ds.train_x), len(ds.test_x)
-    )
-    return ds
-
-
-def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike[str] | None = None) -> Dataset:
-    """Load a dataset by name, reading its files once per process.
-
-    Args:
-        name: ``fashion-mnist``, ``cifar10`` or ``synthetic``.
-        data_dir: Folder with the files; None looks in ``$GHOSTNAS_DATA`` and then the default
-            location (Debian's package folder for Fashion-MNIST).
-
-    Raises:
-        DatasetError: unknown name, files missing or malformed (one line saying how to fix it).
-    """
-    dataset_spec(name)
-    folder = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
-    return _load_cached(name, folder, os.environ.get("GHOSTNAS_DATA"))
-
-
-def train_val_split(n: int, val_size: int, seed: int = 0) -> Split:
-    """A fixed split of ``n`` training images into a training part and ``val_size`` for validation.
-
-    The same ``(n, val_size, seed)`` always gives the same split, on every machine: it is a
-    seeded permutation from torch's CPU generator. The training part keeps the permuted order, so
-    its first ``k`` indices are a random subset of size ``k``.
-    """
-    if not 0 < val_size < n:
-        raise DatasetError(
-            f"validation size {val_size} must be between 1 and {n - 1} (the training set has {n})"
-        )
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return Split(train=perm[val_size:], val=perm[:val_size])
