@@ -61,6 +61,9 @@ class ParetoPlotData:
         budget: The budget line on the x axis, when it limits ``cost_key``.
         references: ``name -> cost`` of the GhostNet table networks (paper convention); empty
             for latency (the figure does not time networks).
+        noise_sd: The measured seed-to-seed SD of one score (:mod:`ghostnas.noise`), or None:
+            drawn as error bars of one SD on the front and a band of scores within noise of the
+            reference.
     """
 
     cost_key: str
@@ -71,6 +74,7 @@ class ParetoPlotData:
     failed: int
     budget: float | None
     references: dict[str, float] = field(default_factory=dict)
+    noise_sd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,9 @@ def _scored_in_budget(
     return [r for r in scored_in_budget(records, budget) if r.get(cost_key) is not None]
 
 
-def pareto_plot_data(records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str) -> ParetoPlotData:
+def pareto_plot_data(
+    records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str, noise_sd: float | None = None
+) -> ParetoPlotData:
     """Extract the figure's data from trial records (see :func:`ghostnas.results.trial_records`)."""
     scored = [r for r in records if r["outcome"] == "ok" and r.get(cost_key) is not None]
     front = pareto_front(_scored_in_budget(records, budget, cost_key), cost_key)
@@ -132,6 +138,7 @@ def pareto_plot_data(records: Sequence[Mapping[str, Any]], budget: Budget, cost_
         failed=sum(r["outcome"] == "failed" for r in records),
         budget=budget.limit if budget.metric == cost_key else None,
         references=reference_costs(cost_key),
+        noise_sd=noise_sd,
     )
 
 
@@ -214,6 +221,8 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
                 fontsize=7,
                 color="C0",
             )
+    if data.noise_sd:
+        _draw_noise(ax, data, scale)
     if data.reference_trial is not None:
         x, y, n = data.reference_trial
         ax.scatter(
@@ -265,6 +274,35 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
     _save(fig, path)
 
 
+def _draw_noise(ax: Any, data: ParetoPlotData, scale: float) -> None:
+    """One-SD error bars on the front; a band of scores within noise of the reference."""
+    from ghostnas.noise import DISTINGUISH_K
+
+    sd = float(data.noise_sd or 0.0)
+    if data.front:
+        ax.errorbar(
+            [p[0] / scale for p in data.front],
+            [p[1] for p in data.front],
+            yerr=sd,
+            fmt="none",
+            ecolor="C0",
+            elinewidth=1,
+            capsize=2,
+            zorder=3,
+        )
+    if data.reference_trial is not None:
+        half = DISTINGUISH_K * sd * 2**0.5
+        y = data.reference_trial[1]
+        ax.axhspan(
+            y - half,
+            y + half,
+            color="C3",
+            alpha=0.1,
+            zorder=1,
+            label=f"within noise of the reference (+-{half:.3f}; seed SD {sd:.3f})",
+        )
+
+
 def render_hypervolume(history: HypervolumeHistory, path: str | Path, title: str = "") -> None:
     """Draw the hypervolume history as a step line over trial numbers."""
     fig = _figure()
@@ -299,15 +337,16 @@ def write_plots(
     budget: Budget,
     cost_key: str,
     title: str = "",
+    noise_sd: float | None = None,
 ) -> list[str]:
     """Write ``pareto.png``, ``hypervolume.png`` and, when the trials carry a predicted latency,
-    ``latency.png`` into ``out_dir``.
+    ``latency.png`` into ``out_dir``. ``noise_sd`` is the measured seed-to-seed SD, if any.
 
     Returns:
         The file names written.
     """
     out_dir = Path(out_dir)
-    render_pareto(pareto_plot_data(records, budget, cost_key), out_dir / "pareto.png", title=title)
+    render_pareto(pareto_plot_data(records, budget, cost_key, noise_sd), out_dir / "pareto.png", title=title)
     render_hypervolume(
         hypervolume_history(records, budget, cost_key), out_dir / "hypervolume.png", title=title
     )
@@ -334,5 +373,6 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     run = open_run(run_dir)
     s = run.settings
     title = f"{s.get('space', '?')} under {run.budget.describe()}, evaluator {s.get('evaluator', '?')}"
-    names = write_plots(run.path, run.records, run.budget, run.cost_key, title=title)
+    noise_sd = (run.info.get("noise") or {}).get("sd")
+    names = write_plots(run.path, run.records, run.budget, run.cost_key, title=title, noise_sd=noise_sd)
     return [run.path / n for n in names]

@@ -32,6 +32,8 @@ from ghostnas._machine import cpu_model
 from ghostnas.budget import Budget, Objective
 from ghostnas.config import config_to_dict, save_config
 from ghostnas.errors import GhostnasError
+from ghostnas.noise import summary_lines as noise_summary_lines
+from ghostnas.promotion import rung_attr, rung_scores
 from ghostnas.space import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
@@ -102,6 +104,7 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
                 "config": ua.get("cfg", ""),
                 "full_config": ua.get("config"),
                 "trial_params": dict(t.params),
+                "rung_scores": rung_scores(ua),
             }
         )
     return rows
@@ -329,9 +332,10 @@ def write_run_json(out_dir: Path, run_info: Mapping[str, Any]) -> None:
 
 def csv_columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """The columns of ``trials.csv`` (:data:`CSV_COLUMNS`; ``latency_ms`` is empty without a
-    latency predictor)."""
-    del records
-    return list(CSV_COLUMNS)
+    latency predictor), then ``score_r0``, ``score_r1``... when candidates were promoted
+    through rungs (:mod:`ghostnas.promotion`)."""
+    n_rungs = max((len(r.get("rung_scores") or ()) for r in records), default=0)
+    return list(CSV_COLUMNS) + [rung_attr(i) for i in range(n_rungs)]
 
 
 def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
@@ -343,6 +347,8 @@ def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
         row = dict(r)
         row["trial_params"] = json.dumps(r["trial_params"], sort_keys=True)
         row["reference"] = int(r["reference"])
+        for i, v in enumerate(r.get("rung_scores") or ()):
+            row[rung_attr(i)] = v
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return buf.getvalue()
 
@@ -425,7 +431,8 @@ def write_outputs(
         (out_dir / "best.json").unlink()
 
     title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
-    files += plots.write_plots(out_dir, records, budget, cost_key, title=title)
+    floor = run_info.get("noise") or {}
+    files += plots.write_plots(out_dir, records, budget, cost_key, title=title, noise_sd=floor.get("sd"))
     hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
     atomic_write_text(
         out_dir / "summary.md", _summary(records, front, best, budget, space, cost_key, hv, run_info)
@@ -499,6 +506,7 @@ def _summary(
         r = ref[0]
         acc = f"accuracy {r['accuracy']:.4f}" if r["accuracy"] is not None else r["outcome"]
         lines += [f"Reference (width-scaled GhostNet, trial {r['number']}): {acc}, {_m(r['macs'])} MACs.", ""]
+    lines += noise_summary_lines(run_info.get("noise"), front, ref[0] if ref else None, best)
     lines += [
         f"## Pareto front ({len(front)} configs; accuracy against {cost_key})",
         "",

@@ -11,7 +11,14 @@ import importlib
 from dataclasses import dataclass
 
 from ghostnas.errors import GhostnasError
-from ghostnas.evaluators.base import EvalResult, EvaluationFailed, Evaluator, ReportFn
+from ghostnas.evaluators.base import (
+    EvalResult,
+    EvaluationFailed,
+    Evaluator,
+    MultiFidelityEvaluator,
+    PromoteFn,
+    ReportFn,
+)
 from ghostnas.evaluators.fake import FakeEvaluator
 
 __all__ = [
@@ -21,6 +28,8 @@ __all__ = [
     "EvaluationFailed",
     "Evaluator",
     "FakeEvaluator",
+    "MultiFidelityEvaluator",
+    "PromoteFn",
     "ReportFn",
     "list_evaluators",
     "make_evaluator",
