@@ -51,6 +51,7 @@ __all__ = [
     "rung_scores",
     "rung_units",
     "should_promote",
+    "summary_lines",
 ]
 
 DEFAULT_FACTOR = 3.0
@@ -163,3 +164,20 @@ def run_record(trials: Sequence[Any], rungs: int, factor: float = DEFAULT_FACTOR
         "scored_reaching_rung": reached,
         "training_images": images,
     }
+
+
+def summary_lines(record: Mapping[str, Any] | None) -> list[str]:
+    """The ``summary.md`` section on promotion (nothing when the search did not promote)."""
+    if not record or record.get("rungs", 1) <= 1:
+        return []
+    units = ", ".join(f"{u:g}x" for u in record["rung_epochs_in_rung0_units"])
+    return [
+        "## Promotion",
+        "",
+        f"{record['rungs']} rungs ({units} the proxy's epochs); scored candidates reaching each rung: "
+        f"{', '.join(str(n) for n in record['scored_reaching_rung'])}; {record['training_images']:,} "
+        "training images in all (rungs and noise probes). A trial's accuracy is its highest rung's "
+        "score (`score_r0`, `score_r1`... in `trials.csv`): points that stopped at different rungs had "
+        "different training, so compare scores within a rung. The noise floor is measured at rung 0.",
+        "",
+    ]

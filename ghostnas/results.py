@@ -34,6 +34,7 @@ from ghostnas.config import config_to_dict, save_config
 from ghostnas.errors import GhostnasError
 from ghostnas.noise import summary_lines as noise_summary_lines
 from ghostnas.promotion import rung_attr, rung_scores
+from ghostnas.promotion import summary_lines as promotion_summary_lines
 from ghostnas.space import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
@@ -507,6 +508,7 @@ def _summary(
         acc = f"accuracy {r['accuracy']:.4f}" if r["accuracy"] is not None else r["outcome"]
         lines += [f"Reference (width-scaled GhostNet, trial {r['number']}): {acc}, {_m(r['macs'])} MACs.", ""]
     lines += noise_summary_lines(run_info.get("noise"), front, ref[0] if ref else None, best)
+    lines += promotion_summary_lines(run_info.get("promotion"))
     lines += [
         f"## Pareto front ({len(front)} configs; accuracy against {cost_key})",
         "",
