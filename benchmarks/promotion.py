@@ -221,6 +221,13 @@ def main() -> int:
     ap.add_argument("--noise-seeds", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lock", default=None, help="flock file taken around each unit of work")
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        help="no runs: merge the per-seed rows of these results.json files (seeds run as separate "
+        "processes with the same scale) into --out",
+    )
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = Path(args.out)
@@ -230,7 +237,12 @@ def main() -> int:
     t0 = time.perf_counter()
     cache: dict[str, float] = {}
     rows = []
-    for seed in args.seeds:
+    if args.combine:
+        for path in args.combine:
+            rows += json.loads(Path(path).read_text())["rows"]
+        rows.sort(key=lambda r: r["seed"])
+        args.seeds = [r["seed"] for r in rows]
+    for seed in [] if args.combine else args.seeds:
         rows.append(run_pair(args, seed, cache))
         (out / "results.json").write_text(json.dumps({"partial": True, "rows": rows}, indent=2) + "\n")
     summary: dict[str, Any] = {}
@@ -268,6 +280,7 @@ def main() -> int:
         "rows": rows,
         "summary": summary,
         "seconds": round(time.perf_counter() - t0, 1),
+        "combined_from": args.combine,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "run.json").write_text(json.dumps({**info, "seconds": results["seconds"]}, indent=2) + "\n")
