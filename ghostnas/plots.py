@@ -67,6 +67,9 @@ class ParetoPlotData:
         score_label: What the y axis is (the evaluator's score, e.g. ``proxy accuracy``).
         xlabel: The x-axis label, naming the shape costs were counted at (None: the default
             label of ``cost_key``, the papers' 224x224 / 1000 classes).
+        noise_sd: The measured seed-to-seed SD of one score (:mod:`ghostnas.noise`), or None:
+            drawn as error bars of one SD on the front and a band of scores within noise of the
+            reference.
     """
 
     cost_key: str
@@ -79,6 +82,7 @@ class ParetoPlotData:
     references: dict[str, float] = field(default_factory=dict)
     score_label: str = "proxy accuracy"
     xlabel: str | None = None
+    noise_sd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,12 +137,14 @@ def pareto_plot_data(
     cost_key: str,
     score_label: str = "proxy accuracy",
     shape: BuildSpec = PAPER_SHAPE,
+    noise_sd: float | None = None,
 ) -> ParetoPlotData:
     """Extract the figure's data from trial records (see :func:`ghostnas.results.trial_records`).
 
     ``cost_key`` is the x axis (a search passes :func:`ghostnas.budget.front_metric`, the
     budget's metric unless a second objective says otherwise); the budget line is drawn when
-    the budget limits that axis. ``shape`` is where the run counted MACs and params (``--cost-at``).
+    the budget limits that axis. ``shape`` is where the run counted MACs and params (``--cost-at``);
+    ``noise_sd`` the measured seed-to-seed SD of one score, drawn when given.
     """
     scored = [r for r in records if r["outcome"] == "ok" and r.get(cost_key) is not None]
     front = pareto_front(_scored_in_budget(records, budget, cost_key), cost_key)
@@ -160,6 +166,7 @@ def pareto_plot_data(
         references=reference_costs(cost_key, shape),
         score_label=score_label,
         xlabel=cost_axis_label(cost_key, shape),
+        noise_sd=noise_sd,
     )
 
 
@@ -243,6 +250,8 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
                 fontsize=7,
                 color="C0",
             )
+    if data.noise_sd:
+        _draw_noise(ax, data, scale)
     if data.reference_trial is not None:
         x, y, n = data.reference_trial
         ax.scatter(
@@ -294,6 +303,35 @@ def render_pareto(data: ParetoPlotData, path: str | Path, title: str = "") -> No
     _save(fig, path)
 
 
+def _draw_noise(ax: Any, data: ParetoPlotData, scale: float) -> None:
+    """One-SD error bars on the front; a band of scores within noise of the reference."""
+    from ghostnas.noise import DISTINGUISH_K
+
+    sd = float(data.noise_sd or 0.0)
+    if data.front:
+        ax.errorbar(
+            [p[0] / scale for p in data.front],
+            [p[1] for p in data.front],
+            yerr=sd,
+            fmt="none",
+            ecolor="C0",
+            elinewidth=1,
+            capsize=2,
+            zorder=3,
+        )
+    if data.reference_trial is not None:
+        half = DISTINGUISH_K * sd * 2**0.5
+        y = data.reference_trial[1]
+        ax.axhspan(
+            y - half,
+            y + half,
+            color="C3",
+            alpha=0.1,
+            zorder=1,
+            label=f"within noise of the reference (+-{half:.3f}; seed SD {sd:.3f})",
+        )
+
+
 def render_hypervolume(history: HypervolumeHistory, path: str | Path, title: str = "") -> None:
     """Draw the hypervolume history as a step line over trial numbers."""
     fig = _figure()
@@ -330,16 +368,19 @@ def write_plots(
     title: str = "",
     score_label: str = "proxy accuracy",
     shape: BuildSpec = PAPER_SHAPE,
+    noise_sd: float | None = None,
 ) -> list[str]:
     """Write ``pareto.png``, ``hypervolume.png`` and, when the trials carry a predicted latency,
-    ``latency.png`` into ``out_dir``.
+    ``latency.png`` into ``out_dir``. ``noise_sd`` is the measured seed-to-seed SD, if any.
 
     Returns:
         The file names written.
     """
     out_dir = Path(out_dir)
     render_pareto(
-        pareto_plot_data(records, budget, cost_key, score_label, shape), out_dir / "pareto.png", title=title
+        pareto_plot_data(records, budget, cost_key, score_label, shape, noise_sd),
+        out_dir / "pareto.png",
+        title=title,
     )
     render_hypervolume(
         hypervolume_history(records, budget, cost_key), out_dir / "hypervolume.png", title=title
@@ -381,5 +422,6 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         title=title,
         score_label=run_score_label(s),
         shape=shape,
+        noise_sd=(run.info.get("noise") or {}).get("sd"),
     )
     return [run.path / n for n in names]

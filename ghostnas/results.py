@@ -35,6 +35,9 @@ from ghostnas.config import BuildSpec, config_to_dict, save_config
 from ghostnas.cost import PAPER_SHAPE
 from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import score_label
+from ghostnas.noise import summary_lines as noise_summary_lines
+from ghostnas.promotion import rung_attr, rung_scores
+from ghostnas.promotion import summary_lines as promotion_summary_lines
 from ghostnas.space import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
@@ -106,6 +109,7 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
                 "config": ua.get("cfg", ""),
                 "full_config": ua.get("config"),
                 "trial_params": dict(t.params),
+                "rung_scores": rung_scores(ua),
             }
         )
     return rows
@@ -353,9 +357,10 @@ def write_run_json(out_dir: Path, run_info: Mapping[str, Any]) -> None:
 
 def csv_columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """The columns of ``trials.csv`` (:data:`CSV_COLUMNS`; ``latency_ms`` is empty without a
-    latency predictor)."""
-    del records
-    return list(CSV_COLUMNS)
+    latency predictor), then ``score_r0``, ``score_r1``... when candidates were promoted
+    through rungs (:mod:`ghostnas.promotion`)."""
+    n_rungs = max((len(r.get("rung_scores") or ()) for r in records), default=0)
+    return list(CSV_COLUMNS) + [rung_attr(i) for i in range(n_rungs)]
 
 
 def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
@@ -367,6 +372,8 @@ def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
         row = dict(r)
         row["trial_params"] = json.dumps(r["trial_params"], sort_keys=True)
         row["reference"] = int(r["reference"])
+        for i, v in enumerate(r.get("rung_scores") or ()):
+            row[rung_attr(i)] = v
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return buf.getvalue()
 
@@ -453,6 +460,7 @@ def write_outputs(
 
     title = f"{space.name} under {budget.describe()}, evaluator {run_info['settings']['evaluator']}"
     shape = run_info["settings"].get("cost_shape")
+    floor = run_info.get("noise") or {}
     files += plots.write_plots(
         out_dir,
         records,
@@ -461,6 +469,7 @@ def write_outputs(
         title=title,
         score_label=label,
         shape=BuildSpec(**shape) if shape else PAPER_SHAPE,
+        noise_sd=floor.get("sd"),
     )
     hv = hypervolume_2d(front, cost_key, budget.limit) if cost_key == budget.metric else None
     atomic_write_text(
@@ -608,6 +617,8 @@ def _summary(
             f"Reference (width-scaled GhostNet, trial {r['number']}): {score}, {_m(r['macs'])} MACs.",
             "",
         ]
+    lines += noise_summary_lines(run_info.get("noise"), front, ref[0] if ref else None, best)
+    lines += promotion_summary_lines(run_info.get("promotion"))
     latency_col = cost_key == "latency_ms"
     lines += [
         f"## Pareto front ({len(front)} configs; {label} against {_AXIS_NAMES.get(cost_key, cost_key)})",

@@ -58,6 +58,14 @@ def _opt(cast: Any, text: str) -> Any:
     return None if text == "" else cast(text)
 
 
+def _rung_scores(row: Mapping[str, str]) -> list[float]:
+    """``score_r0``, ``score_r1``... as far as the row has them (promotion searches only)."""
+    out = []
+    while row.get(f"score_r{len(out)}"):
+        out.append(float(row[f"score_r{len(out)}"]))
+    return out
+
+
 def _parse_row(row: Mapping[str, str], where: str) -> dict[str, Any]:
     try:
         return {
@@ -74,6 +82,7 @@ def _parse_row(row: Mapping[str, str], where: str) -> dict[str, Any]:
             "config": row["config"],
             "full_config": None,
             "trial_params": json.loads(row["trial_params"]) if row["trial_params"] else {},
+            "rung_scores": _rung_scores(row),
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise RunFolderError(f"{where}: malformed row ({type(exc).__name__}: {exc}); {_HINT}") from None

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ghostnas import run_history, workers
+from ghostnas import noise, promotion, run_history, workers
 from ghostnas._fs import as_write_failed, check_output_dir, is_write_fault, repair_journal_tail, writing
 from ghostnas.budget import (
     BUDGET_INPUT_SIZE,
@@ -66,13 +66,18 @@ from ghostnas.data import (
 from ghostnas.errors import GhostnasError, WriteFailedError
 from ghostnas.evaluators import (
     DEFAULT_EVALUATOR,
+    EvalResult,
     EvalSettings,
     EvaluationFailed,
     Evaluator,
+    MultiFidelityEvaluator,
+    ReportFn,
     list_evaluators,
     make_evaluator,
     score_label,
 )
+from ghostnas.noise import DEFAULT_NOISE_SEEDS
+from ghostnas.promotion import MAX_RUNGS
 from ghostnas.space import SearchSpace, load_space, space_digest
 
 if TYPE_CHECKING:
@@ -111,7 +116,17 @@ RUNS_DIR = Path("ghostnas-runs")
 
 # Settings that change what a trial's score means; a study created with other values is not
 # resumed (the user gets an error naming the difference).
-_FINGERPRINT_KEYS = ("space", "budget", "objectives", "evaluator", "epochs", "data", "cost_at", "data_digest")
+_FINGERPRINT_KEYS = (
+    "space",
+    "budget",
+    "objectives",
+    "evaluator",
+    "epochs",
+    "data",
+    "cost_at",
+    "data_digest",
+    "rungs",
+)
 COST_AT = ("paper", "data")
 
 
@@ -165,6 +180,11 @@ class SearchSettings:
             the budget by that much.
         latency_backend: ``torch`` (eager) or ``onnxruntime``: what the latency table and the
             calibration time (part of the table's device key).
+        noise_seeds: Scores of the reference network, its own included, that measure the
+            proxy's seed-to-seed noise (:mod:`ghostnas.noise`); 0 or 1 measures none. Needs
+            ``reference``.
+        rungs: Promotion rungs (:mod:`ghostnas.promotion`); 1 trains every candidate once, as
+            before. Multi-objective searches with a training evaluator only.
     """
 
     budget: Budget
@@ -188,6 +208,8 @@ class SearchSettings:
     latency_table: str | None = None
     latency_calibration: bool = True
     latency_backend: str = "torch"
+    noise_seeds: int = DEFAULT_NOISE_SEEDS
+    rungs: int = 1
     command: Sequence[str] | None = None
 
 
@@ -485,7 +507,18 @@ def _validate(settings: SearchSettings) -> _Plan:
             )
     if settings.objectives is None:
         settings = replace(settings, objectives=default_objectives(budget))
+    for name, value, lo, hi in (
+        ("noise_seeds", settings.noise_seeds, 0, 20),
+        ("rungs", settings.rungs, 1, MAX_RUNGS),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise SearchError(f"{name} = {value!r}: must be an integer from {lo} to {hi}")
     objectives = parse_objectives(settings.objectives)
+    if settings.rungs > 1 and len(objectives) == 1:
+        raise SearchError(
+            "rungs > 1 (promotion) is for multi-objective searches; a single-objective search "
+            "prunes with Optuna's pruner instead: use --rungs 1 or --objectives accuracy,macs"
+        )
     if len(objectives) > 1 and objectives[1].name != budget.metric:
         logger.info("objective %s differs from the budget metric %s", objectives[1].name, budget.metric)
     if settings.evaluator not in list_evaluators():
@@ -535,6 +568,7 @@ def _validate(settings: SearchSettings) -> _Plan:
         "evaluator": settings.evaluator,
         "epochs": settings.epochs,
         "data": data_label(data),
+        "rungs": settings.rungs,
     }
     fingerprint["cost_at"] = "paper" if settings.cost_at == "paper" else f"data: {shape.describe()}"
     if getattr(data, "digest", None):
@@ -663,6 +697,7 @@ class _Clock:
     """Where this run's wall time went."""
 
     evaluation: float = 0.0
+    noise: float = 0.0
     cost_model: float = 0.0
     objective_calls: int = 0
 
@@ -713,8 +748,9 @@ def _make_objective(
                 raise optuna.TrialPruned(f"pruned at step {step}")
 
         t0 = time.perf_counter()
+        noise_s = [0.0]
         try:
-            result = evaluator.evaluate(cfg, report=report if single else None)
+            result = _score(trial, cfg, costs, evaluator, plan, report if single else None, noise_s)
             score = float(result.score)
         except optuna.TrialPruned:
             raise
@@ -731,7 +767,8 @@ def _make_objective(
         finally:
             elapsed = time.perf_counter() - t0
             clock.evaluation += elapsed
-            trial.set_user_attr("seconds", round(elapsed, 4))
+            clock.noise += noise_s[0]
+            trial.set_user_attr("seconds", round(elapsed - noise_s[0], 4))
         if not math.isfinite(score):
             _record_failure(trial, f"evaluator returned a non-finite score {score!r}")
         trial.set_user_attr("outcome", "ok")
@@ -744,6 +781,89 @@ def _make_objective(
         return values[0] if single else values
 
     return objective
+
+
+def _score(
+    trial: optuna.Trial,
+    cfg: GhostNetConfig,
+    costs: dict[str, float],
+    evaluator: Evaluator,
+    plan: _Plan,
+    report: ReportFn | None,
+    noise_s: list[float],
+) -> EvalResult:
+    """Score a candidate: once, or rung by rung with promotion; the reference also gets its noise
+    probes after its first score. ``noise_s[0]`` receives the seconds the probes took."""
+    settings = plan.settings
+
+    def probe(first: EvalResult) -> None:
+        if not trial.user_attrs.get("reference") or settings.noise_seeds < 2:
+            return
+        if noise.floor_from_trials(trial.study.get_trials(deepcopy=False)) is not None:
+            return  # measured already (by an earlier run or a worker that died after measuring)
+        t0 = time.perf_counter()
+        _noise_probes(trial, evaluator, cfg, first, settings)
+        noise_s[0] = time.perf_counter() - t0
+
+    if settings.rungs == 1:
+        result = evaluator.evaluate(cfg, report=report)
+        probe(result)
+        return result
+    cost_key = plan.objectives[1].name
+
+    def promote(rung: int, res: EvalResult) -> bool:
+        trial.set_user_attr(promotion.rung_attr(rung), float(res.score))
+        if rung == 0:
+            probe(res)
+        trials = trial.study.get_trials(deepcopy=False)
+        margin = promotion.promotion_margin(noise.floor_from_trials(trials))
+        others = promotion.others_at_rung(trials, rung, cost_key, trial.number)
+        go = promotion.should_promote(float(res.score), costs[cost_key], others, margin)
+        go = go and promotion.quota_allows(trials, rung, trial.number, promotion.DEFAULT_FACTOR)
+        if go:
+            trial.set_user_attr(promotion.promoted_attr(rung + 1), True)
+        return go
+
+    if not isinstance(evaluator, MultiFidelityEvaluator):
+        raise TypeError(f"evaluator {evaluator.name!r} cannot train further")  # checked by run_search
+    scored = evaluator.evaluate_rungs(cfg, settings.rungs, promotion.DEFAULT_FACTOR, promote)
+    top = len(scored) - 1
+    trial.set_user_attr(promotion.rung_attr(top), float(scored[-1].score))
+    trial.set_user_attr("rung", top)
+    return scored[-1]
+
+
+def _noise_probes(
+    trial: optuna.Trial,
+    evaluator: Evaluator,
+    cfg: GhostNetConfig,
+    first: EvalResult,
+    settings: SearchSettings,
+) -> None:
+    """Score the reference with the extra seeds and store the scores on its trial (once for the
+    study: a resumed run or another worker reads them back instead of measuring again)."""
+    own = int(getattr(evaluator, "seed", settings.seed))
+    seeds, scores, images = [own], [float(first.score)], 0
+    t0 = time.perf_counter()
+    for seed in noise.probe_seeds(own, settings.noise_seeds):
+        other = noise.reseed(evaluator, seed)
+        if other is None:
+            trial.set_user_attr("noise_skipped", f"evaluator {evaluator.name!r} has no seed to vary")
+            return
+        try:
+            res = other.evaluate(cfg)
+        except EvaluationFailed as exc:
+            trial.set_user_attr("noise_skipped", f"seed {seed} failed: {exc}"[:300])
+            return
+        seeds.append(seed)
+        scores.append(float(res.score))
+        images += int(res.metrics.get("images", 0))
+    trial.set_user_attr("noise_seeds", seeds)
+    trial.set_user_attr("noise_scores", scores)
+    trial.set_user_attr("noise_images", images)
+    trial.set_user_attr("noise_seconds", round(time.perf_counter() - t0, 4))
+    floor = noise.noise_floor(scores, seeds)
+    logger.info("noise floor: reference scores %s over seeds %s, SD %.4g", scores, seeds, floor.sd)
 
 
 def _record_failure(trial: optuna.Trial, reason: str) -> None:
@@ -825,6 +945,11 @@ def run_search(
                 seed=settings.seed,
                 device=settings.device,
             ),
+        )
+    if settings.rungs > 1 and not isinstance(evaluator, MultiFidelityEvaluator):
+        raise SearchError(
+            f"evaluator {settings.evaluator!r} cannot train a candidate further, so it cannot promote; "
+            "use --rungs 1 or a training evaluator (train, trainloss)"
         )
     # Open an existing study before creating anything, so that a bad URL or a study created with
     # other settings stops the run with nothing written.
@@ -971,6 +1096,7 @@ def run_search(
             "evaluation_seconds": round(clock.evaluation, 3),
             "cost_model_seconds": round(clock.cost_model, 4),
             "optuna_seconds": round(max(loop_seconds - clock.evaluation - clock.cost_model, 0.0), 3),
+            "noise_probe_seconds": round(clock.noise, 3),
             "optuna_share": round((loop_seconds - clock.evaluation - clock.cost_model) / loop_seconds, 4)
             if loop_seconds > 0
             else None,
@@ -1003,6 +1129,8 @@ def run_search(
                 "score_label": label,
                 "front_metric": cost_key,
                 **_data_fields(plan),
+                "noise_seeds": settings.noise_seeds,
+                "rungs": settings.rungs,
                 **(
                     {"latency_calibration": asdict(plan.latency_calibration)}
                     if plan.latency_calibration is not None
@@ -1016,6 +1144,8 @@ def run_search(
             interrupted=interrupted,
             history=history,
         )
+        run_info["noise"] = noise.run_record(trials, settings.noise_seeds, settings.reference)
+        run_info["promotion"] = promotion.run_record(trials, settings.rungs)
         outputs = results.write_outputs(
             plan.out_dir, trials, plan.space, plan.settings.budget, plan.objectives, run_info
         )

@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
-__all__ = ["bootstrap_interval", "kendall_tau", "quantile", "rankdata", "spearman_rho"]
+__all__ = ["bootstrap_interval", "kendall_tau", "mean_sd_se", "quantile", "rankdata", "spearman_rho"]
 
 
 def quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -20,6 +20,21 @@ def quantile(sorted_values: Sequence[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(sorted_values) - 1)
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def mean_sd_se(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, sample standard deviation (n - 1 denominator) and standard error of the mean.
+
+    The SD and SE are NaN for fewer than two values: one number says nothing about spread.
+    """
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_sd_se needs at least one value")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, sd, sd / math.sqrt(n)
 
 
 def rankdata(values: Sequence[float]) -> list[float]:

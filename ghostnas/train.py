@@ -42,6 +42,7 @@ __all__ = [
     "FitResult",
     "Recipe",
     "TrainingFailed",
+    "batch_plan",
     "evaluate_accuracy",
     "fit",
     "full_recipe",
@@ -356,11 +357,61 @@ class _Stepper:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch's CPU generator for model initialisation without disturbing the caller's."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+def _seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's global generators seeded from ``seed`` and restore the
+    caller's generator states afterwards (CPU always, plus ``device`` when it is a CUDA device).
+
+    Model initialisation and dropout draw from these global generators, not from an explicit
+    one, so the only way to make them reproducible without touching the caller's random state
+    is to fork them for the duration of the call.
+    """
+    cuda = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        _seed_all(seed, device)
         yield
+
+
+def _seed_all(seed: int, device: torch.device | None) -> None:
+    torch.manual_seed(seed)  # also seeds every CUDA device's generator (if CUDA is initialised)
+    if device is not None and device.type == "cuda":  # pragma: no cover - CUDA only
+        torch.cuda.manual_seed(seed)
+
+
+def _noise_seed(seed: int) -> int:
+    """The seed of the training-time noise (dropout) stream: derived from ``seed`` but not equal
+    to it, so that it does not replay the initialisation's draws."""
+    return (seed * 1_000_003 + 0x5EED) % (2**63)
+
+
+def batch_plan(
+    n: int, recipe: Recipe, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Every step's batch indices and augmentation draws for a run, on the CPU.
+
+    They depend on the number of training images, the recipe and the seed only, never on the
+    model: every candidate trained with one seed sees the same batches in the same order with
+    the same crops and flips (common random numbers), so differences between candidates are not
+    differences in data luck. Drawn from a private generator, so the global state is untouched.
+
+    Returns:
+        ``order`` (steps, batch) indices into the training images; ``shifts`` (steps, batch, 2)
+        crop offsets or None without cropping; ``flips`` (steps, batch) booleans or None.
+    """
+    batch = min(recipe.batch_size, n)
+    steps_per_epoch = n // batch
+    total = max(1, round(recipe.epochs * steps_per_epoch))
+    gen = torch.Generator().manual_seed(seed)
+    epochs_needed = -(-total // steps_per_epoch)
+    order = torch.cat(
+        [torch.randperm(n, generator=gen)[: steps_per_epoch * batch] for _ in range(epochs_needed)]
+    )
+    order = order[: total * batch].view(total, batch)
+    shifts = flips = None
+    if recipe.crop_padding:
+        shifts = torch.randint(0, 2 * recipe.crop_padding + 1, (total, batch, 2), generator=gen)
+    if recipe.flip:
+        flips = torch.rand(total, batch, generator=gen) < 0.5
+    return order, shifts, flips
 
 
 def _sync(device: torch.device) -> None:
@@ -471,8 +522,14 @@ def fit(
         val: Held-out images and labels to score on.
         recipe: How to train.
         device: Where to train; data is moved there once.
-        seed: Initialisation, batch order and augmentation. The same seed on the CPU gives the
-            same result bit for bit.
+        seed: Every random draw of the run: initialisation (when ``model`` is a factory),
+            batch order, augmentation and dropout. Training runs with torch's global generators
+            forked and seeded from it (the caller's states are restored afterwards), so on the
+            CPU the same model, data, recipe, seed and thread count give the same result bit for
+            bit whatever ran before. Batch order and augmentation depend only on the seed and
+            the data size, and the dropout stream restarts from a seed derived from ``seed``
+            after initialisation, so every candidate trained with one seed sees the same
+            batches (common random numbers).
         report: Called as ``report(epoch, val_acc)`` after each whole epoch (and at the end);
             it may raise (e.g. ``optuna.TrialPruned``) to stop training, and that propagates.
         mean: Per-channel mean (0..255 scale) for ``uint8`` inputs; default computed from train.
@@ -486,7 +543,6 @@ def fit(
     """
     t0 = time.perf_counter()
     dev = torch.device(device)
-    cuda = dev.type == "cuda"
     tx, ty = train
     vx, vy = val
     if len(tx) == 0 or len(vx) == 0:
@@ -502,28 +558,42 @@ def fit(
     batch = min(recipe.batch_size, len(xs))
     if batch != recipe.batch_size:
         recipe = replace(recipe, batch_size=batch)
+    order, shifts, flips = batch_plan(len(xs), recipe, seed)
+    order = order.to(dev)
+    shifts = None if shifts is None else shifts.to(dev)
+    flips = None if flips is None else flips.to(dev)
+    with _seeded(seed, dev):
+        return _fit_seeded(model, xs, ys, xv, yv, recipe, dev, seed, report, order, shifts, flips, t0)
+
+
+def _fit_seeded(
+    model: nn.Module | ModelFactory,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    xv: torch.Tensor,
+    yv: torch.Tensor,
+    recipe: Recipe,
+    dev: torch.device,
+    seed: int,
+    report: ReportFn | None,
+    order: torch.Tensor,
+    shifts: torch.Tensor | None,
+    flips: torch.Tensor | None,
+    t0: float,
+) -> FitResult:
+    """The body of :func:`fit`, run inside :func:`_seeded` (torch's global generators are
+    private to this call and seeded from ``seed``)."""
+    cuda = dev.type == "cuda"
+    batch = recipe.batch_size
+    total = len(order)
     steps_per_epoch = len(xs) // batch
-    total = max(1, round(recipe.epochs * steps_per_epoch))
     report_at = sorted({e * steps_per_epoch for e in range(1, int(recipe.epochs) + 1)} | {total})
     report_at = [s for s in report_at if s <= total]
-
-    gen = torch.Generator().manual_seed(seed)
-    epochs_needed = -(-total // steps_per_epoch)
-    order = torch.cat(
-        [torch.randperm(len(xs), generator=gen)[: steps_per_epoch * batch] for _ in range(epochs_needed)]
-    )
-    order = order[: total * batch].view(total, batch).to(dev)
-    shifts = flips = None
-    if recipe.crop_padding:
-        shifts = torch.randint(0, 2 * recipe.crop_padding + 1, (total, batch, 2), generator=gen).to(dev)
-    if recipe.flip:
-        flips = (torch.rand(total, batch, generator=gen) < 0.5).to(dev)
-
-    if isinstance(model, nn.Module):
-        net = model
-    else:
-        with _seeded(seed):
-            net = model()
+    net = model if isinstance(model, nn.Module) else model()
+    # Dropout (and any other stochastic layer) draws from the global generators: restart them
+    # from a seed derived from ``seed`` alone, so that every candidate trained with this seed
+    # starts the same stream whatever its initialisation consumed (common random numbers).
+    _seed_all(_noise_seed(seed), dev)
     use_cl = cuda and recipe.channels_last
     net = net.to(dev, memory_format=torch.channels_last) if use_cl else net.to(dev)
     net.train()

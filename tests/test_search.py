@@ -249,6 +249,12 @@ BAD_CLI = [
     ["--storage", "sqlite:////nonexistent/dir/study.db"],
     ["--storage", "journal:/nonexistent/dir/study.log"],
     ["--epochs", "0"],
+    ["--noise-seeds", "-1"],
+    ["--noise-seeds", "x"],
+    ["--rungs", "0"],
+    ["--rungs", "9"],
+    ["--rungs", "2", "--objectives", "accuracy"],
+    ["--rungs", "2", "--evaluator", "params"],
 ]
 
 

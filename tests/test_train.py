@@ -155,3 +155,80 @@ def test_default_proxy_recipe_is_the_same_on_cpu_and_cuda() -> None:
     cuda = default_recipe("fashion-mnist", "cuda")
     assert cuda == default_recipe("fashion-mnist", "cpu")
     assert cuda.cuda_graphs and not cuda.bf16 and not cuda.channels_last
+
+
+def _space_config_with_dropout_and_se():
+    """A real point of the shipped ghostnet_v1 space: the reference at its smallest width, which
+    has dropout before the classifier and SE blocks (both draw on or depend on random state)."""
+    from ghostnas.space import load_space
+
+    space = load_space("ghostnet_v1")
+    cfg = space.reference_at_width(space.width.values()[0])
+    assert cfg is not None and cfg.dropout > 0
+    assert any(b.se_ratio > 0 for st in cfg.stages for b in st.blocks)
+    return cfg
+
+
+def _other_random_work() -> None:
+    """What a search does between two evaluations: draws from the global generators, including a
+    forward pass through a training-mode network with dropout."""
+    torch.rand(1000)
+    net = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5))
+    net.train()
+    net(torch.randn(64, 8)).sum().backward()
+    torch.randint(0, 10, (17,))
+
+
+@pytest.mark.slow
+def test_space_config_with_dropout_and_se_scores_bit_identically_and_keeps_global_rng() -> None:
+    from ghostnas.evaluators.proxy import TrainEvaluator
+
+    cfg = _space_config_with_dropout_and_se()
+    recipe = Recipe(epochs=1, train_images=192, val_images=128, batch_size=64, eval_batch_size=128, lr=0.05)
+    ev = TrainEvaluator(synthetic_dataset(n_train=512, n_test=16), recipe=recipe, seed=5)
+    torch.manual_seed(2024)
+    state = torch.get_rng_state()
+    a = ev.fit(cfg)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is untouched
+    _other_random_work()
+    b = ev.fit(cfg)
+    _other_random_work()
+    torch.manual_seed(999)  # a different global seed changes nothing either
+    c = ev.fit(cfg)
+    for r in (b, c):
+        assert (r.val_acc, r.val_loss, r.train_loss_mean, r.train_loss_last) == (
+            a.val_acc,
+            a.val_loss,
+            a.train_loss_mean,
+            a.train_loss_last,
+        )
+    other_seed = TrainEvaluator(ev.dataset(), recipe=recipe, seed=6).fit(cfg)
+    assert other_seed.train_loss_mean != a.train_loss_mean
+
+
+def test_dropout_stream_is_seeded_inside_fit(data) -> None:
+    """A model with dropout only (nothing else random) trains identically twice: the dropout
+    masks come from the fit's seed, not from whatever the global generator held."""
+
+    def dropnet() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 32), nn.Dropout(0.5), nn.Linear(32, 10))
+
+    torch.manual_seed(1)
+    a = fit(dropnet, *data, RECIPE, seed=0)
+    torch.manual_seed(2)
+    b = fit(dropnet, *data, RECIPE, seed=0)
+    assert a.train_loss_mean == b.train_loss_mean and a.val_loss == b.val_loss
+
+
+def test_batch_plan_is_common_to_every_candidate() -> None:
+    """Common random numbers: batch order and augmentation depend on the seed and the data size
+    only, never on the model."""
+    from ghostnas.train import batch_plan
+
+    rec = replace(RECIPE, crop_padding=2, flip=True)
+    a = batch_plan(256, rec, seed=3)
+    b = batch_plan(256, rec, seed=3)
+    c = batch_plan(256, rec, seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
+    assert a[0].shape == (8, 32) and a[1].shape == (8, 32, 2) and a[2].shape == (8, 32)

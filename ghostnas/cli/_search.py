@@ -52,6 +52,7 @@ def _int(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ghostnas.evaluators import DEFAULT_EVALUATOR
+    from ghostnas.noise import DEFAULT_NOISE_SEEDS
     from ghostnas.search import DEFAULT_SPACE, DEFAULT_TRIALS, SAMPLERS
 
     p = sub.add_parser(
@@ -157,6 +158,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--no-reference", action="store_true", help="do not evaluate the width-scaled GhostNet first"
+    )
+    p.add_argument(
+        "--noise-seeds",
+        type=_int,
+        default=DEFAULT_NOISE_SEEDS,
+        help="score the reference with this many seeds in all (its own included) to measure the "
+        f"proxy's seed-to-seed noise; 0 or 1 turns it off (default {DEFAULT_NOISE_SEEDS})",
+    )
+    p.add_argument(
+        "--rungs",
+        type=_int,
+        default=1,
+        help="promotion rungs: candidates on or near the front train on to 3x, 9x... the epochs "
+        "(multi-objective, training evaluators); 1 trains each candidate once (default 1)",
     )
     p.add_argument(
         "--no-progress",
@@ -304,6 +319,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         latency_table=args.latency_table,
         latency_calibration=not args.no_latency_calibration,
         latency_backend=args.latency_backend,
+        noise_seeds=args.noise_seeds,
+        rungs=args.rungs,
         command=["ghostnas", *args.argv],
     )
     previous_hook = threading.excepthook
@@ -341,6 +358,9 @@ def _print_result(result: Any) -> None:
         f"pareto       {len(result.pareto)} configs -> pareto.json, pareto.png, hypervolume.png, summary.md"
     )
     print(f"costs        {result.run_info['settings']['cost_convention']}")
+    floor = result.run_info.get("noise") or {}
+    if floor.get("measured"):
+        print(f"noise        seed SD {floor['sd']:.4f} ({floor['dof']} dof); see summary.md")
     share = timing.get("optuna_share")
     if timing["proposals_this_run"]:
         print(

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ghostnas.errors import GhostnasError
-from ghostnas.evaluators.base import EvalResult, EvaluationFailed, Evaluator, ReportFn
+from ghostnas.evaluators.base import (
+    EvalResult,
+    EvaluationFailed,
+    Evaluator,
+    MultiFidelityEvaluator,
+    PromoteFn,
+    ReportFn,
+)
 from ghostnas.evaluators.fake import FakeEvaluator
 
 if TYPE_CHECKING:
@@ -25,6 +32,8 @@ __all__ = [
     "EvaluationFailed",
     "Evaluator",
     "FakeEvaluator",
+    "MultiFidelityEvaluator",
+    "PromoteFn",
     "ReportFn",
     "list_evaluators",
     "make_evaluator",

@@ -18,10 +18,14 @@ from typing import Protocol, runtime_checkable
 
 from ghostnas.config import GhostNetConfig
 
-__all__ = ["EvalResult", "EvaluationFailed", "Evaluator", "ReportFn"]
+__all__ = ["EvalResult", "EvaluationFailed", "Evaluator", "MultiFidelityEvaluator", "PromoteFn", "ReportFn"]
 
 ReportFn = Callable[[int, float], None]
 """``report(step, value)``: an intermediate score (higher is better) after ``step`` epochs/steps."""
+
+
+PromoteFn = Callable[[int, "EvalResult"], bool]
+"""``promote(rung, result)``: called when ``rung`` has been scored; True to train on to the next."""
 
 
 class EvaluationFailed(Exception):
@@ -52,4 +56,22 @@ class Evaluator(Protocol):
 
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         """Score ``cfg``; raise :class:`EvaluationFailed` when it cannot be scored."""
+        ...
+
+
+@runtime_checkable
+class MultiFidelityEvaluator(Evaluator, Protocol):
+    """An evaluator that can train a candidate further after scoring it (see
+    :mod:`ghostnas.promotion`): rung ``r`` trains ``factor ** r`` times rung 0 in total."""
+
+    def evaluate_rungs(
+        self, cfg: GhostNetConfig, rungs: int, factor: float, promote: PromoteFn
+    ) -> list[EvalResult]:
+        """Score ``cfg`` at rung 0, then at each next rung while ``promote`` says so.
+
+        Returns:
+            One result per rung reached (at least one). A failure at any rung raises
+            :class:`EvaluationFailed`; the scores of earlier rungs were already passed to
+            ``promote``.
+        """
         ...

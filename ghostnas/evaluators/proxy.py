@@ -13,17 +13,18 @@ which can rank better than early accuracy); ``benchmarks/fidelity.py`` measures 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ghostnas.config import GhostNetConfig
 from ghostnas.data import DataArg, Dataset, data_label, holdout, input_shape, load_dataset
-from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
+from ghostnas.evaluators.base import EvalResult, EvaluationFailed, PromoteFn, ReportFn
 from ghostnas.train import FitResult, Recipe, TrainingFailed, fit
 
 if TYPE_CHECKING:
@@ -117,8 +118,30 @@ class TrainEvaluator:
             self._dataset = load_dataset(self.data, self.data_dir)
         return self._dataset
 
-    def fit(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> FitResult:
-        """Train ``cfg`` with this evaluator's recipe; :class:`TrainingFailed` on divergence."""
+    def with_seed(self, seed: int) -> TrainEvaluator:
+        """The same evaluator (data shared, not reloaded) scoring with another seed."""
+        other = copy.copy(self)
+        other.seed = seed
+        return other
+
+    def fit(
+        self,
+        cfg: GhostNetConfig | torch.nn.Module,
+        report: ReportFn | None = None,
+        recipe: Recipe | None = None,
+        seed: int | None = None,
+        built: list[torch.nn.Module] | None = None,
+    ) -> FitResult:
+        """Train ``cfg`` with this evaluator's recipe; :class:`TrainingFailed` on divergence.
+
+        Args:
+            cfg: A config to build and train, or an already trained network to train on.
+            report: Passed to :func:`ghostnas.train.fit`.
+            recipe: Instead of the evaluator's recipe (a promotion rung's extra epochs).
+            seed: Instead of the evaluator's seed.
+            built: When given, the network built from ``cfg`` is appended to it, so that a
+                caller can train it further.
+        """
         from ghostnas.registry import create_model
 
         ds = self.dataset()
@@ -126,19 +149,67 @@ class TrainEvaluator:
         spec = ds.spec
 
         def build() -> torch.nn.Module:
-            return create_model(cfg, spec=input_shape(spec))
+            net = create_model(cfg, spec=input_shape(spec))
+            if built is not None:
+                built.append(net)
+            return net
 
+        model = cfg if isinstance(cfg, torch.nn.Module) else build
+        recipe = recipe or self.recipe
+        seed = self.seed if seed is None else seed
         with _threads(self.threads):
-            return fit(build, train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std)
+            return fit(model, train, val, recipe, self.device, seed, report, ds.mean, ds.std)
 
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         start = time.perf_counter()
+        res = self._fit_or_fail(cfg, report)
+        return self._result(res, start)
+
+    def evaluate_rungs(
+        self, cfg: GhostNetConfig, rungs: int, factor: float, promote: PromoteFn
+    ) -> list[EvalResult]:
+        """Rung 0 is :meth:`evaluate`; rung ``r`` trains the same network on in memory until it
+        has had ``factor ** r`` times the recipe's epochs in total (see :mod:`ghostnas.promotion`).
+
+        Each continuation is a warm restart: the recipe's warm-up and decay over the extra epochs
+        only, momentum reset, batches drawn with a seed derived from the evaluator's seed and the
+        rung (the same for every candidate: common random numbers per rung). Metrics ``images``
+        and ``train_s`` of a rung count all training so far.
+        """
+        start = time.perf_counter()
+        built: list[torch.nn.Module] = []
+        fits = [self._fit_or_fail(cfg, None, built=built)]
+        results = [self._result(fits[0], start)]
+        done = self.recipe.epochs
+        for rung in range(1, rungs):
+            if not promote(rung - 1, results[-1]):
+                break
+            total = self.recipe.epochs * factor**rung
+            more = replace(self.recipe, epochs=total - done)
+            res = self._fit_or_fail(built[0], None, recipe=more, seed=_rung_seed(self.seed, rung))
+            fits.append(res)
+            done = total
+            res = replace(
+                res,
+                images=sum(f.images for f in fits),
+                steps=sum(f.steps for f in fits),
+                train_s=sum(f.train_s for f in fits),
+                eval_s=sum(f.eval_s for f in fits),
+            )
+            results.append(self._result(res, start, rung=rung, epochs=total))
+        return results
+
+    def _fit_or_fail(
+        self, cfg: GhostNetConfig | torch.nn.Module, report: ReportFn | None, **kw: Any
+    ) -> FitResult:
         try:
-            res = self.fit(cfg, report)
+            return self.fit(cfg, report, **kw)
         except TrainingFailed as exc:
             raise EvaluationFailed(str(exc)) from None
         except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
             raise EvaluationFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
+
+    def _result(self, res: FitResult, start: float, rung: int = 0, epochs: float | None = None) -> EvalResult:
         value = res.val_acc if self.score == "val_acc" else -res.train_loss_mean
         metrics: dict[str, float | int | str] = {
             "val_acc": res.val_acc,
@@ -153,9 +224,17 @@ class TrainEvaluator:
             "images_per_s": res.images_per_s,
             "data": self.dataset().label,
         }
+        if rung:
+            metrics["rung"] = rung
+            metrics["epochs_total"] = epochs if epochs is not None else self.recipe.epochs
         for i, acc in enumerate(res.epoch_acc, start=1):
             metrics[f"val_acc_{i}"] = acc
         return EvalResult(score=value, metrics=metrics, seconds=time.perf_counter() - start)
+
+
+def _rung_seed(seed: int, rung: int) -> int:
+    """Seed of a promotion rung's extra training: depends on the search seed and the rung only."""
+    return seed + 7_919 * rung
 
 
 def _settings_recipe(settings: EvalSettings) -> Recipe:
