@@ -309,6 +309,38 @@ def run_fresh(
     return builds, judge_start, rows
 
 
+def render(summary: dict[str, Any]) -> list[str]:
+    """The report's lines, from the summary alone (``--report-only`` re-renders a saved one)."""
+    lines = [
+        f"{summary['configs']} configs of {summary['space']} (seed {summary['seed']}), judged in fresh processes"
+    ]
+    for b, s in summary["backends"].items():
+        lines.append(f"{b}: measured {s['measured_ms_range'][0]:.2f}-{s['measured_ms_range'][1]:.2f} ms")
+        for name in ("uncalibrated", "calibrated"):
+            rep = s[name]
+            lines.append(
+                f"  {name:13s} within +-10%: {rep['within']:.0%}  MAPE {rep['mape']:.1%}  "
+                f"bias {rep['mean_signed_pct_error']:+.1%}  max {rep['max_abs_pct_error']:.1%}  "
+                f"Kendall tau {rep['kendall_tau']:.3f}"
+            )
+        lines.append(
+            f"  uncertainty (median {s['uncertainty_median_rel']:.1%} of the prediction) covered "
+            f"{s['error_within_1_uncertainty']:.0%} of errors at 1x, {s['error_within_2_uncertainties']:.0%} at 2x; "
+            f"{s['calibrations_measured']} calibrations measured, factors {s['calibration_factor_range']}"
+        )
+    if "compare_front" in summary:
+        lines.append("model                  MACs(M)  torch ms  onnxruntime ms  torch/ort")
+        for r in summary["compare_front"]["rows"]:
+            lines.append(
+                f"{r['model']:22s} {r['macs'] / 1e6:7.1f} {r['torch_ms']:9.2f} {r['onnxruntime_ms']:15.2f} "
+                f"{r['torch_over_onnxruntime']:10.2f}"
+            )
+    load = summary.get("load_average_1min") or {}
+    if load.get("median") is not None:
+        lines.append(f"load average (1 min) median {load['median']:.1f}, max {load['max']:.1f}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="results folder")
@@ -329,7 +361,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only summarise: rebuild the judged rows from --out/logs of a run stopped early",
     )
+    p.add_argument("--report-only", action="store_true", help="only re-render report.txt from summary.json")
     args = p.parse_args(argv)
+    if args.report_only:
+        lines = render(json.loads((Path(args.out) / "summary.json").read_text()))
+        (Path(args.out) / "report.txt").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
     args.backends = tuple(b for b in args.backends.split(",") if b)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     out = Path(args.out)
@@ -397,33 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "run-summarise.json" if args.from_logs else "run.json"
     (out / name).write_text(json.dumps(info | {"cwd": os.getcwd()}, indent=2) + "\n")
 
-    lines = [f"{args.configs} configs of {args.space} (seed {args.seed}), judged in fresh processes"]
-    for b in args.backends:
-        s = summary["backends"][b]
-        lines.append(f"{b}: measured {s['measured_ms_range'][0]:.2f}-{s['measured_ms_range'][1]:.2f} ms")
-        for name in ("uncalibrated", "calibrated"):
-            rep = s[name]
-            lines.append(
-                f"  {name:13s} within +-10%: {rep['within']:.0%}  MAPE {rep['mape']:.1%}  "
-                f"bias {rep['mean_signed_pct_error']:+.1%}  max {rep['max_abs_pct_error']:.1%}  "
-                f"Kendall tau {rep['kendall_tau']:.3f}"
-            )
-        lines.append(
-            f"  uncertainty (median {s['uncertainty_median_rel']:.1%} of the prediction) covered "
-            f"{s['error_within_1_uncertainty']:.0%} of errors at 1x, {s['error_within_2_uncertainties']:.0%} at 2x; "
-            f"{s['calibrations_measured']} calibrations measured, factors {s['calibration_factor_range']}"
-        )
-    if args.compare_front:
-        lines.append("model                   torch ms   onnxruntime ms   torch/ort")
-        for r in summary["compare_front"]["rows"]:
-            lines.append(
-                f"{r['model']:22s} {r['torch_ms']:9.2f} {r['onnxruntime_ms']:15.2f} {r['speedup']:10.2f}"
-            )
-    if run.loads:
-        lines.append(
-            f"load average (1 min) median {statistics.median(run.loads):.1f}, max {max(run.loads):.1f}"
-        )
-    lines.append(f"results in {out}/ ({summary['total_seconds']:.0f} s)")
+    lines = render(summary)
     (out / "report.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
