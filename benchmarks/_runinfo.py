@@ -1,12 +1,17 @@
-"""What a benchmark records next to its results: the command, the commit and the machine."""
+"""What a benchmark records next to its results (the command, the commit and the machine), and
+the shared CPU lock benchmarks take so that timed work does not overlap."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import platform
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,3 +60,19 @@ def run_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+@contextlib.contextmanager
+def cpu_lock(path: str | None) -> Iterator[float]:
+    """Hold the shared CPU lock (``flock`` on ``path``) for one unit of work, so benchmarks
+    interleave instead of timing each other; yields the seconds spent waiting. No path: no lock."""
+    if not path:
+        yield 0.0
+        return
+    t0 = time.perf_counter()
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield time.perf_counter() - t0
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

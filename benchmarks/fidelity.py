@@ -25,14 +25,11 @@ Run:  .venv/bin/python benchmarks/fidelity.py --lock /tmp/ghostnas-cpu.lock --ou
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,9 +47,9 @@ from ghostnas.stats import bootstrap_interval, kendall_tau, spearman_rho
 from ghostnas.train import Recipe
 
 try:  # benchmarks/ is on sys.path when run as a script
-    from _runinfo import run_info
+    from _runinfo import cpu_lock, run_info
 except ImportError:  # pragma: no cover
-    from benchmarks._runinfo import run_info
+    from benchmarks._runinfo import cpu_lock, run_info
 
 log = logging.getLogger("fidelity")
 
@@ -93,20 +90,6 @@ def sample_configs(
     for i in range(max(len(spread_cfgs), len(in_band))):
         out += [(c, "spread") for c in spread_cfgs[i : i + 1]] + [(c, "band") for c in in_band[i : i + 1]]
     return out
-
-
-@contextlib.contextmanager
-def cpu_lock(path: str | None) -> Iterator[None]:
-    """Hold the shared CPU lock (flock) for one config's measurements, if a path is given."""
-    if not path:
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def recipes(args: argparse.Namespace) -> tuple[Recipe, Recipe]:

@@ -31,14 +31,11 @@ Example (the CPU run under results/)::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import math
 import resource
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,23 +52,9 @@ from ghostnas.stats import mean_sd_se
 from ghostnas.train import Recipe
 
 try:  # benchmarks/ is on sys.path when run as a script
-    from _runinfo import run_info
+    from _runinfo import cpu_lock, run_info
 except ImportError:  # imported as benchmarks.promotion (tests)
-    from benchmarks._runinfo import run_info
-
-
-@contextlib.contextmanager
-def cpu_lock(path: str | None) -> Iterator[None]:
-    """Hold the shared CPU lock (flock) for one unit of work, so other benchmarks interleave."""
-    if not path:
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    from benchmarks._runinfo import cpu_lock, run_info
 
 
 def log(msg: str) -> None:

@@ -27,15 +27,13 @@ Example (the CPU run kept under results/)::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import math
 import shutil
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,23 +48,13 @@ from ghostnas.registry import resolve_config
 from ghostnas.results import hypervolume_2d, provenance
 from ghostnas.search import SearchSettings, run_search
 
+try:  # benchmarks/ is on sys.path when run as a script
+    from _runinfo import cpu_lock
+except ImportError:  # pragma: no cover
+    from benchmarks._runinfo import cpu_lock
+
 SAMPLERS = ("tpe", "random")
 BASELINE = "ghostnet_100"
-
-
-@contextlib.contextmanager
-def cpu_lock(path: str | None) -> Iterator[float]:
-    """Hold the shared CPU lock (flock) for one unit of work; yields the seconds spent waiting."""
-    if not path:
-        yield 0.0
-        return
-    t0 = time.perf_counter()
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield time.perf_counter() - t0
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def log(msg: str) -> None:

@@ -17,7 +17,14 @@ from torch import nn
 from ghostnas.blocks.ghost import ResolvedBlock
 from ghostnas.config import BuildSpec, GhostNetConfig, layout
 
-__all__ = ["GhostBottleneck", "GhostModule", "GhostNet", "SqueezeExcite", "make_activation"]
+__all__ = [
+    "GhostBottleneck",
+    "GhostModule",
+    "GhostNet",
+    "SqueezeExcite",
+    "bottleneck_shortcut",
+    "make_activation",
+]
 
 _ACT_LAYERS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -79,6 +86,19 @@ class SqueezeExcite(nn.Module):
         return x * F.hardsigmoid(w)
 
 
+def bottleneck_shortcut(rb: ResolvedBlock) -> nn.Module:
+    """The Ghost bottleneck's shortcut: identity when shapes match, else depthwise k x k (stride)
+    + BN + 1x1 conv + BN (the reference code's layout, so timm's keys map one to one)."""
+    if rb.identity_shortcut:
+        return nn.Identity()
+    return nn.Sequential(
+        nn.Conv2d(rb.in_chs, rb.in_chs, rb.k, rb.stride, rb.k // 2, groups=rb.in_chs, bias=False),
+        nn.BatchNorm2d(rb.in_chs),
+        nn.Conv2d(rb.in_chs, rb.out_chs, 1, 1, 0, bias=False),
+        nn.BatchNorm2d(rb.out_chs),
+    )
+
+
 class GhostBottleneck(nn.Module):
     """Ghost module (expand, act) -> [depthwise stride-2] -> [SE] -> Ghost module (project) + shortcut."""
 
@@ -96,15 +116,7 @@ class GhostBottleneck(nn.Module):
             self.bn_dw = nn.Identity()
         self.se: nn.Module = SqueezeExcite(rb.mid_chs, rb.se_chs, act) if rb.se_chs else nn.Identity()
         self.ghost2 = GhostModule(rb.mid_chs, rb.out_chs, rb.s, rb.d, act=None)
-        if rb.identity_shortcut:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(rb.in_chs, rb.in_chs, rb.k, rb.stride, rb.k // 2, groups=rb.in_chs, bias=False),
-                nn.BatchNorm2d(rb.in_chs),
-                nn.Conv2d(rb.in_chs, rb.out_chs, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(rb.out_chs),
-            )
+        self.shortcut = bottleneck_shortcut(rb)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.ghost1(x)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ghostnas.blocks.ghost import ResolvedBlock
 from ghostnas.blocks.ghost_v3 import ResolvedGhostV3Block
-from ghostnas.models.ghostnet import GhostBottleneck, SqueezeExcite, make_activation
+from ghostnas.models.ghostnet import GhostBottleneck, SqueezeExcite, bottleneck_shortcut, make_activation
 from ghostnas.models.ghostnet_v2 import GhostBottleneckV2, dfc_branch, dfc_gate
 
 __all__ = ["ConvBn", "GhostBottleneckV3", "GhostModuleV3"]
@@ -150,15 +150,7 @@ class GhostBottleneckV3(nn.Module):
             self.dw_rpr_scale = nn.Identity()
         self.se: nn.Module = SqueezeExcite(rb.mid_chs, rb.se_chs, act) if rb.se_chs else nn.Identity()
         self.ghost2 = GhostModuleV3(rb.mid_chs, rb.out_chs, rb.s, rb.d, None, rb.branches, False)
-        if rb.identity_shortcut:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(rb.in_chs, rb.in_chs, rb.k, rb.stride, rb.k // 2, groups=rb.in_chs, bias=False),
-                nn.BatchNorm2d(rb.in_chs),
-                nn.Conv2d(rb.in_chs, rb.out_chs, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(rb.out_chs),
-            )
+        self.shortcut = bottleneck_shortcut(rb)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.ghost1(x)
