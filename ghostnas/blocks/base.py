@@ -17,6 +17,7 @@ imports its torch layers inside :meth:`ResolvedBlockBase.build`.
 
 from __future__ import annotations
 
+import abc
 import importlib
 import math
 import pkgutil
@@ -225,7 +226,7 @@ class Context:
     d: int
 
 
-class ResolvedBlockBase:
+class ResolvedBlockBase(abc.ABC):
     """A block with every channel count made concrete; what the cost model, builder and latency
     table read. Subclasses are frozen dataclasses with at least ``stage``, ``index``, ``in_chs``,
     ``out_chs`` and ``stride`` fields, so equal blocks share cache and table entries."""
@@ -237,29 +238,29 @@ class ResolvedBlockBase:
     out_chs: int
     stride: int
 
+    @abc.abstractmethod
     def out_size(self, size: int) -> int:
         """Spatial side of the output for an input of side ``size``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def count(self, counter: Counter, size: int) -> None:
         """Add this block's exact params and MACs at input side ``size``, as deployed."""
-        raise NotImplementedError
 
     def count_training(self, counter: Counter, size: int) -> None:
         """Cost of the form that is trained, where it differs from the deployed one that
         :meth:`count` counts (re-parameterisable kinds); the same by default."""
         self.count(counter, size)
 
+    @abc.abstractmethod
     def build(self, act: str) -> Any:
         """The block as an ``nn.Module`` (imports torch), in the form that is trained."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def latency_key(self, size: int, batch: int, act: str) -> str:
         """Latency-table key: the kind, then every field that changes the computation."""
-        raise NotImplementedError
 
 
-class BlockRecord:
+class BlockRecord(abc.ABC):
     """A block's config record: a frozen dataclass of primitives, validated on construction.
 
     Every kind has the raw output width ``c`` (before the width multiplier), which is the next
@@ -275,19 +276,19 @@ class BlockRecord:
         """Raw width the GhostNet final 1x1 conv widens to when this block ends the network."""
         return self.c
 
-    def resolve(self, ctx: Context, in_chs: int, stage: int, index: int) -> ResolvedBlockBase:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def resolve(self, ctx: Context, in_chs: int, stage: int, index: int) -> ResolvedBlockBase: ...
 
+    @abc.abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """JSON form, without the ``kind`` key (the caller adds it) and without unset overrides."""
-        raise NotImplementedError
 
     @classmethod
-    def from_dict(cls, where: str, raw: Mapping[str, Any]) -> BlockRecord:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def from_dict(cls, where: str, raw: Mapping[str, Any]) -> BlockRecord: ...
 
-    def short(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def short(self) -> str: ...
 
     def scaled_widths(self) -> Iterable[int]:
         """Raw channel counts that the width multiplier scales (checked against the limit)."""
@@ -300,7 +301,7 @@ Put = Callable[[str, Any, Sequence[Any], str], None]
 """``put(name, value, choices, what)``: record a parameter, or raise if ``value`` is no choice."""
 
 
-class BlockSpaceRecord:
+class BlockSpaceRecord(abc.ABC):
     """Choices for one block position in a search space (a frozen dataclass).
 
     Attributes every kind has: ``stride`` (fixed by the table) and ``c`` (output width choices).
@@ -310,35 +311,35 @@ class BlockSpaceRecord:
     stride: int
     c: tuple[int, ...]
 
-    def n_points(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def n_points(self) -> int: ...
 
+    @abc.abstractmethod
     def choose(self, pick: Pick, prefix: str, in_c: int) -> BlockRecord:
         """Build the block record, asking ``pick`` for every decision under ``prefix``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def to_params(self, block: BlockRecord, put: Put, prefix: str, what: str, in_c: int) -> None:
         """Record the parameters that :meth:`choose` turns back into ``block``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def extremes(self, better: Callable[[Iterable[Any]], Any], in_c: int) -> Iterable[BlockRecord]:
         """Blocks that together reach the ``better`` (min or max) cost for input width ``in_c``.
 
         Fields whose larger choice always costs more are fixed at ``better``; the others (output
         width, which decides identity shortcuts) are enumerated.
         """
-        raise NotImplementedError
 
     def clash(self, in_cs: Iterable[int]) -> str | None:
         """A reason two parameter sets would build one config (refused), or None."""
         return None
 
     @classmethod
-    def read(cls, reader: FieldReader, first: bool) -> BlockSpaceRecord:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read(cls, reader: FieldReader, first: bool) -> BlockSpaceRecord: ...
 
 
-class ResolvedStageBase:
+class ResolvedStageBase(abc.ABC):
     """A stage with its blocks resolved: how data flows through them (a stage *kind*).
 
     The default kind, ``sequential``, runs its blocks one after the other; other kinds (such as
@@ -362,17 +363,17 @@ class ResolvedStageBase:
             size = rb.out_size(size)
         return size
 
+    @abc.abstractmethod
     def count(self, counter: Counter, size: int, training: bool = False) -> None:
         """Add the stage's exact cost at input side ``size`` (``training``: the trained form)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def build(self, act: str) -> Any:
         """The stage as an ``nn.Module`` (imports torch)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def parts(self, size: int, batch: int, act: str) -> list[tuple[str, int, int, Callable[[], Any]]]:
         """Separately timed pieces: ``(latency key, input channels, input side, build)``."""
-        raise NotImplementedError
 
 
 _STAGE_KINDS: dict[str, Any] = {}
