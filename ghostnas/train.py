@@ -41,13 +41,17 @@ from torch import nn
 __all__ = [
     "FitResult",
     "Recipe",
+    "TrainingData",
     "TrainingFailed",
+    "TrainingRun",
     "evaluate_accuracy",
     "fit",
     "full_recipe",
     "lr_schedule",
     "normalise",
+    "prepare_data",
     "recalibrate_bn",
+    "sync",
 ]
 
 log = logging.getLogger(__name__)
@@ -363,11 +367,6 @@ def _seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":  # pragma: no cover - CUDA only
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def evaluate_accuracy(
     model: nn.Module,
@@ -449,6 +448,225 @@ def _first_bad(losses: torch.Tensor, upto: int, max_loss: float) -> tuple[int, s
     return i + 1, what
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """Training and validation tensors on the training device, and the step plan they imply.
+
+    Built once by :func:`prepare_data` and shared, read-only, by every :class:`TrainingRun`
+    that trains on it (several candidates at once share one copy of the data on the device).
+
+    Attributes:
+        x, y: Normalised training images (float32, N C H W) and labels, on ``device``.
+        val_x, val_y: Normalised validation images and labels, on ``device``.
+        recipe: The recipe, with ``batch_size`` lowered to the number of images when fewer.
+        device: Where everything lives.
+        steps_per_epoch: Whole batches in one pass over ``x``.
+        total_steps: Steps of the whole run.
+        report_at: Steps after which the run validates and reports (whole epochs and the end).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    recipe: Recipe
+    device: torch.device
+    steps_per_epoch: int
+    total_steps: int
+    report_at: tuple[int, ...]
+
+
+def prepare_data(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    recipe: Recipe,
+    device: str | torch.device = "cpu",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> TrainingData:
+    """Move ``train`` and ``val`` to ``device`` once, normalised, and plan the steps of ``recipe``.
+
+    Arguments as for :func:`fit`.
+    """
+    dev = torch.device(device)
+    tx, ty = train
+    vx, vy = val
+    if len(tx) == 0 or len(vx) == 0:
+        raise ValueError("fit needs at least one training and one validation image")
+    if mean is None or std is None:
+        ref = tx.double()
+        mean = tuple(float(v) for v in ref.mean((0, 2, 3)))
+        std = tuple(max(float(v), 1e-6) for v in ref.std((0, 2, 3)))
+    xs = normalise(tx.to(dev), mean, std) if tx.dtype == torch.uint8 else tx.to(dev, torch.float32)
+    xv = normalise(vx.to(dev), mean, std) if vx.dtype == torch.uint8 else vx.to(dev, torch.float32)
+    batch = min(recipe.batch_size, len(xs))
+    if batch != recipe.batch_size:
+        recipe = replace(recipe, batch_size=batch)
+    steps_per_epoch = len(xs) // batch
+    total = max(1, round(recipe.epochs * steps_per_epoch))
+    report_at = sorted({e * steps_per_epoch for e in range(1, int(recipe.epochs) + 1)} | {total})
+    return TrainingData(
+        x=xs,
+        y=ty.to(dev),
+        val_x=xv,
+        val_y=vy.to(dev),
+        recipe=recipe,
+        device=dev,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        report_at=tuple(s for s in report_at if s <= total),
+    )
+
+
+class TrainingRun:
+    """One candidate being trained on shared :class:`TrainingData`, a step at a time.
+
+    :func:`fit` drives one run to the end; :func:`ghostnas.train_many.fit_many` interleaves
+    several. A run owns everything that is its own (model, optimizer state, batch order,
+    augmentation tables, loss log, CUDA graph) and only reads the shared data, so runs never
+    affect each other: a run gives the same result alone or interleaved with others.
+
+    The driver calls :meth:`advance` for one step, :meth:`check` when :attr:`check_due` (it
+    reads the device's loss log, a synchronisation, so a driver of several runs may synchronise
+    once and then check them all), and :meth:`validate` when :attr:`at_report_point`.
+
+    Args:
+        model: A module or a factory (called with torch's CPU generator seeded by ``seed``).
+        data: The shared data and step plan.
+        seed: Initialisation, batch order and augmentation.
+        report: ``report(point, val_acc)`` after each validation; may raise to stop the run.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | ModelFactory,
+        data: TrainingData,
+        seed: int = 0,
+        report: ReportFn | None = None,
+    ) -> None:
+        self.data, self.seed, self.report = data, seed, report
+        recipe, dev, total, batch = data.recipe, data.device, data.total_steps, data.recipe.batch_size
+        gen = torch.Generator().manual_seed(seed)
+        spe = data.steps_per_epoch
+        epochs_needed = -(-total // spe)
+        order = torch.cat([torch.randperm(len(data.x), generator=gen)[: spe * batch] for _ in range(epochs_needed)])
+        order = order[: total * batch].view(total, batch).to(dev)
+        shifts = flips = None
+        if recipe.crop_padding:
+            shifts = torch.randint(0, 2 * recipe.crop_padding + 1, (total, batch, 2), generator=gen).to(dev)
+        if recipe.flip:
+            flips = (torch.rand(total, batch, generator=gen) < 0.5).to(dev)
+        if isinstance(model, nn.Module):
+            net = model
+        else:
+            with _seeded(seed):
+                net = model()
+        cuda = dev.type == "cuda"
+        self.channels_last = cuda and recipe.channels_last
+        net = net.to(dev, memory_format=torch.channels_last) if self.channels_last else net.to(dev)
+        net.train()
+        self.net = net
+        self.autocast = cuda and recipe.bf16
+        self.use_graph = cuda and recipe.cuda_graphs
+        self.stepper = _Stepper(
+            net,
+            data.x,
+            data.y,
+            order,
+            recipe,
+            lr_schedule(recipe, total).to(dev),
+            shifts,
+            flips,
+            self.autocast,
+            self.channels_last,
+        )
+        self.step = 0
+        self.checked = 0
+        self.epoch_acc: list[float] = []
+        self.val_acc = self.val_loss = float("nan")
+        self.eval_s = 0.0
+
+    @property
+    def done(self) -> bool:
+        """Every step taken and every report point validated."""
+        return len(self.epoch_acc) == len(self.data.report_at)
+
+    @property
+    def at_report_point(self) -> bool:
+        """The last step taken ends a report point that has not been validated yet."""
+        return not self.done and self.step == self.data.report_at[len(self.epoch_acc)]
+
+    @property
+    def check_due(self) -> bool:
+        """The loss log should be read now: every ``check_every`` steps and at report points."""
+        return self.step > self.checked and (
+            self.step % self.data.recipe.check_every == 0 or self.at_report_point
+        )
+
+    def advance(self) -> None:
+        """Take the next training step (on the current CUDA stream)."""
+        self.stepper.run(self.step, self.use_graph)
+        self.step += 1
+
+    def check(self) -> None:
+        """Raise :class:`TrainingFailed` if any loss so far is NaN, infinite or too large."""
+        bad = _first_bad(self.stepper.losses, self.step, self.data.recipe.max_loss)
+        self.checked = self.step
+        if bad is not None:
+            raise TrainingFailed(f"diverged: loss is {bad[1]} at step {bad[0]}")
+
+    def validate(self) -> None:
+        """Recalibrate batch norm, score the validation images, and call ``report``."""
+        t2 = time.perf_counter()
+        data, recipe, batch = self.data, self.data.recipe, self.data.recipe.batch_size
+        if recipe.bn_recalibration_images:
+            # whole batches only: the cumulative average weighs every batch equally
+            n_calib = max(1, min(recipe.bn_recalibration_images, len(data.x)) // batch) * batch
+            recalibrate_bn(self.net, data.x[:n_calib], batch, self.autocast, self.channels_last)
+        self.val_acc, self.val_loss = evaluate_accuracy(
+            self.net, data.val_x, data.val_y, recipe.eval_batch_size, self.autocast, self.channels_last
+        )
+        self.eval_s += time.perf_counter() - t2
+        if not math.isfinite(self.val_loss):
+            raise TrainingFailed(f"diverged: validation loss is {self.val_loss} after step {self.step}")
+        self.epoch_acc.append(self.val_acc)
+        point = len(self.epoch_acc)
+        log.debug("point %d (step %d): val_acc %.4f val_loss %.4f", point, self.step, self.val_acc, self.val_loss)
+        if self.report is not None:
+            self.report(point, self.val_acc)
+
+    def result(self, setup_s: float, train_s: float, extra: dict[str, float] | None = None) -> FitResult:
+        """The finished run's :class:`FitResult` (timings are the driver's to measure)."""
+        total, batch = self.data.total_steps, self.data.recipe.batch_size
+        losses = self.stepper.losses[:total].double()
+        last = losses[-min(self.data.steps_per_epoch, total) :]
+        return FitResult(
+            val_acc=self.val_acc,
+            val_loss=self.val_loss,
+            epoch_acc=tuple(self.epoch_acc),
+            train_loss_mean=float(losses.mean()),
+            train_loss_last=float(last.mean()),
+            steps=total,
+            images=total * batch,
+            setup_s=setup_s,
+            train_s=train_s,
+            eval_s=self.eval_s,
+            images_per_s=total * batch / train_s if train_s > 0 else float("nan"),
+            extra=dict(extra or {}),
+        )
+
+    def release(self) -> None:
+        """Drop the model, optimizer state and CUDA graph (a finished or failed run's memory)."""
+        self.stepper.graph = None
+        del self.stepper, self.net
+
+
+def sync(device: torch.device) -> None:
+    """Wait for every queued kernel on a CUDA ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":  # pragma: no cover - CUDA only
+        torch.cuda.synchronize(device)
+
+
 def fit(
     model: nn.Module | ModelFactory,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -485,97 +703,20 @@ def fit(
         TrainingFailed: the loss became NaN, infinite or larger than ``recipe.max_loss``.
     """
     t0 = time.perf_counter()
-    dev = torch.device(device)
-    cuda = dev.type == "cuda"
-    tx, ty = train
-    vx, vy = val
-    if len(tx) == 0 or len(vx) == 0:
-        raise ValueError("fit needs at least one training and one validation image")
-    if mean is None or std is None:
-        ref = tx.double()
-        mean = tuple(float(v) for v in ref.mean((0, 2, 3)))
-        std = tuple(max(float(v), 1e-6) for v in ref.std((0, 2, 3)))
-    xs = normalise(tx.to(dev), mean, std) if tx.dtype == torch.uint8 else tx.to(dev, torch.float32)
-    xv = normalise(vx.to(dev), mean, std) if vx.dtype == torch.uint8 else vx.to(dev, torch.float32)
-    ys, yv = ty.to(dev), vy.to(dev)
-
-    batch = min(recipe.batch_size, len(xs))
-    if batch != recipe.batch_size:
-        recipe = replace(recipe, batch_size=batch)
-    steps_per_epoch = len(xs) // batch
-    total = max(1, round(recipe.epochs * steps_per_epoch))
-    report_at = sorted({e * steps_per_epoch for e in range(1, int(recipe.epochs) + 1)} | {total})
-    report_at = [s for s in report_at if s <= total]
-
-    gen = torch.Generator().manual_seed(seed)
-    epochs_needed = -(-total // steps_per_epoch)
-    order = torch.cat(
-        [torch.randperm(len(xs), generator=gen)[: steps_per_epoch * batch] for _ in range(epochs_needed)]
-    )
-    order = order[: total * batch].view(total, batch).to(dev)
-    shifts = flips = None
-    if recipe.crop_padding:
-        shifts = torch.randint(0, 2 * recipe.crop_padding + 1, (total, batch, 2), generator=gen).to(dev)
-    if recipe.flip:
-        flips = (torch.rand(total, batch, generator=gen) < 0.5).to(dev)
-
-    if isinstance(model, nn.Module):
-        net = model
-    else:
-        with _seeded(seed):
-            net = model()
-    use_cl = cuda and recipe.channels_last
-    net = net.to(dev, memory_format=torch.channels_last) if use_cl else net.to(dev)
-    net.train()
-    autocast = cuda and recipe.bf16
-    stepper = _Stepper(
-        net, xs, ys, order, recipe, lr_schedule(recipe, total).to(dev), shifts, flips, autocast, use_cl
-    )
-    use_graph = cuda and recipe.cuda_graphs
-    _sync(dev)
+    data = prepare_data(train, val, recipe, device, mean, std)
+    run = TrainingRun(model, data, seed, report)
+    sync(data.device)
     setup_s = time.perf_counter() - t0
-
-    train_s = eval_s = 0.0
-    epoch_acc: list[float] = []
-    val_acc = val_loss = float("nan")
-    step = 0
-    for point, end in enumerate(report_at, start=1):
+    train_s = 0.0
+    while not run.done:
         t1 = time.perf_counter()
-        while step < end:
-            stepper.run(step, use_graph)
-            step += 1
-            if step % recipe.check_every == 0 or step == end:
-                bad = _first_bad(stepper.losses, step, recipe.max_loss)
-                if bad is not None:
-                    raise TrainingFailed(f"diverged: loss is {bad[1]} at step {bad[0]}")
-        _sync(dev)
+        while True:
+            run.advance()
+            if run.check_due:
+                run.check()
+            if run.at_report_point:
+                break
+        sync(data.device)
         train_s += time.perf_counter() - t1
-        t2 = time.perf_counter()
-        if recipe.bn_recalibration_images:
-            # whole batches only: the cumulative average weighs every batch equally
-            n_calib = max(1, min(recipe.bn_recalibration_images, len(xs)) // batch) * batch
-            recalibrate_bn(net, xs[:n_calib], batch, autocast, use_cl)
-        val_acc, val_loss = evaluate_accuracy(net, xv, yv, recipe.eval_batch_size, autocast, use_cl)
-        eval_s += time.perf_counter() - t2
-        if not math.isfinite(val_loss):
-            raise TrainingFailed(f"diverged: validation loss is {val_loss} after step {step}")
-        epoch_acc.append(val_acc)
-        log.debug("point %d (step %d): val_acc %.4f val_loss %.4f", point, step, val_acc, val_loss)
-        if report is not None:
-            report(point, val_acc)
-
-    losses = stepper.losses[:total].double()
-    last = losses[-min(steps_per_epoch, total) :]
-    return FitResult(
-        val_acc=val_acc,
-        val_loss=val_loss,
-        epoch_acc=tuple(epoch_acc),
-        train_loss_mean=float(losses.mean()),
-        train_loss_last=float(last.mean()),
-        steps=total,
-        images=total * batch,
-        setup_s=setup_s,
-        train_s=train_s,
-        eval_s=eval_s,
-        images_per_s=total * batch / train_s if train_s > 0 else float("nan"),
-    )
+        run.validate()
+    return run.result(setup_s, train_s)
