@@ -549,7 +549,9 @@ class TrainingRun:
         gen = torch.Generator().manual_seed(seed)
         spe = data.steps_per_epoch
         epochs_needed = -(-total // spe)
-        order = torch.cat([torch.randperm(len(data.x), generator=gen)[: spe * batch] for _ in range(epochs_needed)])
+        order = torch.cat(
+            [torch.randperm(len(data.x), generator=gen)[: spe * batch] for _ in range(epochs_needed)]
+        )
         order = order[: total * batch].view(total, batch).to(dev)
         shifts = flips = None
         if recipe.crop_padding:
@@ -631,7 +633,9 @@ class TrainingRun:
             raise TrainingFailed(f"diverged: validation loss is {self.val_loss} after step {self.step}")
         self.epoch_acc.append(self.val_acc)
         point = len(self.epoch_acc)
-        log.debug("point %d (step %d): val_acc %.4f val_loss %.4f", point, self.step, self.val_acc, self.val_loss)
+        log.debug(
+            "point %d (step %d): val_acc %.4f val_loss %.4f", point, self.step, self.val_acc, self.val_loss
+        )
         if self.report is not None:
             self.report(point, self.val_acc)
 
