@@ -11,11 +11,12 @@ import importlib
 from dataclasses import dataclass
 
 from ghostnas.errors import GhostnasError
-from ghostnas.evaluators.base import EvalResult, EvaluationFailed, Evaluator, ReportFn
+from ghostnas.evaluators.base import BatchEvaluator, EvalResult, EvaluationFailed, Evaluator, ReportFn
 from ghostnas.evaluators.fake import FakeEvaluator
 
 __all__ = [
     "DEFAULT_EVALUATOR",
+    "BatchEvaluator",
     "EvalResult",
     "EvalSettings",
     "EvaluationFailed",

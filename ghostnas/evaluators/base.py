@@ -12,13 +12,13 @@ with that reason. Intermediate values go to the ``report`` callback, which may r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ghostnas.config import GhostNetConfig
 
-__all__ = ["EvalResult", "EvaluationFailed", "Evaluator", "ReportFn"]
+__all__ = ["BatchEvaluator", "EvalResult", "EvaluationFailed", "Evaluator", "ReportFn"]
 
 ReportFn = Callable[[int, float], None]
 """``report(step, value)``: an intermediate score (higher is better) after ``step`` epochs/steps."""
@@ -52,4 +52,20 @@ class Evaluator(Protocol):
 
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         """Score ``cfg``; raise :class:`EvaluationFailed` when it cannot be scored."""
+        ...
+
+
+@runtime_checkable
+class BatchEvaluator(Evaluator, Protocol):
+    """An evaluator that can also score several candidates together (faster on a GPU).
+
+    ``ghostnas search --parallel N`` hands it N candidates at a time; an evaluator without
+    ``evaluate_many`` is called once per candidate instead.
+    """
+
+    def evaluate_many(
+        self, cfgs: Sequence[GhostNetConfig], reports: Sequence[ReportFn | None]
+    ) -> list[EvalResult | Exception]:
+        """Score every config; per config its result or the exception that stopped it
+        (:class:`EvaluationFailed`, or whatever its ``report`` raised)."""
         ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -123,28 +123,59 @@ class TrainEvaluator:
             self._dataset = load_dataset(self.data, self.data_dir)
         return self._dataset
 
-    def fit(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> FitResult:
-        """Train ``cfg`` with this evaluator's recipe; :class:`TrainingFailed` on divergence."""
+    def _build(self, cfg: GhostNetConfig) -> Callable[[], torch.nn.Module]:
         from ghostnas.registry import create_model
 
+        spec = self.dataset().spec
+        return lambda: create_model(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
+
+    def fit(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> FitResult:
+        """Train ``cfg`` with this evaluator's recipe; :class:`TrainingFailed` on divergence."""
         ds = self.dataset()
         train, val = proxy_data(ds, self.recipe)
-        spec = ds.spec
-
-        def build() -> torch.nn.Module:
-            return create_model(cfg, num_classes=spec.num_classes, in_chans=spec.in_chans, stem_stride=1)
-
         with _threads(self.threads):
-            return fit(build, train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std)
+            return fit(self._build(cfg), train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std)
 
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         start = time.perf_counter()
         try:
             res = self.fit(cfg, report)
-        except TrainingFailed as exc:
-            raise EvaluationFailed(str(exc)) from None
-        except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
-            raise EvaluationFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
+        except (TrainingFailed, torch.cuda.OutOfMemoryError) as exc:
+            raise _failure(exc) from None
+        return self._result(res, time.perf_counter() - start)
+
+    def evaluate_many(
+        self, cfgs: Sequence[GhostNetConfig], reports: Sequence[ReportFn | None]
+    ) -> list[EvalResult | Exception]:
+        """Train every config at once (:func:`ghostnas.train_many.fit_many`: one CUDA graph and
+        stream each on a GPU, in turn on the CPU) with this evaluator's recipe and seed; each
+        result equals :meth:`evaluate`'s for that config alone (bit for bit on the CPU)."""
+        from ghostnas.train_many import fit_many
+
+        start = time.perf_counter()
+        ds = self.dataset()
+        train, val = proxy_data(ds, self.recipe)
+        with _threads(self.threads):
+            outs = fit_many(
+                [self._build(c) for c in cfgs],
+                train,
+                val,
+                self.recipe,
+                self.device,
+                [self.seed] * len(cfgs),
+                reports,
+                ds.mean,
+                ds.std,
+            )
+        seconds = time.perf_counter() - start
+        return [
+            self._result(o, seconds)
+            if isinstance(o, FitResult)
+            else (_failure(o) if isinstance(o, (TrainingFailed, torch.cuda.OutOfMemoryError)) else o)
+            for o in outs
+        ]
+
+    def _result(self, res: FitResult, seconds: float) -> EvalResult:
         value = res.val_acc if self.score == "val_acc" else -res.train_loss_mean
         metrics: dict[str, float | int | str] = {
             "val_acc": res.val_acc,
@@ -161,7 +192,16 @@ class TrainEvaluator:
         }
         for i, acc in enumerate(res.epoch_acc, start=1):
             metrics[f"val_acc_{i}"] = acc
-        return EvalResult(score=value, metrics=metrics, seconds=time.perf_counter() - start)
+        for key, extra in res.extra.items():
+            metrics[key] = extra
+        return EvalResult(score=value, metrics=metrics, seconds=seconds)
+
+
+def _failure(exc: Exception) -> EvaluationFailed:
+    """Divergence or running out of device memory: a failed evaluation with its reason."""
+    if isinstance(exc, TrainingFailed):
+        return EvaluationFailed(str(exc))
+    return EvaluationFailed(f"out of memory: {str(exc).splitlines()[0] if str(exc) else 'device'}")
 
 
 def _settings_recipe(settings: EvalSettings) -> Recipe:
