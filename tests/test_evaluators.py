@@ -118,7 +118,7 @@ def test_evaluate_many_equals_evaluate_alone() -> None:
         seen.append(step)
         raise optuna.TrialPruned(f"at {step}")
 
-    together = ev.evaluate_many(cfgs + [TINY], [None, None, prune])
+    together = ev.evaluate_many([*cfgs, TINY], [None, None, prune])
     for cfg, res in zip(cfgs, together, strict=False):
         alone = ev.evaluate(cfg)
         assert isinstance(res, EvalResult) and res.score == alone.score
