@@ -134,7 +134,9 @@ class TrainEvaluator:
         ds = self.dataset()
         train, val = proxy_data(ds, self.recipe)
         with _threads(self.threads):
-            return fit(self._build(cfg), train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std)
+            return fit(
+                self._build(cfg), train, val, self.recipe, self.device, self.seed, report, ds.mean, ds.std
+            )
 
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         start = time.perf_counter()
