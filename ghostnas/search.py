@@ -131,6 +131,8 @@ class SearchSettings:
             the table's predictions to this session's speed (:func:`ghostnas.latency.calibrate`;
             a few seconds). A shared machine drifts 10-15% between sessions; without this a
             stale table lets the front overshoot the budget by that much.
+        parallel: Trials in flight in this process, evaluated together (one CUDA graph and
+            stream each on a GPU; see :mod:`ghostnas.search_batches`). 1: one at a time.
     """
 
     budget: Budget
@@ -152,6 +154,7 @@ class SearchSettings:
     latency_table: str | None = None
     latency_calibration: bool = True
     command: Sequence[str] | None = None
+    parallel: int = 1
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,8 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(f"trials = {settings.trials!r}: must be an integer of at least 1")
     if settings.timeout is not None and (not math.isfinite(settings.timeout) or settings.timeout <= 0):
         raise SearchError(f"timeout = {settings.timeout!r}: must be a positive number of seconds")
+    if isinstance(settings.parallel, bool) or not isinstance(settings.parallel, int) or settings.parallel < 1:
+        raise SearchError(f"parallel = {settings.parallel!r}: must be an integer of at least 1")
     if settings.epochs is not None and (not math.isfinite(settings.epochs) or settings.epochs <= 0):
         raise SearchError(f"epochs = {settings.epochs!r}: must be a positive number")
     if settings.sampler == "gp":
@@ -481,6 +486,7 @@ class _Clock:
     evaluation: float = 0.0
     cost_model: float = 0.0
     objective_calls: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # --parallel: candidates per batch
 
 
 def _make_objective(
@@ -726,13 +732,16 @@ def run_search(
                 remaining,
             )
             try:
-                study.optimize(
-                    objective,
-                    timeout=settings.timeout,
-                    catch=(_CandidateFailed,),
-                    callbacks=[after_trial],
-                    gc_after_trial=False,
-                )
+                if settings.parallel > 1:
+                    _optimize_in_batches(plan, study, storage, evaluator, clock, reference, me, after_trial)
+                else:
+                    study.optimize(
+                        objective,
+                        timeout=settings.timeout,
+                        catch=(_CandidateFailed,),
+                        callbacks=[after_trial],
+                        gc_after_trial=False,
+                    )
             except KeyboardInterrupt:
                 interrupted = True
         else:
@@ -755,6 +764,11 @@ def run_search(
             if loop_seconds > 0
             else None,
             "proposals_this_run": state["proposals"],
+            **(
+                {"parallel": settings.parallel, "batch_sizes": clock.batch_sizes}
+                if settings.parallel > 1
+                else {}
+            ),
         }
         run_info = results.run_record(
             settings=settings,
@@ -809,6 +823,40 @@ def run_search(
         return result
     finally:
         close_storage(storage)
+
+
+def _optimize_in_batches(
+    plan: _Plan,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    evaluator: Evaluator,
+    clock: _Clock,
+    reference: GhostNetConfig | None,
+    me: workers.WorkerId,
+    after_trial: Callable[[Any, optuna.trial.FrozenTrial], None],
+) -> None:
+    """``--parallel N``: the same objective, N trials in flight, evaluated together
+    (:mod:`ghostnas.search_batches`); the evaluation clock counts each batch once."""
+    from ghostnas.search_batches import BatchingEvaluator, optimize_in_batches
+
+    batcher = BatchingEvaluator(evaluator)
+    objective = _make_objective(plan, batcher, clock, reference, me)
+    settings = plan.settings
+    try:
+        optimize_in_batches(
+            study,
+            storage,
+            objective,
+            batcher,
+            settings.parallel,
+            settings.trials,
+            timeout=settings.timeout,
+            catch=(_CandidateFailed,),
+            callbacks=[after_trial],
+        )
+    finally:
+        clock.evaluation = batcher.evaluation_seconds
+        clock.batch_sizes = list(batcher.batch_sizes)
 
 
 def close_storage(storage: optuna.storages.BaseStorage | None) -> None:

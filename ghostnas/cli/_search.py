@@ -100,6 +100,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_int, default=0, help="seed for the sampler and the evaluator (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument(
+        "--parallel",
+        type=_positive,
+        default=1,
+        help="trials in flight in this process, trained together on the device (on CUDA one graph "
+        "and stream each; README, 'Several candidates at once'); trial counts, resume and "
+        "--storage workers are unchanged (default 1)",
+    )
+    p.add_argument(
         "--out",
         default=None,
         help="run folder (default results/search-<space>-<budget>-<evaluator>-<sampler>-seed<seed>)",
@@ -189,6 +197,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         latency_table=args.latency_table,
         latency_calibration=not args.no_latency_calibration,
         command=["ghostnas", *args.argv],
+        parallel=args.parallel,
     )
     try:
         result = run_search(settings, progress=progress)
