@@ -333,7 +333,11 @@ def _open(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fail_stale_trials(study)
-    flight = _Flight(study.ask(), objective, batcher)
+    with warnings.catch_warnings():
+        # Optuna warns that its heartbeat belongs to Study.optimize; _Heartbeat beats for us
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = study.ask()
+    flight = _Flight(trial, objective, batcher)
     heartbeat.add(flight.trial._trial_id)
     flight.thread.start()
     return flight
