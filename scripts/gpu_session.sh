@@ -77,7 +77,7 @@ run_steps() {
         t=$(( $(left) < 240 ? $(left) : 240 ))
         timeout "$t" "$PY" benchmarks/bench_concurrency.py --device "$DEV" $CONC_ARGS --out "$conc" 2>&1 | tee "$conc/stdout.txt"
         rc=${PIPESTATUS[0]}
-        record "$conc" "$rc" "python3 benchmarks/bench_concurrency.py --device $DEV $CONC_ARGS --out $conc"
+        record "$conc" "$rc" "$(basename "$PY") benchmarks/bench_concurrency.py --device $DEV $CONC_ARGS --out $conc"
     fi
     n=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['best']['n'])" "$conc/results.json" 2>/dev/null || echo 4)
 
@@ -100,7 +100,7 @@ run_steps() {
         timeout $(( t + 120 )) "$PY" benchmarks/bench_search.py --device "$DEV" --parallel "$par" --timeout "$t" \
             $RATE_ARGS --out "$d" 2>&1 | tee "$rate/stdout-parallel$par.txt"
         rc=${PIPESTATUS[0]}
-        record "$rate" "$rc" "python3 benchmarks/bench_search.py --device $DEV --parallel $par --timeout $t $RATE_ARGS --out $d"
+        record "$rate" "$rc" "$(basename "$PY") benchmarks/bench_search.py --device $DEV --parallel $par --timeout $t $RATE_ARGS --out $d"
     done
 
     # 3. the full-scale search-quality run, resumed across sessions
@@ -117,7 +117,7 @@ run_steps() {
     timeout "$t" "$PY" benchmarks/search_quality.py --device "$DEV" --out "$sq" $SQ_ARGS --seeds 0 1 2 \
         --stop-after "$stop" 2>&1 | tee -a "$sq/stdout.txt"
     rc=${PIPESTATUS[0]}
-    record "$sq" "$rc" "python3 benchmarks/search_quality.py --device $DEV --out $sq $SQ_ARGS --seeds 0 1 2 --stop-after $stop"
+    record "$sq" "$rc" "$(basename "$PY") benchmarks/search_quality.py --device $DEV --out $sq $SQ_ARGS --seeds 0 1 2 --stop-after $stop"
 }
 
 pack() {
