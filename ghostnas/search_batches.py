@@ -75,10 +75,13 @@ class BatchingEvaluator:
         self.batch_sizes: list[int] = []
         self._queue: list[_Request] = []
         self._lock = threading.Condition()
+        self._closed = False
 
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         req = _Request(cfg, report)
         with self._lock:
+            if self._closed:
+                raise KeyboardInterrupt  # the run is stopping: this objective records "interrupted"
             self._queue.append(req)
             self._lock.notify_all()
         req.done.wait()
@@ -135,9 +138,11 @@ class BatchingEvaluator:
         return batch
 
     def interrupt_queued(self) -> None:
-        """Release every queued objective with KeyboardInterrupt (the run is stopping)."""
+        """Release every queued objective with KeyboardInterrupt, and any that comes later
+        (the run is stopping)."""
         with self._lock:
             batch, self._queue = self._queue, []
+            self._closed = True
         _interrupt(batch)
 
 
@@ -267,8 +272,6 @@ def optimize_in_batches(
         KeyboardInterrupt: Ctrl-C; open trials are told FAIL first (their objectives record
             why), so a rerun resumes.
     """
-    import optuna
-
     view = _StudyView(study)
     heartbeat = _Heartbeat(storage)
     t0 = time.perf_counter()
@@ -280,6 +283,7 @@ def optimize_in_batches(
             batch: list[_Flight] = []
             deferred: list[_Flight] = []
             requests: list[_Request] = []
+            flight: _Flight | None = None
             try:
                 while len(batch) < room and not view.stopped:
                     if timeout is not None and time.perf_counter() - t0 >= timeout:
@@ -302,15 +306,15 @@ def optimize_in_batches(
                 for flight in deferred:
                     _close(study, flight, heartbeat, catch, callbacks, view)
             except BaseException:
-                batcher.interrupt_queued()
+                batcher.interrupt_queued()  # and any objective that reaches it from now on
                 _interrupt(requests)
-                for flight in batch + deferred:
-                    flight.finished.wait(timeout=10)
-                    _tell(study, flight, heartbeat)
+                for open_flight in [*batch, *deferred, *([flight] if flight is not None else [])]:
+                    open_flight.finished.wait(timeout=10)
+                    _tell(study, open_flight, heartbeat)
                 raise
     finally:
         heartbeat.close()
-    if optuna.logging.get_verbosity() <= optuna.logging.INFO and batcher.batch_sizes:
+    if batcher.batch_sizes:
         sizes = batcher.batch_sizes
         logger.info("%d batch(es) of %.1f candidates on average", len(sizes), sum(sizes) / len(sizes))
 

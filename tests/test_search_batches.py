@@ -188,3 +188,21 @@ def test_two_parallel_workers_share_a_journal_file(tmp_path):
     assert check_study(trials, 12) == []
     owners = Counter(t.user_attrs["worker"]["pid"] for t in trials if t.user_attrs.get("outcome") == "ok")
     assert len(owners) == 2, owners
+
+
+def test_ctrl_c_mid_batch_leaves_nothing_running_and_resume_is_exact(tmp_path):
+    class CtrlC(BatchRecorder):
+        def evaluate_many(self, cfgs, reports):
+            if len(self.batches) == 1:  # the second batch: Ctrl-C while training
+                self.batches.append(len(cfgs))
+                raise KeyboardInterrupt
+            return super().evaluate_many(cfgs, reports)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(settings(tmp_path, trials=8, parallel=3), evaluator=CtrlC())
+    rows = trial_rows(tmp_path / "run")
+    assert not any(r[1] == "RUNNING" for r in rows)
+    outcomes = Counter(r[2] for r in rows)
+    assert outcomes["ok"] == 3 and outcomes["interrupted"] == 3
+    again = run_search(settings(tmp_path, trials=8, parallel=3), evaluator=BatchRecorder())
+    assert again.evaluated == 8 and again.evaluated_this_run == 5
