@@ -12,6 +12,7 @@
 #                                                 DIR (default a new temporary folder)
 #
 # Steps (each skipped when an earlier session finished it, so rerunning the same call resumes):
+#   0. the CUDA-only tests of the concurrent training path (pytest -m gpu), output kept.
 #   1. benchmarks/bench_concurrency.py: N = 1, 2, 4, 8 candidates at once vs one at a time.
 #   2. benchmarks/bench_search.py: a real search with the default proxy, --parallel at the best N
 #      of step 1 and --parallel 1, time-limited: evaluated candidates per hour, Optuna and
@@ -67,8 +68,14 @@ record() {
 
 run_steps() {
     local conc rate sq n t rc
-    # 1. candidates at once
+    # 1. candidates at once (first the CUDA-only tests of that path, their output kept beside it)
     conc=$(step_dir concurrency)
+    if [ -n "$GPU_TESTS" ] && [ ! -f "$conc/results.json" ] && [ "$(left)" -gt 200 ]; then
+        mkdir -p "$conc"
+        say "0. CUDA tests of the concurrent path -> $conc/gpu-tests.txt"
+        timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider $GPU_TESTS 2>&1 | tee "$conc/gpu-tests.txt"
+        record "$conc" "${PIPESTATUS[0]}" "$(basename "$PY") -m pytest -q -m gpu -p no:cacheprovider $GPU_TESTS"
+    fi
     if [ -f "$conc/results.json" ]; then
         say "1. concurrency: done in $conc (skipped)"
     elif [ "$(left)" -gt 60 ]; then
@@ -148,6 +155,7 @@ device() {
     RATE_T1=45
     SQ_ARGS="--trials 30 --train-epochs 30"
     SQ_RUN_S=150  # one full-recipe training run of ghostnet_100 on an H100/H200, with margin
+    GPU_TESTS="tests/test_train_many.py tests/test_search_batches.py"
     if ls .gpu/whl/*.whl > /dev/null 2>&1; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
             .gpu/whl/*.whl || { echo "gpu_session: installing the carried wheels failed" >&2; exit 1; }
@@ -181,6 +189,7 @@ dry_run() {
     RATE_T1=20
     SQ_ARGS="--space tiny --budget 10M --evaluator fake --data synthetic --trials 3 --train-epochs 1 --train-images 128"
     SQ_RUN_S=0
+    GPU_TESTS=""  # they need CUDA
     export PYTHONPATH="$ROOT"
     export GHOSTNAS_GIT_COMMIT=dry-run
     MACHINE="CPU dry run"
@@ -204,5 +213,5 @@ case "${1:-}" in
     device) device "${2:-540}" ;;
     dry-run) dry_run "${2:-}" ;;
     collect) collect "${2:-}" ;;
-    *) sed -n '2,21p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
 esac

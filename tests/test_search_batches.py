@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from ghostnas.budget import parse_budget
 from ghostnas.cli import main
@@ -206,3 +207,22 @@ def test_ctrl_c_mid_batch_leaves_nothing_running_and_resume_is_exact(tmp_path):
     assert outcomes["ok"] == 3 and outcomes["interrupted"] == 3
     again = run_search(settings(tmp_path, trials=8, parallel=3), evaluator=BatchRecorder())
     assert again.evaluated == 8 and again.evaluated_this_run == 5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_search_trains_candidates_together(tmp_path):  # pragma: no cover - CUDA only
+    ev = TrainEvaluator(
+        "synthetic", recipe=replace(default_recipe("synthetic"), epochs=1, train_images=64), device="cuda"
+    )
+    res = run_search(
+        settings(tmp_path, evaluator="train", trials=4, parallel=4, data="synthetic", device="cuda"),
+        evaluator=ev,
+    )
+    assert res.evaluated == 4 and max(res.run_info["timing"]["batch_sizes"]) >= 2
+    ok = [t for t in load_study_trials(tmp_path / "run") if t.user_attrs.get("outcome") == "ok"]
+    assert any(t.user_attrs.get("metric_group_peak_memory_bytes", 0) > 0 for t in ok)
+
+
+def load_study_trials(out: Path) -> list:
+    return optuna.load_study(study_name=out.name, storage=f"sqlite:///{out / 'study.db'}").get_trials()
