@@ -9,8 +9,10 @@ step (already a fixed kernel sequence with device-side learning rate and loss lo
 so the GPU can run the steps of several candidates at the same time.
 
 On the CPU the same code runs the candidates one step each in turn. Each candidate owns its
-model, optimizer state, batch order and loss log and only reads the shared data, so its result
-is the same as training it alone with the same seed, bit for bit (tests check this).
+model, optimizer state, batch order and loss log, and its own random stream (torch's generator
+states are swapped in around each of its steps, see :class:`~ghostnas.train.TrainingRun`), and
+only reads the shared data, so its result is the same as training it alone with the same seed,
+bit for bit (tests check this, dropout included).
 
 A candidate that fails (divergence, out of memory) or whose ``report`` callback raises (a
 pruner) stops alone; the others go on. :func:`fit_many` returns, per candidate, either its
