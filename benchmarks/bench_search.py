@@ -18,6 +18,12 @@ Run it under the CPU lock::
     flock /tmp/ghostnas-cpu.lock .venv/bin/python benchmarks/bench_search.py
     flock /tmp/ghostnas-cpu.lock .venv/bin/python benchmarks/bench_search.py --evaluator fake --trials 100
 
+Candidates per GPU-hour (issue 18, target >= 3,000 with the default proxy): on a GPU, run the real
+search with several candidates in flight and a time limit; the figure is evaluated candidates over
+the whole command's wall time (start-up, Optuna and storage included)::
+
+    python benchmarks/bench_search.py --device cuda --parallel 8 --trials 100000 --timeout 120 --out DIR
+
 The report is printed and saved as ``bench.json`` (with command, commit and machine) in the run
 folder, ``results/_scratch/bench_search/<time>`` unless ``--out`` says otherwise.
 """
@@ -47,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--evaluator", default=DEFAULT_EVALUATOR)
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the run folder)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--parallel", type=int, default=1, help="trials in flight, evaluated together")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--epochs", type=float, default=None, help="proxy epochs (None: the evaluator's default)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -66,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         out=str(out),
         storage=args.storage,
         command=[sys.executable, *sys.argv],
+        device=args.device,
+        parallel=args.parallel,
+        timeout=args.timeout,
+        data=args.data,
+        epochs=args.epochs,
     )
     t0 = time.perf_counter()
     result = run_search(settings)
@@ -95,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         "optuna_share_of_wall": round(timing["optuna_seconds"] / wall, 4),
         "optuna_seconds_per_proposal": round(timing["optuna_seconds"] / max(proposals, 1), 4),
         "optuna_seconds_per_evaluated": round(timing["optuna_seconds"] / max(counts["evaluated"], 1), 4),
+        "candidates_per_hour": round(3600 * counts["evaluated"] / wall, 1),
+        "candidates_per_hour_loop_only": round(
+            3600 * counts["evaluated"] / max(timing["loop_seconds"], 1e-9), 1
+        ),
+        "device": args.device,
+        "gpu": _gpu_name(args.device),
+        "parallel": args.parallel,
+        "batch_sizes": timing.get("batch_sizes"),
     }
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
@@ -119,8 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{report['optuna_seconds_per_proposal'] * 1000:.1f} ms per proposal, "
         f"{report['optuna_seconds_per_evaluated'] * 1000:.1f} ms per evaluated candidate"
     )
+    print(
+        f"rate         {report['candidates_per_hour']:.0f} evaluated candidates per hour of wall time on "
+        f"{report['gpu'] or args.device} (parallel {args.parallel}; loop only: "
+        f"{report['candidates_per_hour_loop_only']:.0f})"
+    )
     print(f"report       {out / 'bench.json'}")
     return 0
+
+
+def _gpu_name(device: str) -> str | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 if __name__ == "__main__":

@@ -165,6 +165,11 @@ def train_candidates(
             if m is None and args.summarise_only:
                 log(f"train {label} seed {seed}: not finished; left out (--summarise-only)")
                 continue
+            if m is None and args.stop_after is not None and time.perf_counter() > args.deadline:
+                log(
+                    f"train {label} seed {seed}: not started (--stop-after {args.stop_after:g} min); rerun resumes"
+                )
+                continue
             if m is None:
                 with cpu_lock(args.lock) as waited:
                     log(f"train {label} seed {seed} (waited {waited:.0f} s for the lock)")
@@ -395,11 +400,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--keep-weights", action="store_true", help="keep each trained weights.pt")
     p.add_argument(
+        "--stop-after",
+        type=float,
+        default=None,
+        help="minutes: start no new training run after this (GPU time in slices); the table says "
+        "PARTIAL and a rerun with the same arguments resumes",
+    )
+    p.add_argument(
         "--summarise-only",
         action="store_true",
         help="run nothing: summarise the searches and the training runs already finished in --out",
     )
     args = p.parse_args(argv)
+    if args.stop_after is not None and not args.stop_after > 0:
+        p.error(f"--stop-after {args.stop_after}: give a positive number of minutes")
+    args.deadline = time.perf_counter() + 60 * (args.stop_after or 0)
     if len(args.seeds) < 3:
         print("search_quality: use at least 3 seeds (--seeds 0 1 2)", file=sys.stderr)
         return 2
@@ -445,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     ended = datetime.now(timezone.utc)
     results = {
         "scale": scale,
-        "settings": vars(args),
+        "settings": {k: v for k, v in vars(args).items() if k != "deadline"},
         "searches": searches,
         "models": rows,
         "verdict": verdict(rows),

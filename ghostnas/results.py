@@ -232,7 +232,12 @@ def _counts(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def _git_commit() -> dict[str, Any] | None:
-    """The commit of the ghostnas checkout, if ghostnas runs from one."""
+    """The commit of the ghostnas checkout, if ghostnas runs from one; ``GHOSTNAS_GIT_COMMIT``
+    when set (a copy of the tree run on another machine, where a stale ``.git`` may have come
+    along: the same rule as ``benchmarks/_runinfo.py``)."""
+    named = os.environ.get("GHOSTNAS_GIT_COMMIT")
+    if named:
+        return {"commit": named, "dirty": "unknown", "from": "GHOSTNAS_GIT_COMMIT"}
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return None

@@ -185,6 +185,8 @@ class SearchSettings:
             ``reference``.
         rungs: Promotion rungs (:mod:`ghostnas.promotion`); 1 trains every candidate once, as
             before. Multi-objective searches with a training evaluator only.
+        parallel: Trials in flight in this process, evaluated together (one CUDA graph and
+            stream each on a GPU; see :mod:`ghostnas.search_batches`). 1: one at a time.
     """
 
     budget: Budget
@@ -211,6 +213,7 @@ class SearchSettings:
     noise_seeds: int = DEFAULT_NOISE_SEEDS
     rungs: int = 1
     command: Sequence[str] | None = None
+    parallel: int = 1
 
 
 @dataclass(frozen=True)
@@ -496,6 +499,8 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(f"trials = {settings.trials!r}: must be an integer of at least 1")
     if settings.timeout is not None and (not math.isfinite(settings.timeout) or settings.timeout <= 0):
         raise SearchError(f"timeout = {settings.timeout!r}: must be a positive number of seconds")
+    if isinstance(settings.parallel, bool) or not isinstance(settings.parallel, int) or settings.parallel < 1:
+        raise SearchError(f"parallel = {settings.parallel!r}: must be an integer of at least 1")
     if settings.epochs is not None and (not math.isfinite(settings.epochs) or settings.epochs <= 0):
         raise SearchError(f"epochs = {settings.epochs!r}: must be a positive number")
     if settings.sampler == "gp":
@@ -514,6 +519,11 @@ def _validate(settings: SearchSettings) -> _Plan:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise SearchError(f"{name} = {value!r}: must be an integer from {lo} to {hi}")
     objectives = parse_objectives(settings.objectives)
+    if settings.rungs > 1 and settings.parallel > 1:
+        raise SearchError(
+            "rungs > 1 (promotion) trains candidates one at a time and cannot be combined with "
+            "parallel > 1 yet: use --rungs 1 or --parallel 1"
+        )
     if settings.rungs > 1 and len(objectives) == 1:
         raise SearchError(
             "rungs > 1 (promotion) is for multi-objective searches; a single-objective search "
@@ -700,6 +710,7 @@ class _Clock:
     noise: float = 0.0
     cost_model: float = 0.0
     objective_calls: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # --parallel: candidates per batch
 
 
 def _make_objective(
@@ -708,7 +719,11 @@ def _make_objective(
     clock: _Clock,
     reference: GhostNetConfig | None,
     me: workers.WorkerId,
+    direct: Evaluator | None = None,
 ) -> Callable[[optuna.Trial], Any]:
+    """The search's objective. ``direct``: the evaluator the reference's noise probes call
+    (with ``--parallel`` ``evaluator`` is the batching stand-in, and the probes, which run after
+    the reference's batch, go to the real evaluator instead); default ``evaluator``."""
     import optuna
 
     budget = plan.settings.budget
@@ -750,7 +765,9 @@ def _make_objective(
         t0 = time.perf_counter()
         noise_s = [0.0]
         try:
-            result = _score(trial, cfg, costs, evaluator, plan, report if single else None, noise_s)
+            result = _score(
+                trial, cfg, costs, evaluator, plan, report if single else None, noise_s, direct or evaluator
+            )
             score = float(result.score)
         except optuna.TrialPruned:
             raise
@@ -791,9 +808,11 @@ def _score(
     plan: _Plan,
     report: ReportFn | None,
     noise_s: list[float],
+    direct: Evaluator,
 ) -> EvalResult:
     """Score a candidate: once, or rung by rung with promotion; the reference also gets its noise
-    probes after its first score. ``noise_s[0]`` receives the seconds the probes took."""
+    probes (scored by ``direct``) after its first score. ``noise_s[0]`` receives the seconds the
+    probes took."""
     settings = plan.settings
 
     def probe(first: EvalResult) -> None:
@@ -802,7 +821,7 @@ def _score(
         if noise.floor_from_trials(trial.study.get_trials(deepcopy=False)) is not None:
             return  # measured already (by an earlier run or a worker that died after measuring)
         t0 = time.perf_counter()
-        _noise_probes(trial, evaluator, cfg, first, settings)
+        _noise_probes(trial, direct, cfg, first, settings)
         noise_s[0] = time.perf_counter() - t0
 
     if settings.rungs == 1:
@@ -1071,13 +1090,16 @@ def run_search(
                 remaining,
             )
             try:
-                study.optimize(
-                    objective,
-                    timeout=settings.timeout,
-                    catch=(_CandidateFailed,),
-                    callbacks=[after_trial],
-                    gc_after_trial=False,
-                )
+                if settings.parallel > 1:
+                    _optimize_in_batches(plan, study, storage, evaluator, clock, reference, me, after_trial)
+                else:
+                    study.optimize(
+                        objective,
+                        timeout=settings.timeout,
+                        catch=(_CandidateFailed,),
+                        callbacks=[after_trial],
+                        gc_after_trial=False,
+                    )
             except KeyboardInterrupt:
                 interrupted = True
         else:
@@ -1101,6 +1123,11 @@ def run_search(
             if loop_seconds > 0
             else None,
             "proposals_this_run": state["proposals"],
+            **(
+                {"parallel": settings.parallel, "batch_sizes": clock.batch_sizes}
+                if settings.parallel > 1
+                else {}
+            ),
         }
         history = run_history.extend_history(
             plan.out_dir / "run.json",
@@ -1215,6 +1242,40 @@ def _resumable(fault: WriteFailedError, storage: Any, plan: _Plan) -> WriteFaile
     if fault.command is None and plan.settings.command:
         fault.command = shlex.join(plan.settings.command)
     return fault
+
+
+def _optimize_in_batches(
+    plan: _Plan,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    evaluator: Evaluator,
+    clock: _Clock,
+    reference: GhostNetConfig | None,
+    me: workers.WorkerId,
+    after_trial: Callable[[Any, optuna.trial.FrozenTrial], None],
+) -> None:
+    """``--parallel N``: the same objective, N trials in flight, evaluated together
+    (:mod:`ghostnas.search_batches`); the evaluation clock counts each batch once."""
+    from ghostnas.search_batches import BatchingEvaluator, optimize_in_batches
+
+    batcher = BatchingEvaluator(evaluator)
+    objective = _make_objective(plan, batcher, clock, reference, me, direct=evaluator)
+    settings = plan.settings
+    try:
+        optimize_in_batches(
+            study,
+            storage,
+            objective,
+            batcher,
+            settings.parallel,
+            settings.trials,
+            timeout=settings.timeout,
+            catch=(_CandidateFailed,),
+            callbacks=[after_trial],
+        )
+    finally:
+        clock.evaluation = batcher.evaluation_seconds
+        clock.batch_sizes = list(batcher.batch_sizes)
 
 
 def close_storage(storage: optuna.storages.BaseStorage | None) -> None:

@@ -41,14 +41,18 @@ from torch import nn
 __all__ = [
     "FitResult",
     "Recipe",
+    "TrainingData",
     "TrainingFailed",
+    "TrainingRun",
     "batch_plan",
     "evaluate_accuracy",
     "fit",
     "full_recipe",
     "lr_schedule",
     "normalise",
+    "prepare_data",
     "recalibrate_bn",
+    "sync",
 ]
 
 log = logging.getLogger(__name__)
@@ -372,15 +376,33 @@ def _seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
 
 
 def _seed_all(seed: int, device: torch.device | None) -> None:
-    torch.manual_seed(seed)  # also seeds every CUDA device's generator (if CUDA is initialised)
+    # The CPU generator only (torch.manual_seed would also reseed every CUDA device, which a
+    # CPU run's fork does not restore), plus the training device's own when it is CUDA.
+    torch.default_generator.manual_seed(seed)
     if device is not None and device.type == "cuda":  # pragma: no cover - CUDA only
-        torch.cuda.manual_seed(seed)
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
 
 
 def _noise_seed(seed: int) -> int:
     """The seed of the training-time noise (dropout) stream: derived from ``seed`` but not equal
     to it, so that it does not replay the initialisation's draws."""
     return (seed * 1_000_003 + 0x5EED) % (2**63)
+
+
+RngStates = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def _rng_states(device: torch.device) -> RngStates:
+    """The CPU generator's state and, for a CUDA ``device``, that device's generator state."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_states(states: RngStates, device: torch.device) -> None:
+    torch.set_rng_state(states[0])
+    if states[1] is not None:  # pragma: no cover - CUDA only
+        torch.cuda.set_rng_state(states[1], device)
 
 
 def batch_plan(
@@ -412,11 +434,6 @@ def batch_plan(
     if recipe.flip:
         flips = torch.rand(total, batch, generator=gen) < 0.5
     return order, shifts, flips
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":  # pragma: no cover - CUDA only
-        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()
@@ -500,6 +517,250 @@ def _first_bad(losses: torch.Tensor, upto: int, max_loss: float) -> tuple[int, s
     return i + 1, what
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """Training and validation tensors on the training device, and the step plan they imply.
+
+    Built once by :func:`prepare_data` and shared, read-only, by every :class:`TrainingRun`
+    that trains on it (several candidates at once share one copy of the data on the device).
+
+    Attributes:
+        x, y: Normalised training images (float32, N C H W) and labels, on ``device``.
+        val_x, val_y: Normalised validation images and labels, on ``device``.
+        recipe: The recipe, with ``batch_size`` lowered to the number of images when fewer.
+        device: Where everything lives.
+        steps_per_epoch: Whole batches in one pass over ``x``.
+        total_steps: Steps of the whole run.
+        report_at: Steps after which the run validates and reports (whole epochs and the end).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    recipe: Recipe
+    device: torch.device
+    steps_per_epoch: int
+    total_steps: int
+    report_at: tuple[int, ...]
+
+
+def prepare_data(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    recipe: Recipe,
+    device: str | torch.device = "cpu",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> TrainingData:
+    """Move ``train`` and ``val`` to ``device`` once, normalised, and plan the steps of ``recipe``.
+
+    Arguments as for :func:`fit`.
+    """
+    dev = torch.device(device)
+    tx, ty = train
+    vx, vy = val
+    if len(tx) == 0 or len(vx) == 0:
+        raise ValueError("fit needs at least one training and one validation image")
+    if mean is None or std is None:
+        ref = tx.double()
+        mean = tuple(float(v) for v in ref.mean((0, 2, 3)))
+        std = tuple(max(float(v), 1e-6) for v in ref.std((0, 2, 3)))
+    xs = normalise(tx.to(dev), mean, std) if tx.dtype == torch.uint8 else tx.to(dev, torch.float32)
+    xv = normalise(vx.to(dev), mean, std) if vx.dtype == torch.uint8 else vx.to(dev, torch.float32)
+    batch = min(recipe.batch_size, len(xs))
+    if batch != recipe.batch_size:
+        recipe = replace(recipe, batch_size=batch)
+    steps_per_epoch = len(xs) // batch
+    total = max(1, round(recipe.epochs * steps_per_epoch))
+    report_at = sorted({e * steps_per_epoch for e in range(1, int(recipe.epochs) + 1)} | {total})
+    return TrainingData(
+        x=xs,
+        y=ty.to(dev),
+        val_x=xv,
+        val_y=vy.to(dev),
+        recipe=recipe,
+        device=dev,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        report_at=tuple(s for s in report_at if s <= total),
+    )
+
+
+class TrainingRun:
+    """One candidate being trained on shared :class:`TrainingData`, a step at a time.
+
+    :func:`fit` drives one run to the end; :func:`ghostnas.train_many.fit_many` interleaves
+    several. A run owns everything that is its own (model, optimizer state, batch order,
+    augmentation tables, loss log, CUDA graph, and the state of torch's global random
+    generators while it steps or validates) and only reads the shared data, so runs never
+    affect each other: a run gives the same result alone or interleaved with others.
+
+    The driver calls :meth:`advance` for one step, :meth:`check` when :attr:`check_due` (it
+    reads the device's loss log, a synchronisation, so a driver of several runs may synchronise
+    once and then check them all), and :meth:`validate` when :attr:`at_report_point`.
+
+    Args:
+        model: A module or a factory (called with torch's generators seeded by ``seed``).
+        data: The shared data and step plan.
+        seed: Initialisation, batch order and augmentation (:func:`batch_plan`) and dropout,
+            as for :func:`fit`.
+        report: ``report(point, val_acc)`` after each validation; may raise to stop the run.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | ModelFactory,
+        data: TrainingData,
+        seed: int = 0,
+        report: ReportFn | None = None,
+    ) -> None:
+        self.data, self.seed, self.report = data, seed, report
+        recipe, dev, total = data.recipe, data.device, data.total_steps
+        order, shifts, flips = batch_plan(len(data.x), recipe, seed)
+        order = order.to(dev)
+        shifts = None if shifts is None else shifts.to(dev)
+        flips = None if flips is None else flips.to(dev)
+        with _seeded(seed, dev):
+            net = model if isinstance(model, nn.Module) else model()
+            # Dropout (and any other stochastic layer) draws from the global generators: restart
+            # them from a seed derived from ``seed`` alone, so that every candidate trained with
+            # this seed starts the same stream whatever its initialisation consumed (common
+            # random numbers). The run keeps that stream as its own (see _own_rng).
+            _seed_all(_noise_seed(seed), dev)
+            self._rng = _rng_states(dev)
+        cuda = dev.type == "cuda"
+        self.channels_last = cuda and recipe.channels_last
+        net = net.to(dev, memory_format=torch.channels_last) if self.channels_last else net.to(dev)
+        net.train()
+        self.net = net
+        self.autocast = cuda and recipe.bf16
+        self.use_graph = cuda and recipe.cuda_graphs
+        self.stepper = _Stepper(
+            net,
+            data.x,
+            data.y,
+            order,
+            recipe,
+            lr_schedule(recipe, total).to(dev),
+            shifts,
+            flips,
+            self.autocast,
+            self.channels_last,
+        )
+        self.step = 0
+        self.checked = 0
+        self.epoch_acc: list[float] = []
+        self.val_acc = self.val_loss = float("nan")
+        self.eval_s = 0.0
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run the block on this run's own random stream and give the caller's back afterwards.
+
+        torch's generators are global, so runs interleaved by
+        :func:`ghostnas.train_many.fit_many` would otherwise share one stream, and each run's
+        dropout draws would depend on what the others did. Swapping the states in and out around
+        every step and validation gives each run exactly the stream it would see trained alone
+        with :func:`fit`, and leaves the caller's states as they were.
+        """
+        dev = self.data.device
+        outer = _rng_states(dev)
+        _set_rng_states(self._rng, dev)
+        try:
+            yield
+        finally:
+            self._rng = _rng_states(dev)
+            _set_rng_states(outer, dev)
+
+    @property
+    def done(self) -> bool:
+        """Every step taken and every report point validated."""
+        return len(self.epoch_acc) == len(self.data.report_at)
+
+    @property
+    def at_report_point(self) -> bool:
+        """The last step taken ends a report point that has not been validated yet."""
+        return not self.done and self.step == self.data.report_at[len(self.epoch_acc)]
+
+    @property
+    def check_due(self) -> bool:
+        """The loss log should be read now: every ``check_every`` steps and at report points."""
+        return self.step > self.checked and (
+            self.step % self.data.recipe.check_every == 0 or self.at_report_point
+        )
+
+    def advance(self) -> None:
+        """Take the next training step (on the current CUDA stream)."""
+        with self._own_rng():
+            self.stepper.run(self.step, self.use_graph)
+        self.step += 1
+
+    def check(self) -> None:
+        """Raise :class:`TrainingFailed` if any loss so far is NaN, infinite or too large."""
+        bad = _first_bad(self.stepper.losses, self.step, self.data.recipe.max_loss)
+        self.checked = self.step
+        if bad is not None:
+            raise TrainingFailed(f"diverged: loss is {bad[1]} at step {bad[0]}")
+
+    def validate(self) -> None:
+        """Recalibrate batch norm, score the validation images, and call ``report``."""
+        with self._own_rng():
+            self._validate()
+
+    def _validate(self) -> None:
+        t2 = time.perf_counter()
+        data, recipe, batch = self.data, self.data.recipe, self.data.recipe.batch_size
+        if recipe.bn_recalibration_images:
+            # whole batches only: the cumulative average weighs every batch equally
+            n_calib = max(1, min(recipe.bn_recalibration_images, len(data.x)) // batch) * batch
+            recalibrate_bn(self.net, data.x[:n_calib], batch, self.autocast, self.channels_last)
+        self.val_acc, self.val_loss = evaluate_accuracy(
+            self.net, data.val_x, data.val_y, recipe.eval_batch_size, self.autocast, self.channels_last
+        )
+        self.eval_s += time.perf_counter() - t2
+        if not math.isfinite(self.val_loss):
+            raise TrainingFailed(f"diverged: validation loss is {self.val_loss} after step {self.step}")
+        self.epoch_acc.append(self.val_acc)
+        point = len(self.epoch_acc)
+        log.debug(
+            "point %d (step %d): val_acc %.4f val_loss %.4f", point, self.step, self.val_acc, self.val_loss
+        )
+        if self.report is not None:
+            self.report(point, self.val_acc)
+
+    def result(self, setup_s: float, train_s: float, extra: dict[str, float] | None = None) -> FitResult:
+        """The finished run's :class:`FitResult` (timings are the driver's to measure)."""
+        total, batch = self.data.total_steps, self.data.recipe.batch_size
+        losses = self.stepper.losses[:total].double()
+        last = losses[-min(self.data.steps_per_epoch, total) :]
+        return FitResult(
+            val_acc=self.val_acc,
+            val_loss=self.val_loss,
+            epoch_acc=tuple(self.epoch_acc),
+            train_loss_mean=float(losses.mean()),
+            train_loss_last=float(last.mean()),
+            steps=total,
+            images=total * batch,
+            setup_s=setup_s,
+            train_s=train_s,
+            eval_s=self.eval_s,
+            images_per_s=total * batch / train_s if train_s > 0 else float("nan"),
+            extra=dict(extra or {}),
+        )
+
+    def release(self) -> None:
+        """Drop the model, optimizer state and CUDA graph (a finished or failed run's memory)."""
+        self.stepper.graph = None
+        del self.stepper, self.net
+
+
+def sync(device: torch.device) -> None:
+    """Wait for every queued kernel on a CUDA ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":  # pragma: no cover - CUDA only
+        torch.cuda.synchronize(device)
+
+
 def fit(
     model: nn.Module | ModelFactory,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -542,110 +803,20 @@ def fit(
         TrainingFailed: the loss became NaN, infinite or larger than ``recipe.max_loss``.
     """
     t0 = time.perf_counter()
-    dev = torch.device(device)
-    tx, ty = train
-    vx, vy = val
-    if len(tx) == 0 or len(vx) == 0:
-        raise ValueError("fit needs at least one training and one validation image")
-    if mean is None or std is None:
-        ref = tx.double()
-        mean = tuple(float(v) for v in ref.mean((0, 2, 3)))
-        std = tuple(max(float(v), 1e-6) for v in ref.std((0, 2, 3)))
-    xs = normalise(tx.to(dev), mean, std) if tx.dtype == torch.uint8 else tx.to(dev, torch.float32)
-    xv = normalise(vx.to(dev), mean, std) if vx.dtype == torch.uint8 else vx.to(dev, torch.float32)
-    ys, yv = ty.to(dev), vy.to(dev)
-
-    batch = min(recipe.batch_size, len(xs))
-    if batch != recipe.batch_size:
-        recipe = replace(recipe, batch_size=batch)
-    order, shifts, flips = batch_plan(len(xs), recipe, seed)
-    order = order.to(dev)
-    shifts = None if shifts is None else shifts.to(dev)
-    flips = None if flips is None else flips.to(dev)
-    with _seeded(seed, dev):
-        return _fit_seeded(model, xs, ys, xv, yv, recipe, dev, seed, report, order, shifts, flips, t0)
-
-
-def _fit_seeded(
-    model: nn.Module | ModelFactory,
-    xs: torch.Tensor,
-    ys: torch.Tensor,
-    xv: torch.Tensor,
-    yv: torch.Tensor,
-    recipe: Recipe,
-    dev: torch.device,
-    seed: int,
-    report: ReportFn | None,
-    order: torch.Tensor,
-    shifts: torch.Tensor | None,
-    flips: torch.Tensor | None,
-    t0: float,
-) -> FitResult:
-    """The body of :func:`fit`, run inside :func:`_seeded` (torch's global generators are
-    private to this call and seeded from ``seed``)."""
-    cuda = dev.type == "cuda"
-    batch = recipe.batch_size
-    total = len(order)
-    steps_per_epoch = len(xs) // batch
-    report_at = sorted({e * steps_per_epoch for e in range(1, int(recipe.epochs) + 1)} | {total})
-    report_at = [s for s in report_at if s <= total]
-    net = model if isinstance(model, nn.Module) else model()
-    # Dropout (and any other stochastic layer) draws from the global generators: restart them
-    # from a seed derived from ``seed`` alone, so that every candidate trained with this seed
-    # starts the same stream whatever its initialisation consumed (common random numbers).
-    _seed_all(_noise_seed(seed), dev)
-    use_cl = cuda and recipe.channels_last
-    net = net.to(dev, memory_format=torch.channels_last) if use_cl else net.to(dev)
-    net.train()
-    autocast = cuda and recipe.bf16
-    stepper = _Stepper(
-        net, xs, ys, order, recipe, lr_schedule(recipe, total).to(dev), shifts, flips, autocast, use_cl
-    )
-    use_graph = cuda and recipe.cuda_graphs
-    _sync(dev)
+    data = prepare_data(train, val, recipe, device, mean, std)
+    run = TrainingRun(model, data, seed, report)
+    sync(data.device)
     setup_s = time.perf_counter() - t0
-
-    train_s = eval_s = 0.0
-    epoch_acc: list[float] = []
-    val_acc = val_loss = float("nan")
-    step = 0
-    for point, end in enumerate(report_at, start=1):
+    train_s = 0.0
+    while not run.done:
         t1 = time.perf_counter()
-        while step < end:
-            stepper.run(step, use_graph)
-            step += 1
-            if step % recipe.check_every == 0 or step == end:
-                bad = _first_bad(stepper.losses, step, recipe.max_loss)
-                if bad is not None:
-                    raise TrainingFailed(f"diverged: loss is {bad[1]} at step {bad[0]}")
-        _sync(dev)
+        while True:
+            run.advance()
+            if run.check_due:
+                run.check()
+            if run.at_report_point:
+                break
+        sync(data.device)
         train_s += time.perf_counter() - t1
-        t2 = time.perf_counter()
-        if recipe.bn_recalibration_images:
-            # whole batches only: the cumulative average weighs every batch equally
-            n_calib = max(1, min(recipe.bn_recalibration_images, len(xs)) // batch) * batch
-            recalibrate_bn(net, xs[:n_calib], batch, autocast, use_cl)
-        val_acc, val_loss = evaluate_accuracy(net, xv, yv, recipe.eval_batch_size, autocast, use_cl)
-        eval_s += time.perf_counter() - t2
-        if not math.isfinite(val_loss):
-            raise TrainingFailed(f"diverged: validation loss is {val_loss} after step {step}")
-        epoch_acc.append(val_acc)
-        log.debug("point %d (step %d): val_acc %.4f val_loss %.4f", point, step, val_acc, val_loss)
-        if report is not None:
-            report(point, val_acc)
-
-    losses = stepper.losses[:total].double()
-    last = losses[-min(steps_per_epoch, total) :]
-    return FitResult(
-        val_acc=val_acc,
-        val_loss=val_loss,
-        epoch_acc=tuple(epoch_acc),
-        train_loss_mean=float(losses.mean()),
-        train_loss_last=float(last.mean()),
-        steps=total,
-        images=total * batch,
-        setup_s=setup_s,
-        train_s=train_s,
-        eval_s=eval_s,
-        images_per_s=total * batch / train_s if train_s > 0 else float("nan"),
-    )
+        run.validate()
+    return run.result(setup_s, train_s)

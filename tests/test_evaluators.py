@@ -101,3 +101,26 @@ def test_missing_data_fails_when_the_evaluator_is_made(name: str, tmp_path: Path
 def test_unknown_dataset_fails_when_the_evaluator_is_made() -> None:
     with pytest.raises(DatasetError, match="unknown dataset"):
         make_evaluator("synflow", EvalSettings(data="imagenet"))
+
+
+def test_evaluate_many_equals_evaluate_alone() -> None:
+    from dataclasses import replace
+
+    from ghostnas.evaluators import BatchEvaluator
+
+    ev = make_evaluator("trainloss", SYNTHETIC)
+    assert isinstance(ev, BatchEvaluator)
+    ev = TrainEvaluator("synthetic", recipe=replace(ev.recipe, train_images=128), score=ev.score)
+    cfgs = [TINY, TINY.with_width(0.5)]
+    seen: list[int] = []
+
+    def prune(step: int, value: float) -> None:
+        seen.append(step)
+        raise optuna.TrialPruned(f"at {step}")
+
+    together = ev.evaluate_many([*cfgs, TINY], [None, None, prune])
+    for cfg, res in zip(cfgs, together, strict=False):
+        alone = ev.evaluate(cfg)
+        assert isinstance(res, EvalResult) and res.score == alone.score
+        assert res.metrics["concurrent"] == 3
+    assert isinstance(together[2], optuna.TrialPruned) and seen == [1]

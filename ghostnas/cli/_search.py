@@ -127,6 +127,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_int, default=0, help="seed for the sampler and the evaluator (default 0)")
     p.add_argument("--device", default="auto", help=f"{DEVICES_HELP} (default auto)")
     p.add_argument(
+        "--parallel",
+        type=_positive,
+        default=1,
+        help="trials in flight in this process, trained together on the device (on CUDA one graph "
+        "and stream each; README, 'Several candidates at once'); trial counts, resume and "
+        "--storage workers are unchanged (default 1)",
+    )
+    p.add_argument(
         "--out",
         default=None,
         help="run folder (default ./ghostnas-runs/search-<space>-<budget>-<evaluator>-<sampler>-seed<seed>)",
@@ -322,6 +330,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         noise_seeds=args.noise_seeds,
         rungs=args.rungs,
         command=["ghostnas", *args.argv],
+        parallel=args.parallel,
     )
     previous_hook = threading.excepthook
     threading.excepthook = _thread_write_fault_hook(log, previous_hook)

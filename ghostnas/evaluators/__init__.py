@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ghostnas.errors import GhostnasError
 from ghostnas.evaluators.base import (
+    BatchEvaluator,
     EvalResult,
     EvaluationFailed,
     Evaluator,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_EVALUATOR",
+    "BatchEvaluator",
     "EvalResult",
     "EvalSettings",
     "EvaluationFailed",

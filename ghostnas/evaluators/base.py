@@ -12,13 +12,21 @@ with that reason. Intermediate values go to the ``report`` callback, which may r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ghostnas.config import GhostNetConfig
 
-__all__ = ["EvalResult", "EvaluationFailed", "Evaluator", "MultiFidelityEvaluator", "PromoteFn", "ReportFn"]
+__all__ = [
+    "BatchEvaluator",
+    "EvalResult",
+    "EvaluationFailed",
+    "Evaluator",
+    "MultiFidelityEvaluator",
+    "PromoteFn",
+    "ReportFn",
+]
 
 ReportFn = Callable[[int, float], None]
 """``report(step, value)``: an intermediate score (higher is better) after ``step`` epochs/steps."""
@@ -74,4 +82,20 @@ class MultiFidelityEvaluator(Evaluator, Protocol):
             :class:`EvaluationFailed`; the scores of earlier rungs were already passed to
             ``promote``.
         """
+        ...
+
+
+@runtime_checkable
+class BatchEvaluator(Evaluator, Protocol):
+    """An evaluator that can also score several candidates together (faster on a GPU).
+
+    ``ghostnas search --parallel N`` hands it N candidates at a time; an evaluator without
+    ``evaluate_many`` is called once per candidate instead.
+    """
+
+    def evaluate_many(
+        self, cfgs: Sequence[GhostNetConfig], reports: Sequence[ReportFn | None]
+    ) -> list[EvalResult | Exception]:
+        """Score every config; per config its result or the exception that stopped it
+        (:class:`EvaluationFailed`, or whatever its ``report`` raised)."""
         ...

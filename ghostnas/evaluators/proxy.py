@@ -16,7 +16,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +124,23 @@ class TrainEvaluator:
         other.seed = seed
         return other
 
+    def _build(
+        self, cfg: GhostNetConfig, built: list[torch.nn.Module] | None = None
+    ) -> Callable[[], torch.nn.Module]:
+        """A factory of ``cfg``'s network for this evaluator's data (appending each network it
+        builds to ``built`` when given, so that a caller can train it further)."""
+        from ghostnas.registry import create_model
+
+        spec = input_shape(self.dataset().spec)
+
+        def build() -> torch.nn.Module:
+            net = create_model(cfg, spec=spec)
+            if built is not None:
+                built.append(net)
+            return net
+
+        return build
+
     def fit(
         self,
         cfg: GhostNetConfig | torch.nn.Module,
@@ -142,19 +159,9 @@ class TrainEvaluator:
             built: When given, the network built from ``cfg`` is appended to it, so that a
                 caller can train it further.
         """
-        from ghostnas.registry import create_model
-
         ds = self.dataset()
         train, val = proxy_data(ds, self.recipe)
-        spec = ds.spec
-
-        def build() -> torch.nn.Module:
-            net = create_model(cfg, spec=input_shape(spec))
-            if built is not None:
-                built.append(net)
-            return net
-
-        model = cfg if isinstance(cfg, torch.nn.Module) else build
+        model = cfg if isinstance(cfg, torch.nn.Module) else self._build(cfg, built)
         recipe = recipe or self.recipe
         seed = self.seed if seed is None else seed
         with _threads(self.threads):
@@ -163,7 +170,7 @@ class TrainEvaluator:
     def evaluate(self, cfg: GhostNetConfig, report: ReportFn | None = None) -> EvalResult:
         start = time.perf_counter()
         res = self._fit_or_fail(cfg, report)
-        return self._result(res, start)
+        return self._result(res, time.perf_counter() - start)
 
     def evaluate_rungs(
         self, cfg: GhostNetConfig, rungs: int, factor: float, promote: PromoteFn
@@ -179,7 +186,7 @@ class TrainEvaluator:
         start = time.perf_counter()
         built: list[torch.nn.Module] = []
         fits = [self._fit_or_fail(cfg, None, built=built)]
-        results = [self._result(fits[0], start)]
+        results = [self._result(fits[0], time.perf_counter() - start)]
         done = self.recipe.epochs
         for rung in range(1, rungs):
             if not promote(rung - 1, results[-1]):
@@ -196,7 +203,7 @@ class TrainEvaluator:
                 train_s=sum(f.train_s for f in fits),
                 eval_s=sum(f.eval_s for f in fits),
             )
-            results.append(self._result(res, start, rung=rung, epochs=total))
+            results.append(self._result(res, time.perf_counter() - start, rung=rung, epochs=total))
         return results
 
     def _fit_or_fail(
@@ -204,12 +211,43 @@ class TrainEvaluator:
     ) -> FitResult:
         try:
             return self.fit(cfg, report, **kw)
-        except TrainingFailed as exc:
-            raise EvaluationFailed(str(exc)) from None
-        except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - needs a device to run out
-            raise EvaluationFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
+        except (TrainingFailed, torch.cuda.OutOfMemoryError) as exc:
+            raise _failure(exc) from None
 
-    def _result(self, res: FitResult, start: float, rung: int = 0, epochs: float | None = None) -> EvalResult:
+    def evaluate_many(
+        self, cfgs: Sequence[GhostNetConfig], reports: Sequence[ReportFn | None]
+    ) -> list[EvalResult | Exception]:
+        """Train every config at once (:func:`ghostnas.train_many.fit_many`: one CUDA graph and
+        stream each on a GPU, in turn on the CPU) with this evaluator's recipe and seed; each
+        result equals :meth:`evaluate`'s for that config alone (bit for bit on the CPU)."""
+        from ghostnas.train_many import fit_many
+
+        start = time.perf_counter()
+        ds = self.dataset()
+        train, val = proxy_data(ds, self.recipe)
+        with _threads(self.threads):
+            outs = fit_many(
+                [self._build(c) for c in cfgs],
+                train,
+                val,
+                self.recipe,
+                self.device,
+                [self.seed] * len(cfgs),
+                reports,
+                ds.mean,
+                ds.std,
+            )
+        seconds = time.perf_counter() - start
+        return [
+            self._result(o, seconds)
+            if isinstance(o, FitResult)
+            else (_failure(o) if isinstance(o, (TrainingFailed, torch.cuda.OutOfMemoryError)) else o)
+            for o in outs
+        ]
+
+    def _result(
+        self, res: FitResult, seconds: float, rung: int = 0, epochs: float | None = None
+    ) -> EvalResult:
         value = res.val_acc if self.score == "val_acc" else -res.train_loss_mean
         metrics: dict[str, float | int | str] = {
             "val_acc": res.val_acc,
@@ -229,7 +267,16 @@ class TrainEvaluator:
             metrics["epochs_total"] = epochs if epochs is not None else self.recipe.epochs
         for i, acc in enumerate(res.epoch_acc, start=1):
             metrics[f"val_acc_{i}"] = acc
-        return EvalResult(score=value, metrics=metrics, seconds=time.perf_counter() - start)
+        for key, extra in res.extra.items():
+            metrics[key] = extra
+        return EvalResult(score=value, metrics=metrics, seconds=seconds)
+
+
+def _failure(exc: Exception) -> EvaluationFailed:
+    """Divergence or running out of device memory: a failed evaluation with its reason."""
+    if isinstance(exc, TrainingFailed):
+        return EvaluationFailed(str(exc))
+    return EvaluationFailed(f"out of memory: {str(exc).splitlines()[0] if str(exc) else 'device'}")
 
 
 def _rung_seed(seed: int, rung: int) -> int:
