@@ -242,9 +242,11 @@ def summary_lines(
     front: Sequence[Mapping[str, Any]],
     reference: Mapping[str, Any] | None,
     best: Mapping[str, Any] | None,
+    score_label: str = "score",
 ) -> list[str]:
     """The ``summary.md`` section on noise: the floor, its cost, and how the front and the best
-    point compare with the reference and with each other beyond noise."""
+    point compare with the reference and with each other beyond noise (``score_label`` names
+    the evaluator's score, e.g. ``proxy accuracy``)."""
     lines = ["## Noise floor", ""]
     if not record or not record.get("measured"):
         why = (record or {}).get("reason", "not measured")
@@ -284,7 +286,7 @@ def summary_lines(
     marked = mark_front(front, reference, floor)
     if marked:
         lines += [
-            "| trial | accuracy | minus reference | vs reference | vs cheaper front point |",
+            f"| trial | {score_label} | minus reference | vs reference | vs cheaper front point |",
             "|---:|---:|---:|---|---|",
         ]
         for r in marked:

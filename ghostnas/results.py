@@ -622,7 +622,7 @@ def _summary(
             f"Reference (width-scaled GhostNet, trial {r['number']}): {score}, {_m(r['macs'])} MACs.",
             "",
         ]
-    lines += noise_summary_lines(run_info.get("noise"), front, ref[0] if ref else None, best)
+    lines += noise_summary_lines(run_info.get("noise"), front, ref[0] if ref else None, best, label)
     lines += promotion_summary_lines(run_info.get("promotion"))
     latency_col = cost_key == "latency_ms"
     lines += [

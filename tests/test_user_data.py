@@ -348,7 +348,9 @@ def test_user_data_gets_its_own_default_run_folder(tmp_path, monkeypatch, capsys
     status, out, err = _run(["search", "--space", "tiny", "--budget", "30M", "--trials", "1", "--no-progress",
                              "--data", "birds", "--evaluator", "fake"], capsys)  # fmt: skip
     assert status == 0, err
-    assert "birds" in out.splitlines()[0] and any("birds" in p.name for p in (tmp_path / "results").iterdir())
+    assert "birds" in out.splitlines()[0] and any(
+        "birds" in p.name for p in (tmp_path / "ghostnas-runs").iterdir()
+    )
 
 
 def test_memory_check_refuses_before_decoding(tmp_path, monkeypatch, capsys, count_decodes) -> None:
