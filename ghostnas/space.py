@@ -383,11 +383,21 @@ class SearchSpace:
         """Every parameter a trial may set, in suggestion order (inactive blocks included)."""
         names: list[str] = []
 
-        def choose(name: str, choices: Sequence[Any], grid: WidthGrid | None, _w: Any) -> Any:
-            names.append(name)
-            return choices[-1]  # the deepest stage exposes every block's parameters
+        for stage_kind_choice in (0, -1):
+            # The deepest stage exposes every block's parameters; a sequential stage its blocks'
+            # widths, a G-Ghost stage its cheap ratio: walk both and keep every name once.
+            def choose(
+                name: str,
+                choices: Sequence[Any],
+                grid: WidthGrid | None,
+                _w: Any,
+                pick: int = stage_kind_choice,
+            ) -> Any:
+                if name not in names:
+                    names.append(name)
+                return choices[pick] if name.endswith("_gghost") else choices[-1]
 
-        self._build(choose)
+            self._build(choose)
         return names
 
     def size(self) -> int:

@@ -1,7 +1,8 @@
 """Saving and loading model weights as plain state dicts, never as pickled objects.
 
-:func:`load_timm_weights` maps timm's GhostNet V1/V2 state dicts (and the official code's, which
-share its layout) onto ghostnas models, strictly: every key used, every shape equal.
+:func:`load_timm_weights` maps timm's GhostNet V1/V2/V3 state dicts (and the official code's,
+which share its layout up to V3's ``bn``/``bn1`` branch names) onto ghostnas models, strictly:
+every key used, every shape equal.
 
 Weights are read with ``torch.load(..., weights_only=True)``, which refuses arbitrary pickled
 objects (code execution on load); a file that is not a plain state dict is rejected with a
@@ -62,8 +63,8 @@ _NOT_WEIGHTS = ("total_ops", "total_params")
 
 
 def map_timm_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Rename a timm ``ghostnet_*`` / ``ghostnetv2_*`` state dict (or an official GhostNet V1/V2
-    checkpoint, which has the same layout) to ``model``'s keys, strictly.
+    """Rename a timm ``ghostnet_*`` / ``ghostnetv2_*`` / ``ghostnetv3_*`` state dict (or an official
+    GhostNet V1/V2/V3 checkpoint, which has the same layout) to ``model``'s keys, strictly.
 
     timm groups the bottlenecks as ``blocks.N.M`` (its own stage grouping) and keeps the final
     1x1 conv as the last group ``blocks.L.0.conv`` / ``.bn1``; inside a block the names agree
@@ -121,6 +122,10 @@ def map_timm_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> 
             new = f"stages.{si}.{bi}.{m.group(3)}"
         else:
             new = key
+        if new not in ours and ".bn." in new:
+            # The official GhostNetV3 code names the BN of a conv-BN branch ``bn`` where timm
+            # says ``bn1`` (timm renames them on load the same way).
+            new = new.replace(".bn.", ".bn1.")
         if new not in ours:
             raise GhostnasError(
                 f"weights key {key!r} has no place in this model ({new!r} does not exist); wrong model?"

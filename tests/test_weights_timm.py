@@ -80,3 +80,14 @@ def test_official_checkpoint_wrapper_and_thop_counters_are_accepted() -> None:
     }
     model = ghostnas.create_model("ghostnet_050")
     assert set(map_timm_state_dict(wrapped, model)) == set(model.state_dict())
+
+
+def test_official_v3_branch_names_are_accepted() -> None:
+    """The official GhostNetV3 code calls a branch's BN ``bn`` (timm: ``bn1``)."""
+    state = timm.create_model("ghostnetv3_100", pretrained=False).state_dict()
+    official = {
+        k.replace(".bn1.", ".bn.") if (".ghost" in k or ".dw_rpr_" in k) else k: v for k, v in state.items()
+    }
+    assert official != state
+    model = ghostnas.create_model("ghostnetv3_100")
+    assert set(map_timm_state_dict(official, model)) == set(model.state_dict())
