@@ -53,7 +53,7 @@ class TmpfsDisk:
 
 
 @contextlib.contextmanager
-def tmpfs(root: Path, size: str = "2m", options: str = "") -> Iterator[TmpfsDisk]:
+def tmpfs(root: Path, size: str = "8m", options: str = "") -> Iterator[TmpfsDisk]:
     """Mount a tmpfs at ``root`` for the block; skip the test where mounting is not allowed."""
     root.mkdir(parents=True, exist_ok=True)
     opts = f"size={size}" + (f",{options}" if options else "")

@@ -19,6 +19,9 @@ def make_run(out: Path, trials: int = 8) -> Path:
         calls["n"] += 1
         return calls["n"] == 2
 
-    settings = SearchSettings(budget=BUDGET, space="tiny", trials=trials, evaluator="fake", out=str(out))
+    # noise_seeds=0: no reference probes, so the second evaluation is the second candidate
+    settings = SearchSettings(
+        budget=BUDGET, space="tiny", trials=trials, evaluator="fake", out=str(out), noise_seeds=0
+    )
     run_search(settings, evaluator=FakeEvaluator(fail_if=fail_second))
     return out

@@ -92,11 +92,17 @@ def _assert_no_partial_output(folder: Path) -> None:
         list(csv.DictReader((folder / "trials.csv").open()))
 
 
+def _is_progress(line: str) -> bool:
+    """The start line of a search or a training run, or train's line before the test set: printed
+    on every run before the work, never an error."""
+    return line.startswith("ghostnas search: space ") or (
+        line.startswith("ghostnas train: ") and not line.startswith("ghostnas train: error:")
+    )
+
+
 def _without_start_line(err: str) -> list[str]:
-    """stderr's lines less the search's start line (printed before any work, on every run)."""
-    return [
-        line for line in err.splitlines() if line.strip() and not line.startswith("ghostnas search: space ")
-    ]
+    """stderr's lines less the progress lines (:func:`_is_progress`)."""
+    return [line for line in err.splitlines() if line.strip() and not _is_progress(line)]
 
 
 def _one_line(err: str) -> str:
