@@ -15,6 +15,7 @@ import io
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,18 @@ from ghostnas._io import atomic_write_bytes
 from ghostnas.errors import GhostnasError
 
 __all__ = ["load_timm_weights", "load_weights", "map_timm_state_dict", "save_weights"]
+
+
+def _load_safely(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers only, never
+    arbitrary pickles; any failure is one line naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GhostnasError(
+            f"{path}: not a plain state dict loadable with weights_only=True ({first[:120]})"
+        ) from None
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
@@ -37,13 +50,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise GhostnasError(f"{path}: no such weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GhostnasError(
-            f"{path}: not a plain state dict loadable with weights_only=True ({first[:120]})"
-        ) from None
+    state = _load_safely(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise GhostnasError(f"{path}: expected a state dict of tensors")
     try:
@@ -171,13 +178,7 @@ def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
                 f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
             ) from None
         return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GhostnasError(
-            f"{path}: not a plain state dict loadable with weights_only=True ({first[:120]})"
-        ) from None
+    state = _load_safely(path)
     if not isinstance(state, Mapping):
         raise GhostnasError(f"{path}: expected a state dict")
     return state
