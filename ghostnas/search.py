@@ -49,7 +49,6 @@ from ghostnas.budget import (
     Objective,
     candidate_costs,
     default_objectives,
-    front_metric,
     parse_objectives,
 )
 from ghostnas.config import BuildSpec, GhostNetConfig, config_to_dict
@@ -76,8 +75,11 @@ from ghostnas.evaluators import (
     make_evaluator,
     score_label,
 )
+from ghostnas.front import FrontTracker
+from ghostnas.front import cost_key as front_cost_key
 from ghostnas.noise import DEFAULT_NOISE_SEEDS
 from ghostnas.promotion import MAX_RUNGS
+from ghostnas.records import ATTR_ARCH, ATTR_CONFIG, TrialRecord
 from ghostnas.space import SearchSpace, load_space, space_digest
 
 if TYPE_CHECKING:
@@ -230,7 +232,7 @@ class Progress:
         score: Its score, when it was scored.
         costs: Its ``macs`` and ``params`` at 224x224 (and ``latency_ms`` when predicted).
         seconds: Its evaluation time (None when it never reached the evaluator).
-        cost_key: The front's cost axis (:func:`ghostnas.budget.front_metric`).
+        cost_key: The front's cost axis (:func:`ghostnas.front.cost_key`).
     """
 
     evaluated: int
@@ -287,8 +289,8 @@ class SearchResult:
         study_name, storage_url: Where the study lives (the URL without any password).
         evaluated: Evaluated candidates in the study (all runs).
         evaluated_this_run: Of those, how many this run added.
-        best: Best trial record under budget (see :mod:`ghostnas.results`), or None.
-        pareto: The Pareto front records.
+        best: Best trial under budget (:func:`ghostnas.front.best_record`), or None.
+        pareto: The Pareto front, as ``pareto.json`` holds it.
         run_info: The content of ``run.json``.
         files: Output file names written.
     """
@@ -298,7 +300,7 @@ class SearchResult:
     storage_url: str
     evaluated: int
     evaluated_this_run: int
-    best: dict[str, Any] | None
+    best: TrialRecord | None
     pareto: list[dict[str, Any]]
     run_info: dict[str, Any]
     files: list[str] = field(default_factory=list)
@@ -738,8 +740,8 @@ def _make_objective(
         clock.cost_model += time.perf_counter() - t0
         for key, value in costs.items():
             trial.set_user_attr(key, value)
-        trial.set_user_attr("cfg", cfg.short())
-        trial.set_user_attr("config", config_to_dict(cfg))  # the full config, to check replays against
+        trial.set_user_attr(ATTR_ARCH, cfg.short())  # for logs and the dashboard
+        trial.set_user_attr(ATTR_CONFIG, config_to_dict(cfg))  # what the run folder records and export reads
         if reference is not None and cfg == reference:
             trial.set_user_attr("reference", True)
         excess = budget.excess(costs)
@@ -946,7 +948,7 @@ def run_search(
     """
     import optuna
 
-    from ghostnas import results
+    from ghostnas import results, run_folder
 
     if sampler is None and settings.sampler not in SAMPLERS:
         raise SearchError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -1017,8 +1019,8 @@ def run_search(
         clock = _Clock()
         state = {"evaluated": evaluated_before, "proposals": 0, "over": 0}
         max_proposals = MAX_PROPOSALS_PER_TRIAL * max(remaining, 1)
-        cost_key = front_metric(settings.budget, plan.objectives)
-        tracker = results.FrontTracker(cost_key)
+        cost_key = front_cost_key(settings.budget, plan.objectives)
+        tracker = FrontTracker(settings.budget, cost_key)
         for t in existing:
             tracker.add(t)
 
@@ -1177,7 +1179,7 @@ def run_search(
             plan.out_dir, trials, plan.space, plan.settings.budget, plan.objectives, run_info
         )
         run_info["timing"]["outputs_seconds"] = round(time.perf_counter() - t_out, 3)
-        results.write_run_json(plan.out_dir, run_info)
+        run_folder.write_run_json(plan.out_dir, run_info)
         evaluated = workers.count_evaluated(trials)
         result = SearchResult(
             out_dir=plan.out_dir,
