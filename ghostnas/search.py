@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostnas import noise, promotion, run_history, workers
-from ghostnas._fs import as_write_failed, check_output_dir, is_write_fault, repair_journal_tail, writing
+from ghostnas._fs import as_write_failed, check_output_dir, is_write_fault, writing
 from ghostnas.budget import (
     BUDGET_INPUT_SIZE,
     BUDGET_NUM_CLASSES,
@@ -81,6 +81,7 @@ from ghostnas.noise import DEFAULT_NOISE_SEEDS
 from ghostnas.promotion import MAX_RUNGS
 from ghostnas.records import ATTR_ARCH, ATTR_CONFIG, TrialRecord
 from ghostnas.space import SearchSpace, load_space, space_digest
+from ghostnas.storage import close_storage, default_storage_url, open_storage, redact, storage_path
 
 if TYPE_CHECKING:
     import optuna
@@ -100,10 +101,8 @@ __all__ = [
     "SearchResult",
     "SearchSettings",
     "SearchStart",
-    "close_storage",
     "default_out_dir",
     "make_sampler",
-    "open_storage",
     "run_search",
 ]
 
@@ -366,116 +365,6 @@ def make_sampler(name: str, seed: int, trials: int, n_objectives: int) -> optuna
     raise SearchError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 
-def _redact(url: str) -> str:
-    """The storage URL without a password (it goes into run.json and messages)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open an Optuna storage: an RDB URL (``sqlite:///...``, ``postgresql://...``) or
-    ``journal:PATH`` for a journal file.
-
-    RDB storages get Optuna's heartbeat (see :mod:`ghostnas.workers`): a trial whose worker
-    stops beating for :data:`ghostnas.workers.GRACE_PERIOD` seconds is failed by a live worker
-    and its config retried. A PostgreSQL or MySQL server that does not answer fails within
-    10 seconds instead of hanging.
-
-    Raises:
-        SearchError: the URL cannot be opened; one line with the reason.
-    """
-    import optuna
-
-    try:
-        if url.startswith("journal:"):
-            path = Path(url[len("journal:") :])
-            if not path.parent.is_dir():
-                raise SearchError(f"storage {url!r}: folder {path.parent} does not exist")
-            if path.is_dir():
-                raise SearchError(f"storage {url!r}: {path} is a folder; give a journal file path")
-            from optuna.storages.journal import JournalFileBackend
-
-            if repair_journal_tail(path):  # an append that failed part-way (disk full, kill -9)
-                logger.warning("%s: dropped an unfinished last line left by a failed write", path)
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-        if url.startswith("sqlite:///"):
-            db = url[len("sqlite:///") :]
-            if db and not Path(db).expanduser().parent.is_dir():
-                raise SearchError(f"storage {_redact(url)!r}: folder {Path(db).parent} does not exist")
-        if url.startswith("sqlite:"):
-            return _fast_sqlite(url)
-        engine_kwargs: dict[str, Any] = {}
-        if url.startswith(("postgresql", "mysql")):
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        return _rdb_with_retry(url, engine_kwargs)
-    except SearchError:
-        raise
-    except Exception as exc:  # sqlalchemy and drivers raise many kinds; all mean "cannot open"
-        fault = as_write_failed(exc, _storage_path(url), "the study storage")
-        if fault is not None:  # a full disk is not a bad URL
-            raise fault from exc
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise SearchError(
-            f"cannot open storage {_redact(url)!r}: {reason}; give an Optuna storage URL such as "
-            "sqlite:///path/study.db or journal:path/study.log"
-        ) from None
-
-
-def _rdb(url: str, engine_kwargs: dict[str, Any] | None = None) -> optuna.storages.RDBStorage:
-    """An RDB storage with the heartbeat on (Optuna marks the heartbeat experimental)."""
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=workers.HEARTBEAT_INTERVAL,
-            grace_period=workers.GRACE_PERIOD,
-            heartbeat_stale_trial_callback=workers.on_heartbeat_stale,
-        )
-
-
-def _rdb_with_retry(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
-    """:func:`_rdb`, tried again when it lost a race: workers that start together on an empty
-    database all try to create Optuna's tables, and all but one see "already exists"."""
-    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-
-    for attempt in range(4):
-        try:
-            return _rdb(url, engine_kwargs)
-        except (IntegrityError, OperationalError, ProgrammingError) as exc:
-            lost_race = "already exists" in str(exc) or "database is locked" in str(exc)
-            if attempt == 3 or not lost_race:
-                raise
-            time.sleep(0.2 + 0.3 * attempt)
-    raise AssertionError("unreachable")
-
-
-def _fast_sqlite(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage on SQLite in WAL mode with ``synchronous=NORMAL``.
-
-    Optuna commits once per suggested parameter and per attribute; with SQLite's default
-    rollback journal every commit waits for an fsync (~7 ms here), which made the storage the
-    largest cost of a trial. WAL with NORMAL sync still never corrupts the database on a crash
-    (at worst the last commits before a power loss are lost, and a resumed run redoes them);
-    readers such as optuna-dashboard can read while the search writes.
-    """
-    from sqlalchemy import event
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    # A reader (optuna-dashboard, another worker) may hold SQLite's lock for a moment: wait for
-    # it rather than failing the run.
-    storage = _rdb_with_retry(url, {"connect_args": {"timeout": 30}})
-    event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # connections opened while creating the schema do not have the pragmas
-    return storage
-
-
 @dataclass(frozen=True)
 class _Plan:
     """Validated settings, resolved into the objects a run needs."""
@@ -566,13 +455,13 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(f"--out {out_dir}: exists and is not a folder")
     check_output_dir(out_dir, "--out")
     if settings.storage and settings.storage.startswith(("journal:", "sqlite:///")):
-        folder = Path(_storage_path(settings.storage)).expanduser().parent
+        folder = Path(storage_path(settings.storage)).expanduser().parent
         if folder.is_dir():  # (a missing folder is open_storage's one-line error)
-            check_output_dir(folder, "--storage", name=_redact(settings.storage))
+            check_output_dir(folder, "--storage", name=redact(settings.storage))
     study_name = settings.study or out_dir.name
     if not study_name or len(study_name) > 500:
         raise SearchError("study name must be 1 to 500 characters")
-    storage_url = settings.storage or f"sqlite:///{out_dir / 'study.db'}"
+    storage_url = settings.storage or default_storage_url(out_dir)
     fingerprint = {
         "space": space.name,
         "budget": budget.describe(),
@@ -1078,7 +967,7 @@ def run_search(
                     evaluated_before=evaluated_before,
                     out_dir=plan.out_dir,
                     study=plan.study_name,
-                    storage=_redact(plan.storage_url),
+                    storage=redact(plan.storage_url),
                     command=tuple(settings.command) if settings.command is not None else None,
                 )
             )
@@ -1149,7 +1038,7 @@ def run_search(
                 "space_source": plan.space.source,
                 "space_sha256": space_digest(plan.space),
                 "study": plan.study_name,
-                "storage": _redact(plan.storage_url),
+                "storage": redact(plan.storage_url),
                 "out": str(plan.out_dir),
                 "sampler": settings.sampler if isinstance(settings.sampler, str) else type(sampler).__name__,
                 "sampler_class": type(sampler).__name__,
@@ -1184,7 +1073,7 @@ def run_search(
         result = SearchResult(
             out_dir=plan.out_dir,
             study_name=plan.study_name,
-            storage_url=_redact(plan.storage_url),
+            storage_url=redact(plan.storage_url),
             evaluated=evaluated,
             evaluated_this_run=evaluated - evaluated_before,
             best=outputs["best"],
@@ -1202,21 +1091,12 @@ def run_search(
             )
         return result
     except Exception as exc:
-        fault = as_write_failed(exc, _storage_path(plan.storage_url), "the study storage")
+        fault = as_write_failed(exc, storage_path(plan.storage_url), "the study storage")
         if fault is None:
             raise
         raise _resumable(fault, storage, plan) from exc
     finally:
         close_storage(storage)
-
-
-def _storage_path(url: str) -> str:
-    """The file behind a SQLite or journal storage URL; the (redacted) URL for a server."""
-    if url.startswith("journal:"):
-        return url[len("journal:") :]
-    if url.startswith("sqlite:///") and url != "sqlite:///":
-        return url[len("sqlite:///") :]
-    return _redact(url)
 
 
 def _resumable(fault: WriteFailedError, storage: Any, plan: _Plan) -> WriteFailedError:
@@ -1278,14 +1158,6 @@ def _optimize_in_batches(
     finally:
         clock.evaluation = batcher.evaluation_seconds
         clock.batch_sizes = list(batcher.batch_sizes)
-
-
-def close_storage(storage: optuna.storages.BaseStorage | None) -> None:
-    """Release an RDB storage's connections (SQLite then folds its WAL back into the database
-    file, so the study is one self-contained file again)."""
-    engine = getattr(storage, "engine", None)
-    if engine is not None:
-        engine.dispose()
 
 
 def _wait_for_others(
