@@ -164,7 +164,7 @@ def _study_config(run: RunFolder, number: int, storage: str | None) -> GhostNetC
         )
     import optuna
 
-    from ghostnas.search import close_storage, open_storage
+    from ghostnas.storage import close_storage, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     opened = None

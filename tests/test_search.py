@@ -354,10 +354,10 @@ def test_timeout_stops_early_and_a_killed_runs_trial_is_marked_failed(tmp_path):
 
 def test_reference_widths_of_the_main_job():
     # The bare command's reference: GhostNet 1.0x (141.2M MACs) is the widest grid width under 150M.
-    from ghostnas.search import _reference_params, _validate
+    from ghostnas.search_plan import plan_search, reference_params
 
-    plan = _validate(SearchSettings(budget=parse_budget("150MFLOPs")))
-    cfg, params = _reference_params(plan)
+    plan = plan_search(SearchSettings(budget=parse_budget("150MFLOPs")))
+    cfg, params = reference_params(plan)
     assert cfg == ghostnas.resolve_config("ghostnet_100") and params["width"] == 1.0
     assert count_cost(cfg.with_width(1.05)).macs > 150e6
 
