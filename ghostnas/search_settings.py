@@ -146,7 +146,8 @@ class Progress:
         score: Its score, when it was scored.
         costs: Its ``macs`` and ``params`` at 224x224 (and ``latency_ms`` when predicted).
         seconds: Its evaluation time (None when it never reached the evaluator).
-        cost_key: The front's cost axis (:func:`ghostnas.front.cost_key`).
+        cost_key: The front's cost axis (:func:`ghostnas.front.cost_key`, the budget's metric
+            unless a second objective names another; never a default).
     """
 
     evaluated: int
@@ -156,11 +157,11 @@ class Progress:
     best_accuracy: float | None
     pareto_size: int
     last_state: str
+    cost_key: str
     trial: int | None = None
     score: float | None = None
     costs: dict[str, float] = field(default_factory=dict)
     seconds: float | None = None
-    cost_key: str = "macs"
 
 
 @dataclass(frozen=True)
