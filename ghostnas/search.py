@@ -79,7 +79,15 @@ from ghostnas.evaluators import (
 from ghostnas.noise import DEFAULT_NOISE_SEEDS
 from ghostnas.promotion import MAX_RUNGS
 from ghostnas.space import SearchSpace, load_space, space_digest
-from ghostnas.storage import close_storage, default_storage_url, open_storage, redact, storage_path
+from ghostnas.storage import (
+    DEFAULT_RETRY_S,
+    check_retry_s,
+    close_storage,
+    default_storage_url,
+    open_storage,
+    redact,
+    storage_path,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -186,6 +194,8 @@ class SearchSettings:
             before. Multi-objective searches with a training evaluator only.
         parallel: Trials in flight in this process, evaluated together (one CUDA graph and
             stream each on a GPU; see :mod:`ghostnas.search_batches`). 1: one at a time.
+        storage_retry_s: How long to wait for a database server (PostgreSQL, MySQL) that stopped
+            answering mid-run before stopping with a one-line error (:mod:`ghostnas.storage`).
     """
 
     budget: Budget
@@ -213,6 +223,7 @@ class SearchSettings:
     rungs: int = 1
     command: Sequence[str] | None = None
     parallel: int = 1
+    storage_retry_s: float = DEFAULT_RETRY_S
 
 
 @dataclass(frozen=True)
@@ -390,6 +401,7 @@ def _validate(settings: SearchSettings) -> _Plan:
         raise SearchError(f"timeout = {settings.timeout!r}: must be a positive number of seconds")
     if isinstance(settings.parallel, bool) or not isinstance(settings.parallel, int) or settings.parallel < 1:
         raise SearchError(f"parallel = {settings.parallel!r}: must be an integer of at least 1")
+    check_retry_s(settings.storage_retry_s)
     if settings.epochs is not None and (not math.isfinite(settings.epochs) or settings.epochs <= 0):
         raise SearchError(f"epochs = {settings.epochs!r}: must be a positive number")
     if settings.sampler == "gp":
@@ -866,14 +878,14 @@ def run_search(
     try:
         fresh_default = settings.storage is None and not (plan.out_dir / "study.db").exists()
         if not fresh_default:
-            storage = open_storage(plan.storage_url)
+            storage = open_storage(plan.storage_url, settings.storage_retry_s)
         existing = _load_existing(storage, plan, directions) if storage is not None else []
 
         # Inputs are valid: from here on the run folder may be created.
         started = _dt.datetime.now(_dt.timezone.utc)
         plan.out_dir.mkdir(parents=True, exist_ok=True)
         if storage is None:
-            storage = open_storage(plan.storage_url)
+            storage = open_storage(plan.storage_url, settings.storage_retry_s)
         n_objectives = len(plan.objectives)
         if sampler is None:
             # Re-seed by history length so a resumed run does not replay the first run's draws.
