@@ -168,16 +168,18 @@ class ConnectionRetry:
     """Retries calls while the database connection is lost, for at most ``window_s`` seconds per
     outage, and says so in one line when the wait starts and one when it ends.
 
-    One object is shared by every thread of a storage: an outage starts when the first call sees
-    the connection lost and ends when any call succeeds. The wait between attempts doubles from
-    :data:`BACKOFF_FIRST_S` to :data:`BACKOFF_MAX_S` (with jitter, so many workers do not reconnect
-    in step). Once the window has passed, every call fails at once with
-    :class:`StorageUnavailableError`, so the run ends promptly instead of waiting again in each
-    clean-up call.
+    One object is shared by every thread of a storage. A single dropped connection (the server
+    cut it, a pooled one had died) is retried at once and only logged at INFO: the pool opens a
+    new one and nothing is waited for. When that retry fails too, the server is down: the outage
+    starts (one WARNING line), calls are retried with a wait that doubles from
+    :data:`BACKOFF_FIRST_S` to :data:`BACKOFF_MAX_S` (with jitter, so many workers do not
+    reconnect in step), and the first call that works ends it (one WARNING line). Once the window
+    has passed, every call fails at once with :class:`StorageUnavailableError`, so the run ends
+    promptly instead of waiting again in each clean-up call.
 
     Args:
         url: The storage URL as messages show it (already redacted).
-        window_s: The retry window in seconds (0: fail at the first lost connection).
+        window_s: The retry window in seconds (0: give up as soon as the server is down).
         clock, sleep: Injected for tests.
     """
 
@@ -197,17 +199,26 @@ class ConnectionRetry:
         self.recovered_at: float | None = None
         self.gave_up: StorageUnavailableError | None = None
         self.outages = 0
+        self.dropped = 0
+        self._announced = False
         self._lock = threading.Lock()
 
     def call(self, fn: Callable[[], _T]) -> _T:
         """``fn()``, retried while :func:`is_connection_lost` says its error is a lost connection."""
         delay = BACKOFF_FIRST_S
+        first = True
         while True:
             try:
                 result = fn()
             except Exception as exc:
                 if not is_connection_lost(exc):
                     raise
+                if first and self.down_since is None and self.gave_up is None:
+                    first = False
+                    self.dropped += 1
+                    logger.info("the study storage dropped a connection (%s); reconnecting", _reason(exc))
+                    continue
+                first = False
                 self.failed(exc)
                 since = self.down_since
                 remaining = self.window_s - (self.clock() - since) if since is not None else self.window_s
@@ -218,8 +229,9 @@ class ConnectionRetry:
             return result
 
     def failed(self, exc: BaseException, *, wait: bool = True) -> None:
-        """Note a lost connection; raise :class:`StorageUnavailableError` once the window has
-        passed (``wait=False``, for heartbeats: only note it)."""
+        """Note that the server does not answer; raise :class:`StorageUnavailableError` once the
+        window has passed. ``wait=False`` (a heartbeat, which is never retried) only notes when
+        the outage started, without a line."""
         with self._lock:
             if self.gave_up is not None:
                 if not wait:
@@ -228,6 +240,10 @@ class ConnectionRetry:
             now = self.clock()
             if self.down_since is None:
                 self.down_since = now
+            if not wait:
+                return
+            if not self._announced:
+                self._announced = True
                 self.outages += 1
                 logger.warning(
                     "the study storage %s stopped answering (%s); retrying for up to %.0f s (--storage-retry-s)",
@@ -236,7 +252,7 @@ class ConnectionRetry:
                     self.window_s,
                 )
             waited = now - self.down_since
-            if wait and waited >= self.window_s:
+            if waited >= self.window_s:
                 self.gave_up = StorageUnavailableError(self.url, _reason(exc), waited)
                 raise self.gave_up from exc
 
@@ -248,12 +264,14 @@ class ConnectionRetry:
             if self.down_since is None:
                 return
             now = self.clock()
-            logger.warning(
-                "the study storage %s answers again after %.1f s; carrying on",
-                self.url,
-                now - self.down_since,
-            )
+            if self._announced:
+                logger.warning(
+                    "the study storage %s answers again after %.1f s; carrying on",
+                    self.url,
+                    now - self.down_since,
+                )
             self.down_since = None
+            self._announced = False
             self.recovered_at = now
 
     def recovered_within(self, seconds: float) -> bool:

@@ -74,6 +74,18 @@ def test_a_lost_connection_is_retried_with_backoff_and_said_in_two_lines(caplog)
     assert retry.outages == 1 and retry.recovered_within(5) and not retry.recovered_within(0)
 
 
+def test_one_dropped_connection_is_retried_at_once_without_a_warning(caplog):
+    clock, calls = FakeClock(), []
+    retry = ConnectionRetry(URL, 60, clock=clock, sleep=clock.sleep)
+    with caplog.at_level(logging.WARNING, logger="ghostnas.storage"):
+        assert retry.call(_flaky(1, clock, calls)) == "ok"
+        retry.failed(_lost(), wait=False)  # a heartbeat that missed: noted, not said
+        retry.succeeded()
+    assert calls == [0.0, 0.0] and retry.dropped == 1 and retry.outages == 0
+    assert caplog.records == []
+    assert retry.recovered_within(1)  # but others' heartbeats are not judged for a while
+
+
 def test_past_the_window_every_call_fails_at_once_with_one_line():
     clock, calls = FakeClock(), []
     retry = ConnectionRetry(URL, 10, clock=clock, sleep=clock.sleep)
@@ -92,11 +104,11 @@ def test_past_the_window_every_call_fails_at_once_with_one_line():
     assert text.endswith("resume with: ghostnas search --trials 3 (--storage-retry-s waits longer)")
 
 
-def test_zero_window_fails_at_the_first_lost_connection():
+def test_zero_window_fails_as_soon_as_the_server_is_down():
     clock, calls = FakeClock(), []
     with pytest.raises(StorageUnavailableError):
-        ConnectionRetry(URL, 0, clock=clock, sleep=clock.sleep).call(_flaky(1, clock, calls))
-    assert len(calls) == 1
+        ConnectionRetry(URL, 0, clock=clock, sleep=clock.sleep).call(_flaky(2, clock, calls))
+    assert len(calls) == 2  # one dropped connection is always retried once, at once
 
 
 @pytest.mark.parametrize(
@@ -222,6 +234,7 @@ def test_server_restarted_mid_trial_search_carries_on(pg, tmp_path):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # a worker start-up and twelve trials with connections cut every 0.3 s
 def test_connections_terminated_search_carries_on(pg, tmp_path):
     """Every connection of the worker is cut (pg_terminate_backend) every 0.3 s while it runs."""
     target, study = 12, "terminate"
@@ -296,44 +309,48 @@ def test_server_down_past_the_window_stops_in_one_line_and_resumes_exactly(pg, t
 
 
 @pytest.mark.postgres
-@pytest.mark.slow  # about a minute and a half on a shared 2-core machine
+@pytest.mark.slow  # a minute or more: eight worker start-ups (torch imports) on a 2-core machine
 def test_chaos_workers_killed_and_server_restarted_totals_exact(pg, tmp_path):
-    """Three workers on one study; six random SIGKILLs (each worker started again at once) and
-    one server restart half-way; then the same command once more. Exactly the requested trials
-    are COMPLETE, trial numbers are distinct, nothing is RUNNING, each dead worker's trial is
-    retried at most once with its own config, and no worker failed because of the restart."""
-    target, study = 40, "chaos"
+    """Three workers on one study; five SIGKILLs of a worker in the middle of a trial (each
+    started again at once) and one server restart half-way; then the same command once more.
+    Exactly the requested trials are COMPLETE, trial numbers are distinct, nothing is RUNNING,
+    each dead worker's trial is retried at most once with its own config, and no worker failed
+    because of the restart (one that was starting while the server was down may not open it:
+    that is one line and exit status 2, and it is started again)."""
+    target, kills, study = 30, 5, "chaos"
 
     def restart() -> None:
         pg.stop()
         time.sleep(2)
         pg.start()
 
-    report = run_chaos(tmp_path, pg.url, study, trials=target, n_workers=3, kills=6, restart=restart, seed=15)
+    report = run_chaos(
+        tmp_path, pg.url, study, trials=target, n_workers=3, kills=kills, restart=restart, seed=15
+    )
+    timeline = "\n".join(f"{s:6.1f} s {what}" for s, what in report.events)
     trials = report.trials
-    assert report.kills == 6 and report.restarts == 1
-    assert all(s == 0 for s in report.statuses), report.statuses  # killed ones are not in statuses
-    assert check_study(trials, target) == []
+    assert report.kills == kills and report.restarts == 1, timeline
+    for status, log in report.exits:
+        lines = _lines(log)
+        assert "Traceback" not in log.read_text(), log.read_text()
+        if status != 0:  # only a worker that could not open the study while it was down
+            assert status == 2 and "cannot open storage" in lines[-1], lines[-1]
+    assert report.statuses[-1] == 0  # the final resume
+    assert check_study(trials, target) == [], timeline
     assert sum(t.state.name == "COMPLETE" for t in trials) == target
     by_number = {t.number: t for t in trials}
     retried = Counter(t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs)
     assert all(n == 1 for n in retried.values()), retried
-    for number in retried:
+    for number, _ in retried.items():
         retry = next(t for t in trials if t.user_attrs.get("retry_of") == number)
-        assert retry.params == by_number[number].params
-    died = [
-        t
-        for t in trials
-        if t.user_attrs.get("outcome") == "worker_died"
-        or (t.state.name == "FAIL" and t.user_attrs.get("outcome") == "evaluating")
-    ]
-    assert len(died) <= report.kills
+        assert retry.params == by_number[number].params and by_number[number].state.name == "FAIL"
+    died = [t for t in trials if t.user_attrs.get("outcome") == "worker_died"]
+    assert 1 <= len(died) <= kills and retried, timeline
     assert not [t for t in trials if t.user_attrs.get("outcome") == "duplicate"]
     logs = "\n".join(p.read_text() for p in report.logs)
-    assert "Traceback" not in logs
     assert "stopped answering" in logs and "answers again after" in logs
     print(
         f"chaos: {report.seconds} s, {report.kills} kills, {report.restarts} restart, {report.spawned} "
         f"workers started, {len(trials)} trials, {target} COMPLETE, {len(died)} worker_died, "
-        f"{len(retried)} retried"
+        f"{len(retried)} retried\n{timeline}"
     )

@@ -307,8 +307,10 @@ class ChaosReport:
         restarts: Database restarts.
         spawned: Worker processes started in all (the final resume included).
         statuses: Exit statuses of the workers that were not killed (the final resume last).
+        exits: ``(status, log)`` of each of those.
         trials: The study's trials after the final resume.
         logs: The workers' log files.
+        events: ``(seconds since the start, what happened)``, in order.
     """
 
     seconds: float
@@ -316,8 +318,10 @@ class ChaosReport:
     restarts: int
     spawned: int
     statuses: list[int]
+    exits: list[tuple[int, Path]]
     trials: list[optuna.trial.FrozenTrial]
     logs: list[Path]
+    events: list[tuple[float, str]] = field(default_factory=list)
 
 
 def run_chaos(
@@ -339,8 +343,12 @@ def run_chaos(
     evaluated, then run the same command once more after the others have ended (the resume).
 
     The kills happen at random points of progress (evaluated counts drawn with ``seed``), so
-    their number does not depend on the machine's speed; a killed worker is preferably one that
-    is evaluating a trial, so that its trial is left RUNNING for the others to recover.
+    their number does not depend on the machine's speed; only a worker that is evaluating a
+    trial is killed, so that its trial is left RUNNING for the others to recover.
+
+    A worker that ends by itself before the study is complete is started again too: one started
+    while the server was down cannot open the study and exits with status 2 (see
+    :func:`ghostnas.storage.open_storage`); ``exits`` records each such end with its log.
     """
     import random
 
@@ -349,7 +357,13 @@ def run_chaos(
     restart_at = trials // 2 if restart is not None else None
     logs: list[Path] = []
     statuses: list[int] = []
+    exits: list[tuple[int, Path]] = []
+    log_of: dict[int, Path] = {}
     done_kills = restarts = 0
+    events: list[tuple[float, str]] = []
+
+    def event(text: str) -> None:
+        events.append((round(time.monotonic() - t0, 1), text))
 
     def spawn(slot: int) -> subprocess.Popen[bytes]:
         log = workdir / f"worker-{slot}-{len(logs)}.log"
@@ -357,7 +371,13 @@ def run_chaos(
         cmd = search_command(
             workdir / f"out-{slot}", trials, storage=storage_url, study=study, seed=slot, extra=extra
         )
-        return start_worker(cmd, sleep, workdir, log)
+        proc = start_worker(cmd, sleep, workdir, log)
+        log_of[proc.pid] = log
+        return proc
+
+    def ended(proc: subprocess.Popen[bytes], status: int) -> None:
+        statuses.append(status)
+        exits.append((status, log_of[proc.pid]))
 
     t0 = time.monotonic()
     procs = {slot: spawn(slot) for slot in range(n_workers)}
@@ -370,7 +390,8 @@ def run_chaos(
         evaluated = workers.count_evaluated(current)
         for slot, proc in list(procs.items()):
             if proc.poll() is not None:  # ended by itself: done, or it failed (recorded)
-                statuses.append(proc.returncode)
+                ended(proc, proc.returncode)
+                event(f"worker {slot} exited {proc.returncode} at {evaluated} evaluated")
                 del procs[slot]
                 if evaluated < trials and proc.returncode != 0:
                     procs[slot] = spawn(slot)
@@ -380,30 +401,38 @@ def run_chaos(
                 for t in current
                 if t.state.name == "RUNNING" and t.user_attrs.get("outcome") == "evaluating"
             }
-            slots = [s for s, p in procs.items() if p.pid in busy] or list(procs)
-            slot = rng.choice(slots)
-            os.kill(procs[slot].pid, signal.SIGKILL)
-            procs[slot].wait()
-            done_kills += 1
-            procs[slot] = spawn(slot)
+            slots = [s for s, p in procs.items() if p.pid in busy]
+            if slots:  # (none busy: try again at the next look)
+                slot = rng.choice(slots)
+                os.kill(procs[slot].pid, signal.SIGKILL)
+                procs[slot].wait()
+                done_kills += 1
+                event(f"killed worker {slot} mid-trial at {evaluated} evaluated")
+                procs[slot] = spawn(slot)
         if restart_at is not None and restarts == 0 and evaluated >= restart_at:
+            event(f"restarting the database at {evaluated} evaluated")
             restart()
             restarts += 1
+            event("database back")
         time.sleep(0.05)
     for proc in procs.values():  # the study is complete (or the time is up): let them finish
         try:
-            statuses.append(proc.wait(timeout=max(timeout - (time.monotonic() - t0), 1.0)))
+            ended(proc, proc.wait(timeout=max(timeout - (time.monotonic() - t0), 1.0)))
         except subprocess.TimeoutExpired:
             proc.kill()
-            statuses.append(proc.wait())
+            ended(proc, proc.wait())
+    event("all workers ended; final resume")
     final = spawn(n_workers)
-    statuses.append(final.wait(timeout=120))
+    ended(final, final.wait(timeout=120))
+    event(f"final resume exited {statuses[-1]}")
     return ChaosReport(
         seconds=round(time.monotonic() - t0, 1),
         kills=done_kills,
         restarts=restarts,
         spawned=len(logs),
         statuses=statuses,
+        exits=exits,
         trials=load_trials(storage_url, study),
         logs=logs,
+        events=events,
     )
