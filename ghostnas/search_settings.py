@@ -19,6 +19,7 @@ from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import DEFAULT_EVALUATOR
 from ghostnas.noise import DEFAULT_NOISE_SEEDS
 from ghostnas.records import TrialRecord
+from ghostnas.storage import DEFAULT_RETRY_S
 
 if TYPE_CHECKING:
     from ghostnas.data import Dataset
@@ -103,6 +104,8 @@ class SearchSettings:
             before. Multi-objective searches with a training evaluator only.
         parallel: Trials in flight in this process, evaluated together (one CUDA graph and
             stream each on a GPU; see :mod:`ghostnas.search_batches`). 1: one at a time.
+        storage_retry_s: How long to wait for a database server (PostgreSQL, MySQL) that stopped
+            answering mid-run before stopping with a one-line error (:mod:`ghostnas.storage`).
     """
 
     budget: Budget
@@ -130,6 +133,7 @@ class SearchSettings:
     rungs: int = 1
     command: Sequence[str] | None = None
     parallel: int = 1
+    storage_retry_s: float = DEFAULT_RETRY_S
 
 
 @dataclass(frozen=True)
