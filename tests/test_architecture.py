@@ -36,7 +36,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
+
+ROOT = REPO
 PACKAGE = "ghostnas"
 STORAGE_IMPLEMENTATIONS = {"ghostnas.storage"}
 
