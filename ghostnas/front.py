@@ -5,15 +5,16 @@ objective the budget's metric. The front in ``pareto.json``, the plots, the hype
 progress display (:class:`FrontTracker`) and a run folder read back all use it, so a search
 under a params or latency budget never shows a front drawn in MACs.
 
-The functions take :class:`~ghostnas.records.TrialRecord` objects, so they serve a live search,
-a run folder read back, and the benchmarks alike.
+The functions take :class:`~ghostnas.records.TrialRecord` objects (or anything with the same
+attributes: ``number``, ``accuracy``, ``outcome`` and the costs), so they serve a live search, a
+run folder read back, and the benchmarks alike.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ghostnas.budget import Budget, Objective
 from ghostnas.records import TrialRecord
@@ -38,11 +39,8 @@ def cost_key(budget: Budget, objectives: Sequence[Objective] | Sequence[str] = (
     return names[1] if len(names) > 1 else budget.metric
 
 
-def _cost(record: TrialRecord, key: str) -> float:
-    value = record.cost(key)
-    if value is None:
-        raise ValueError(f"trial {record.number} has no {key}")
-    return float(value)
+def _cost(record: Any, key: str) -> float:
+    return float(getattr(record, key))
 
 
 def pareto_front(points: Sequence[TrialRecord], key: str) -> list[TrialRecord]:
@@ -80,7 +78,7 @@ def scored_in_budget(records: Sequence[TrialRecord], budget: Budget) -> list[Tri
     pick may come from."""
     out = []
     for r in records:
-        cost = r.cost(budget.metric)
+        cost = getattr(r, budget.metric)
         if r.outcome == "ok" and r.accuracy is not None and cost is not None and cost <= budget.limit:
             out.append(r)
     return out
@@ -123,7 +121,7 @@ class FrontTracker:
         self.best_accuracy = (
             record.accuracy if self.best_accuracy is None else max(self.best_accuracy, record.accuracy)
         )
-        if record.cost(self.cost_key) is None:
+        if getattr(record, self.cost_key) is None:
             return
         self.points.append(record)
         self.pareto_size = len(pareto_front(scored_in_budget(self.points, self.budget), self.cost_key))

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ghostnas.budget import COST_METRICS
 from ghostnas.config import GhostNetConfig, config_from_dict
 from ghostnas.errors import GhostnasError
 from ghostnas.promotion import rung_scores
@@ -32,7 +31,6 @@ __all__ = [
     "ATTR_ARCH",
     "ATTR_CONFIG",
     "COST_KEYS",
-    "EXTRA_COST_KEYS",
     "LEGACY_ATTR_ARCH",
     "TrialRecord",
     "config_or_none",
@@ -47,10 +45,7 @@ LEGACY_ATTR_ARCH = "cfg"
 """What :data:`ATTR_ARCH` was called in studies written before the record had one name per value."""
 
 COST_KEYS = ("macs", "params", "latency_ms")
-"""The costs every record has a field for; any other metric a budget can limit
-(:data:`ghostnas.budget.COST_METRICS`) goes in :attr:`TrialRecord.extra_costs`."""
-EXTRA_COST_KEYS = tuple(k for k in COST_METRICS if k not in COST_KEYS)
-"""Budget metrics without a field of their own (recorded in :attr:`TrialRecord.extra_costs`)."""
+"""The costs a record may carry; a front's cost axis is one of them."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +69,6 @@ class TrialRecord:
             recorded (read their study, see :mod:`ghostnas.export`).
         trial_params: The sampler's parameters (Optuna's flat, labelled dict).
         rung_scores: Its score at each promotion rung (:mod:`ghostnas.promotion`).
-        extra_costs: Costs of budget metrics other than :data:`COST_KEYS`, by name (a metric
-            added to :data:`ghostnas.budget.COST_METRICS` is recorded without a new field).
     """
 
     number: int
@@ -92,7 +85,6 @@ class TrialRecord:
     config: GhostNetConfig | None = None
     trial_params: Mapping[str, Any] = field(default_factory=dict)
     rung_scores: tuple[float, ...] = ()
-    extra_costs: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def scored(self) -> bool:
@@ -100,12 +92,10 @@ class TrialRecord:
         return self.outcome == "ok" and self.accuracy is not None
 
     def cost(self, key: str) -> float | None:
-        """The cost named ``key`` (a budget metric), or None when not recorded."""
-        if key in COST_KEYS:
-            return getattr(self, key)
-        if key not in COST_METRICS:
-            raise KeyError(f"unknown cost {key!r}; one of {', '.join(COST_METRICS)}")
-        return self.extra_costs.get(key)
+        """The cost named ``key`` (one of :data:`COST_KEYS`), or None when not recorded."""
+        if key not in COST_KEYS:
+            raise KeyError(f"unknown cost {key!r}; one of {', '.join(COST_KEYS)}")
+        return getattr(self, key)
 
     @classmethod
     def from_trial(cls, trial: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -137,7 +127,6 @@ class TrialRecord:
             config=config_or_none(ua.get(ATTR_CONFIG)),
             trial_params=dict(trial.params),
             rung_scores=tuple(rung_scores(ua)),
-            extra_costs={k: float(ua[k]) for k in EXTRA_COST_KEYS if ua.get(k) is not None},
         )
 
 

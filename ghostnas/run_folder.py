@@ -40,7 +40,7 @@ from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import score_label
 from ghostnas.front import cost_key
 from ghostnas.promotion import rung_attr
-from ghostnas.records import EXTRA_COST_KEYS, TrialRecord, config_or_none
+from ghostnas.records import TrialRecord, config_or_none
 
 __all__ = [
     "CSV_COLUMNS",
@@ -90,11 +90,9 @@ class RunFolderError(GhostnasError):
 def csv_columns(records: Sequence[TrialRecord]) -> list[str]:
     """The columns of ``trials.csv`` (:data:`CSV_COLUMNS`; ``latency_ms`` is empty without a
     latency predictor), then ``score_r0``, ``score_r1``... when candidates were promoted
-    through rungs (:mod:`ghostnas.promotion`). A budget metric without a column of its own
-    (:data:`ghostnas.records.EXTRA_COST_KEYS`) gets one, named as the metric, when a trial has it."""
+    through rungs (:mod:`ghostnas.promotion`)."""
     n_rungs = max((len(r.rung_scores) for r in records), default=0)
-    extra = [k for k in EXTRA_COST_KEYS if any(k in r.extra_costs for r in records)]
-    return list(CSV_COLUMNS) + extra + [rung_attr(i) for i in range(n_rungs)]
+    return list(CSV_COLUMNS) + [rung_attr(i) for i in range(n_rungs)]
 
 
 def _csv_row(r: TrialRecord) -> dict[str, Any]:
@@ -115,7 +113,6 @@ def _csv_row(r: TrialRecord) -> dict[str, Any]:
     }
     for i, v in enumerate(r.rung_scores):
         row[rung_attr(i)] = v
-    row.update(r.extra_costs)
     return row
 
 
@@ -257,7 +254,6 @@ def _parse_row(row: Mapping[str, str], where: str) -> TrialRecord:
             config=config,
             trial_params=json.loads(row["trial_params"]) if row["trial_params"] else {},
             rung_scores=_rung_scores(row),
-            extra_costs={k: float(row[k]) for k in EXTRA_COST_KEYS if row.get(k)},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RunFolderError(f"{where}: malformed row ({type(exc).__name__}: {exc}); {_HINT}") from None
