@@ -175,6 +175,96 @@ def test_every_storage_call_optuna_makes_is_covered():
     assert missing == []
 
 
+class Lossy:
+    """A retrying storage (on SQLite, so no server is needed) whose next commit of a chosen
+    statement succeeds and then reports a lost connection, as when a server dies before it
+    answers. ``arm("INSERT INTO trials ")`` picks the statement; ``fired`` counts the losses."""
+
+    def __init__(self, path) -> None:
+        import sqlite3
+
+        from sqlalchemy import event
+
+        from ghostnas.storage import retrying_rdb_class
+
+        self.storage = retrying_rdb_class()(
+            f"sqlite:///{path}", ConnectionRetry("test", 30), heartbeat_interval=60
+        )
+        self.prefix: str | None = None
+        self.pending = False
+        self.fired = 0
+        dialect = self.storage.engine.dialect
+        original = dialect.do_commit
+
+        def seen(_conn, _cursor, statement, *_args) -> None:
+            if self.prefix and statement.lstrip().upper().startswith(self.prefix):
+                self.pending = True
+
+        def do_commit(dbapi_connection) -> None:
+            original(dbapi_connection)
+            if self.pending:
+                self.pending, self.prefix = False, None
+                self.fired += 1
+                raise sqlite3.OperationalError("server closed the connection unexpectedly")
+
+        event.listen(self.storage.engine, "before_cursor_execute", seen)
+        dialect.do_commit = do_commit
+
+    def arm(self, prefix: str) -> None:
+        self.prefix = prefix
+
+
+@pytest.fixture
+def lossy(tmp_path):
+    import warnings
+
+    import optuna
+
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    lossy = Lossy(tmp_path / "s.db")
+    yield lossy
+    lossy.storage.engine.dispose()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_tell_committed_before_the_connection_dropped_counts_once(lossy):
+    """Optuna alone raises the lost connection and ends the worker; retried naively, the tell
+    would raise "trial already finished". The retry sees the trial stored as told and goes on."""
+    import optuna
+
+    study = optuna.create_study(storage=lossy.storage, study_name="s")
+    trial = study.ask()
+    lossy.arm("UPDATE TRIALS SET STATE")
+    study.tell(trial, 0.25)
+    assert lossy.fired == 1  # the commit did report a lost connection
+    trials = study.get_trials()
+    assert [(t.state.name, t.values) for t in trials] == [("COMPLETE", [0.25])]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+@pytest.mark.parametrize("enqueued", [False, True], ids=["new", "enqueued"])
+def test_a_trial_created_before_the_connection_dropped_is_not_left_behind(lossy, enqueued):
+    """Optuna's own retry of a trial creation makes a second trial when the first was committed;
+    the copy is failed at once (outcome duplicate) instead of staying RUNNING or WAITING."""
+    import optuna
+
+    study = optuna.create_study(storage=lossy.storage, study_name="s")
+    lossy.arm("INSERT INTO TRIALS ")
+    if enqueued:
+        study.enqueue_trial({"x": 0.5})
+    trial = study.ask()
+    assert lossy.fired == 1
+    trials = study.get_trials()
+    running = [t for t in trials if t.state.name == "RUNNING"]
+    assert [t.number for t in running] == [trial.number]
+    assert running[0].user_attrs["worker"]["pid"] > 0  # owned from its first commit
+    assert not [t for t in trials if t.state.name == "WAITING"]
+    others = [t for t in trials if t.number != trial.number]
+    assert others and all(t.state.name == "FAIL" and t.user_attrs["outcome"] == "duplicate" for t in others)
+    if enqueued:
+        assert trial.suggest_float("x", 0, 1) == 0.5
+
+
 # --------------------------------------------------------------------------------------------
 # a real PostgreSQL server, stopped, restarted and cutting connections under worker processes
 
