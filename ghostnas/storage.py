@@ -337,8 +337,9 @@ def open_storage(url: str, retry_s: float = DEFAULT_RETRY_S) -> optuna.storages.
         engine_kwargs: dict[str, Any] = {}
         retry = None
         if url.startswith(("postgresql", "mysql")):
-            # pre-ping: a connection that died in the pool (server restarted) is replaced at checkout
-            engine_kwargs.update(connect_args={"connect_timeout": 10}, pool_pre_ping=True)
+            # (no pool pre-ping: a round trip per call; a pooled connection that died with a server
+            # restart fails its first statement, before any write, and is retried at once)
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
             retry = ConnectionRetry(redact(url), check_retry_s(retry_s))
         return _rdb_with_retry(url, engine_kwargs, retry)
     except StorageError:
@@ -509,12 +510,14 @@ def retrying_rdb_class() -> type[optuna.storages.RDBStorage]:
         def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
             mark = self._errors()
             wanted = None if values is None else [float(v) for v in values]
+            tries = [0]
 
             def attempt() -> bool:
+                tries[0] += 1
                 try:
                     return bool(rdb.set_trial_state_values(self, trial_id, state, values))
                 except UpdateFinishedTrialError:
-                    if self._errors() == mark or not state.is_finished():
+                    if (tries[0] == 1 and self._errors() == mark) or not state.is_finished():
                         raise
                     stored = rdb.get_trial(self, trial_id)
                     if stored.state != state or stored.values != wanted:
