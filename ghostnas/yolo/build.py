@@ -48,6 +48,7 @@ __all__ = [
     "base_definition",
     "build_yaml",
     "dump_yaml",
+    "parse_replace",
     "read_model_yaml",
     "write_yaml",
 ]
@@ -143,6 +144,17 @@ def _scale_rows(base: str, nc: int) -> tuple[list[list[Any]], list[list[Any]], l
         strides.append(stride)
         out.append([f, n, m, args])
     return out[: len(backbone)], out[len(backbone) :], ch, strides
+
+
+def parse_replace(text: str) -> C2fBlockSpec:
+    """``backbone-c2f=KIND[:key=value,...]`` (the CLI's ``--replace``) to the bottleneck spec."""
+    target, eq, kind = text.partition("=")
+    if not eq or target not in REPLACE_TARGETS:
+        raise YoloError(
+            f"--replace {text!r}: write TARGET=KIND with TARGET one of {', '.join(REPLACE_TARGETS)}, "
+            "e.g. --replace backbone-c2f=ghost"
+        )
+    return parse_kind(kind)
 
 
 def build_yaml(
