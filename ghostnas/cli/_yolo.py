@@ -54,11 +54,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and installed conventions, and ghostnas' closed-form MACs of the Ghost parts.",
     )
     q.add_argument("model", metavar="FILE_OR_BASE", help="a model .yaml or a base name such as yolov8n")
-    q.add_argument("--nc", type=_positive, default=None, help="number of classes (default: the file's, or 80)")
-    q.add_argument("--imgsz", type=_positive, default=640, help="image side for GFLOPs and latency (default 640)")
+    q.add_argument(
+        "--nc", type=_positive, default=None, help="number of classes (default: the file's, or 80)"
+    )
+    q.add_argument(
+        "--imgsz", type=_positive, default=640, help="image side for GFLOPs and latency (default 640)"
+    )
     q.add_argument("--latency", action="store_true", help="also time the deploy model on the CPU, batch 1")
     q.add_argument("--threads", type=_positive, default=1, help="CPU threads for --latency (default 1)")
-    q.add_argument("--json", action="store_true", help="print JSON (keys include params, params_fused, gflops)")
+    q.add_argument(
+        "--json", action="store_true", help="print JSON (keys include params, params_fused, gflops)"
+    )
     q.set_defaults(func=cmd_profile)
 
 
