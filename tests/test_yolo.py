@@ -22,6 +22,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import pytest
 import torch
+import yaml
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
@@ -118,6 +119,19 @@ def test_explicit_yaml_builds_the_stock_model() -> None:
         stock = DetectionModel(f"{base}.yaml", verbose=False)
         assert _params(ours) == _params(stock)
         assert "scales" not in gy.build_yaml(base)
+
+
+@pytest.mark.parametrize("base", list(gy.BASES))
+def test_every_base_gets_explicit_channels_and_its_four_backbone_c2f_replaced(base: str) -> None:
+    model = gy.build_yaml(base, nc=3, replace="ghost")
+    rows = model["backbone"] + model["head"]
+    assert "scales" not in model and all(r[1] == 1 or r[2] in ("C2f", "C3k2", "C2PSA") for r in rows)
+    widths = [r[3][0] for r in rows if r[2] in ("Conv", "C2f", "C3k2", "SPPF", "C2PSA")]
+    assert all(isinstance(w, int) and w % 8 == 0 for w in widths)
+    ghost = [r for r in model["backbone"] if r[2] == gy.C2F_MODULE]
+    assert len(ghost) == 4 and all(r[3][3] == "ghost" for r in ghost)
+    assert rows[-1][2] == "Detect" and rows[-1][3] == [3]
+    assert yaml.safe_load(gy.dump_yaml(model))["backbone"] == model["backbone"]
 
 
 def test_fair_baseline_yolov8n_nc1(built: dict[str, Path]) -> None:
