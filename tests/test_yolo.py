@@ -313,6 +313,43 @@ def test_latency_measures_the_deploy_model(built: dict[str, Path]) -> None:
     assert info["latency_ms"] > 0 and info["latency_imgsz"] == 64 and info["latency_threads"] == 1
 
 
+@pytest.mark.slow
+def test_train_one_epoch_offline_and_reload_best(built: dict[str, Path], tmp_path: Path) -> None:
+    """`YOLO(yaml).train(data=...)` as the README says, on 4 synthetic images; nothing fetched."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for i in range(4):
+            img = (rng.random((64, 64, 3)) * 255).astype("uint8")
+            img[16:48, 16:48] = 255
+            Image.fromarray(img).save(tmp_path / "images" / split / f"{i}.jpg")
+            (tmp_path / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    data = tmp_path / "data.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames:\n  0: box\n")
+    model = YOLO(str(built["ghost"]))
+    model.train(
+        data=str(data),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        workers=0,
+        plots=False,
+        device="cpu",
+        amp=False,
+        project=str(tmp_path / "runs"),
+        name="t",
+        exist_ok=True,
+        verbose=False,
+        val=False,
+    )
+    last = tmp_path / "runs" / "t" / "weights" / "last.pt"
+    assert sum(isinstance(m, gy.GhostnasC2f) for m in YOLO(str(last)).model.modules()) == 4
+
+
 BAD_BUILD = [
     (["yolov9n"], "unknown base"),
     (["yolov8n", "--replace", "backbone-c2f=nope"], "unknown C2f block kind"),
