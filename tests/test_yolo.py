@@ -61,7 +61,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The seed rows' YAMLs, written by `ghostnas yolo build`."""
     tmp = tmp_path_factory.mktemp("yolo")
     out = {"yolov8n": _build(tmp, "v8n", "yolov8n", "--nc", "1")}
-    for kind, *_ in SEED_V8:
+    for kind in [k for k, *_ in SEED_V8] + ["ghost_v2"]:
         out[kind] = _build(
             tmp,
             kind.replace(":", "_").replace("=", "_"),
@@ -76,18 +76,25 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def checkpoints(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Each model loaded with ultralytics.YOLO, run, fused, saved; reloaded in ONE new process."""
+    """Each model loaded with ultralytics.YOLO, run, counted, fused, counted, saved; then all
+    reloaded in ONE new process (the counts are what the seed-row tests check)."""
     tmp = tmp_path_factory.mktemp("ckpt")
     expected = {}
     for name, yaml_path in built.items():
         model = YOLO(str(yaml_path))
-        model.model.eval()
+        net = model.model
+        net.eval()
         with torch.no_grad():
-            assert model.model(torch.zeros(1, 3, 64, 64))[0].shape[:2] == (1, 4 + 1)
-        model.model.fuse(verbose=False)
+            assert net(torch.zeros(1, 3, 64, 64))[0].shape[:2] == (1, 4 + 1)
+        counts = {
+            "c2f": sum(isinstance(m, gy.GhostnasC2f) for m in net.modules()),
+            "pasted_conv": params_pasted_conv(net),
+        }
+        net.fuse(verbose=False)
+        counts["gflops_old"] = gflops_old(net, 640)
         pt = tmp / f"{yaml_path.stem}.pt"
         model.save(str(pt))
-        expected[name] = {"pt": str(pt), "params": _params(model.model)}
+        expected[name] = {"pt": str(pt), "params": _params(net), **counts}
     script = (
         "import json, sys, torch, ghostnas.yolo\n"
         "from ultralytics import YOLO\n"
@@ -134,11 +141,10 @@ def test_every_base_gets_explicit_channels_and_its_four_backbone_c2f_replaced(ba
     assert yaml.safe_load(gy.dump_yaml(model))["backbone"] == model["backbone"]
 
 
-def test_fair_baseline_yolov8n_nc1(built: dict[str, Path]) -> None:
-    model = YOLO(str(built["yolov8n"])).model
-    model.fuse(verbose=False)
-    assert _params(model) == 3_005_843
-    assert round(gflops_old(model, 640), 1) == 8.1
+def test_fair_baseline_yolov8n_nc1(checkpoints: dict) -> None:
+    ck = checkpoints["yolov8n"]
+    assert (ck["params"], round(ck["gflops_old"], 1), ck["c2f"]) == (3_005_843, 8.1, 0)
+    assert ck["reloaded"] == {"params": 3_005_843, "shape": [1, 5, 84]}
 
 
 @pytest.mark.slow
@@ -146,15 +152,11 @@ def test_fair_baseline_yolov8n_nc1(built: dict[str, Path]) -> None:
 def test_yolov8_seed_rows(
     kind: str, seed_name: str, seed_params: int, seed_gflops: float, built: dict[str, Path], checkpoints: dict
 ) -> None:
-    model = YOLO(str(built[kind])).model
-    assert sum(isinstance(m, gy.GhostnasC2f) for m in model.modules()) == 4, "only the backbone C2f"
-    seed_convention = params_pasted_conv(model)
-    model.fuse(verbose=False)
-    assert seed_convention == seed_params, seed_name
-    assert _params(model) == seed_params - PASTED_CONV_EXTRA  # stock Conv: its BN folds
-    assert round(gflops_old(model, 640), 1) == seed_gflops
     ck = checkpoints[kind]
-    assert ck["params"] == _params(model)
+    assert ck["c2f"] == 4, "only the backbone C2f"
+    assert ck["pasted_conv"] == seed_params, seed_name
+    assert ck["params"] == seed_params - PASTED_CONV_EXTRA  # stock Conv: its BN folds
+    assert round(ck["gflops_old"], 1) == seed_gflops
     assert ck["reloaded"] == {"params": ck["params"], "shape": [1, 5, 84]}
 
 
@@ -304,13 +306,11 @@ def test_profile_text_says_every_convention(profiled: dict) -> None:
 @pytest.mark.slow
 def test_latency_measures_the_deploy_model(built: dict[str, Path]) -> None:
     from ghostnas.latency import MeasureSettings
-    from ghostnas.yolo.profile import deploy_model
 
-    model = YOLO(str(built["ghost_v2:dfc=false"])).model
-    deploy, folded = deploy_model(model)
-    assert folded and not deploy.training
+    model = YOLO(str(built["ghost_v2"])).model
     info = gy.measure_latency(model, 64, settings=MeasureSettings(warmup_s=0.0, blocks=3, min_block_s=0.001))
     assert info["latency_ms"] > 0 and info["latency_imgsz"] == 64 and info["latency_threads"] == 1
+    assert info["latency_bn_folded"]  # the Ghost blocks' BN folded too, outputs checked unchanged
 
 
 @pytest.mark.slow
