@@ -20,11 +20,11 @@ from pathlib import Path
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="ghostnas-yolo-settings-"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-import pytest
+# ghostnas.yolo before Ultralytics: it keeps Pillow's own Image.open (see ghostnas.yolo), which the
+# image-reading tests of other modules, collected into the same process, rely on.
+import pytest  # noqa: I001
 import torch
 import yaml
-from ultralytics import YOLO
-from ultralytics.nn.tasks import DetectionModel
 
 import ghostnas.yolo as gy
 from ghostnas.blocks.base import Counter
@@ -32,6 +32,9 @@ from ghostnas.cli import main
 from ghostnas.cost import measure_cost
 from ghostnas.registry import resolve_config
 from ghostnas.yolo.profile import gflops_old, params_pasted_conv
+
+from ultralytics import YOLO
+from ultralytics.nn.tasks import DetectionModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,6 +214,20 @@ def test_checkpoint_without_ghostnas_refuses_without_installing(checkpoints: dic
     text = proc.stdout + proc.stderr
     assert "AutoUpdate" not in text and "pip" not in text.lower().replace("pipeline", "")
     assert "Can't get attribute 'GhostnasC2f'" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_importing_ghostnas_yolo_keeps_pillow_errors(tmp_path: Path) -> None:
+    """Ultralytics' Image.open wrapper would try to install pi-heif on an unreadable image."""
+    import importlib.util
+
+    from PIL import Image, UnidentifiedImageError
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    if importlib.util.find_spec("pi_heif") is None:
+        assert Image.open.__module__ == "PIL.Image"
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(bad)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,22 +41,36 @@ process without ghostnas refuses them with ``AttributeError: Can't get attribute
 
 Nothing here downloads: unless already set, importing this package sets ``YOLO_OFFLINE=1`` and
 ``YOLO_AUTOINSTALL=False`` before Ultralytics is imported (set them yourself first to let
-Ultralytics fetch datasets or fonts). No ``.pt`` weights are ever loaded from the hub.
+Ultralytics fetch datasets or fonts). No ``.pt`` weights are ever loaded from the hub. Where the
+HEIF plugin pi-heif is not installed, it also undoes Ultralytics' process-wide replacement of
+``PIL.Image.open`` (which would try to install it on any unreadable image), so importing it first
+keeps Pillow's errors what ghostnas' image readers expect.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+
+import PIL.Image
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
+_pil_open = PIL.Image.open
 try:
     import ultralytics.nn.tasks as _tasks
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"ghostnas.yolo needs Ultralytics ({exc}); pip install 'ghostnas[yolo]'") from None
+if PIL.Image.open is not _pil_open and importlib.util.find_spec("pi_heif") is None:
+    # Importing Ultralytics replaces PIL.Image.open for the whole process with a wrapper that, on
+    # an image Pillow cannot identify, tries to pip-install pi-heif (the HEIF plugin) and then
+    # fails with ModuleNotFoundError: every image reader in the process, ghostnas.data's
+    # included, would get that instead of PIL's UnidentifiedImageError. Without pi-heif the
+    # wrapper adds nothing, so Pillow's own function is put back.
+    PIL.Image.open = _pil_open
 
-from ghostnas.yolo.build import (
+from ghostnas.yolo.build import (  # noqa: E402 -- after the Ultralytics set-up above
     BACKBONE_MODULE,
     BASES,
     C2F_MODULE,
@@ -68,7 +82,7 @@ from ghostnas.yolo.build import (
     read_model_yaml,
     write_yaml,
 )
-from ghostnas.yolo.kinds import (
+from ghostnas.yolo.kinds import (  # noqa: E402 -- after the Ultralytics set-up above
     TAP_STRIDES,
     BackboneTaps,
     C2fBlockSpec,
@@ -79,8 +93,8 @@ from ghostnas.yolo.kinds import (
     load_backbone_config,
     parse_kind,
 )
-from ghostnas.yolo.modules import GhostnasBackbone, GhostnasC2f
-from ghostnas.yolo.profile import CONVENTIONS, load_detection_model, measure_latency, profile_yolo
+from ghostnas.yolo.modules import GhostnasBackbone, GhostnasC2f  # noqa: E402
+from ghostnas.yolo.profile import CONVENTIONS, load_detection_model, measure_latency, profile_yolo  # noqa: E402
 
 for _cls in (GhostnasC2f, GhostnasBackbone):
     setattr(_tasks, _cls.__name__, _cls)
