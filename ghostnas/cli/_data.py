@@ -33,8 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the same bytes. The folder appears whole or not at all.",
     )
     make.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
-    make.add_argument("--images", type=int_at_least(3), default=2000, help="canvases in all splits (default 2000)")
-    make.add_argument("--imgsz", type=int_at_least(32), default=320, help="canvas side in pixels (default 320)")
+    make.add_argument(
+        "--images", type=int_at_least(3), default=2000, help="canvases in all splits (default 2000)"
+    )
+    make.add_argument(
+        "--imgsz", type=int_at_least(32), default=320, help="canvas side in pixels (default 320)"
+    )
     make.add_argument("--seed", type=int, default=0, help="the seed every canvas derives from (default 0)")
     make.add_argument("--data-dir", default=None, help="folder with Fashion-MNIST's idx files")
     make.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
@@ -94,7 +98,9 @@ def cmd_make_detect(args: argparse.Namespace) -> int:
     recipe.check()
     sizes = recipe.split_sizes()
     every = max(1, args.images // 20)
-    with ProgressDisplay(total=args.images, unit="image", desc="make-detect", enabled=not args.no_progress) as bar:
+    with ProgressDisplay(
+        total=args.images, unit="image", desc="make-detect", enabled=not args.no_progress
+    ) as bar:
         bar.line(
             f"making {args.images} canvases of {args.imgsz}x{args.imgsz} (train {sizes['train']}, val "
             f"{sizes['val']}, test {sizes['test']}), seed {args.seed} -> {args.out}"

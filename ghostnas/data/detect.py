@@ -111,7 +111,9 @@ class DetectRecipe:
     def check(self) -> None:
         """Raise :class:`DetectDataError` for a recipe that cannot make a dataset."""
         if self.images < 3:
-            raise DetectDataError(f"--images {self.images}: need at least 3 (one per split: train, val, test)")
+            raise DetectDataError(
+                f"--images {self.images}: need at least 3 (one per split: train, val, test)"
+            )
         if not 32 <= self.imgsz <= 4096:
             raise DetectDataError(f"--imgsz {self.imgsz}: choose a canvas side from 32 to 4096 pixels")
         if not 1 <= self.min_items <= self.max_items <= 50:
@@ -418,7 +420,9 @@ def _check_labels(path: Path, nc: int, h: Any) -> int:
             continue
         where = f"{path}:{lineno}"
         if len(fields) < 5:
-            raise DetectDataError(f"{where}: expected 'class x_center y_center width height', got {line.strip()!r}")
+            raise DetectDataError(
+                f"{where}: expected 'class x_center y_center width height', got {line.strip()!r}"
+            )
         try:
             cls = float(fields[0])
             coords = [float(v) for v in fields[1:5]]
@@ -430,7 +434,9 @@ def _check_labels(path: Path, nc: int, h: Any) -> int:
                 f"(0 to {nc - 1}); fix the label or add the class name"
             )
         if not all(math.isfinite(v) and 0 <= v <= 1 for v in coords):
-            raise DetectDataError(f"{where}: box {' '.join(fields[1:5])} is not normalised to [0, 1]; fix the label")
+            raise DetectDataError(
+                f"{where}: box {' '.join(fields[1:5])} is not normalised to [0, 1]; fix the label"
+            )
         n += 1
     return n
 
@@ -477,7 +483,9 @@ def read_detect_data(path: str | os.PathLike[str]) -> DetectData:
         raise DetectDataError(f"{path}: no class names; add `names:` (a list, or a mapping 0: name, ...)")
     names = tuple(str(n) for n in names)
     if "nc" in data and data["nc"] != len(names):
-        raise DetectDataError(f"{path}: nc is {data['nc']!r} but {len(names)} names are given; make them agree")
+        raise DetectDataError(
+            f"{path}: nc is {data['nc']!r} but {len(names)} names are given; make them agree"
+        )
     root = yaml_path.parent
     if data.get("path"):
         p = Path(str(data["path"]))
