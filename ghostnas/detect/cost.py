@@ -20,7 +20,8 @@ import functools
 import os
 from dataclasses import dataclass
 
-from ghostnas.blocks.base import Context, Counter, ResolvedBlockBase, make_divisible
+from ghostnas.blocks.base import Context, Counter, ResolvedBlockBase, block_kind, make_divisible
+from ghostnas.budget import GFLOPS_CONVENTION
 from ghostnas.detect.config import STOCK_KIND, C2fChoice, DetectConfig
 from ghostnas.errors import GhostnasError
 
@@ -40,10 +41,6 @@ __all__ = [
 
 DEFAULT_IMGSZ = 640
 BASES = ("yolov8n", "yolov8s", "yolov8m", "yolov8l", "yolov8x")
-GFLOPS_CONVENTION = (
-    "Ultralytics GFLOPs: 2 x conv multiply-accumulates at imgsz x imgsz (default 640), nc from the data; "
-    "what Ultralytics prints for the fused model"
-)
 _GHOST_RATIO = 2  # the seed's GhostBottleneck: ratio 2, depthwise 3x3 cheap operation
 _GHOST_CHEAP_KERNEL = 3
 
@@ -191,8 +188,6 @@ def bottleneck(kind: str, c: int) -> ResolvedBlockBase:
     operation, no SE). ``ghost_v2``: the same with DFC attention. ``regnet``: the G-Ghost code's
     RegNet bottleneck with group width 1 (a depthwise 3x3).
     """
-    from ghostnas.blocks.base import block_kind
-
     ctx = Context(width=1.0, s=_GHOST_RATIO, d=_GHOST_CHEAP_KERNEL)
     record_type = block_kind(kind).record
     if kind in ("ghost", "ghost_v2"):

@@ -54,6 +54,7 @@ class EvalSettings:
         epochs: Training budget of the short-training proxy in epochs (None: its default).
         seed: Seed for data subsets, initialisation and batch order.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
+        image_size: The side a detection proxy trains at (None: its default).
     """
 
     data: str | Dataset = "fashion-mnist"
@@ -61,11 +62,13 @@ class EvalSettings:
     epochs: float | None = None
     seed: int = 0
     device: str = "cpu"
+    image_size: int | None = None
 
 
 # name -> "module:factory"; a factory takes an EvalSettings and returns an Evaluator.
 _FACTORIES: dict[str, str] = {
     "fake": "ghostnas.evaluators.fake:from_settings",
+    "detect": "ghostnas.evaluators.detect:from_settings",
     "train": "ghostnas.evaluators.proxy:from_settings",
     "trainloss": "ghostnas.evaluators.proxy:trainloss_from_settings",
     "synflow": "ghostnas.evaluators.zero_cost:synflow_from_settings",
@@ -87,6 +90,7 @@ DEFAULT_EVALUATOR = "train"
 # only `train` measures an accuracy; the zero-cost proxies have their own scales.
 _SCORE_LABELS: dict[str, str] = {
     "fake": "fake score",
+    "detect": "proxy mAP50-95 (val)",
     "train": "proxy accuracy",
     "trainloss": "minus mean training loss",
     "synflow": "synflow score (log)",
