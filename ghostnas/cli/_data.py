@@ -91,11 +91,14 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_make_detect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ghostnas.cli._progress import ProgressDisplay
-    from ghostnas.data.detect import DetectRecipe, make_detect_dataset
+    from ghostnas.data.detect import DetectRecipe, check_new_folder, make_detect_dataset
 
     recipe = DetectRecipe(images=args.images, imgsz=args.imgsz, seed=args.seed)
     recipe.check()
+    check_new_folder(Path(args.out))
     sizes = recipe.split_sizes()
     every = max(1, args.images // 20)
     with ProgressDisplay(

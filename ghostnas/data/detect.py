@@ -48,6 +48,7 @@ __all__ = [
     "DetectData",
     "DetectDataError",
     "DetectRecipe",
+    "check_new_folder",
     "make_detect_dataset",
     "read_detect_data",
 ]
@@ -291,6 +292,13 @@ def _data_yaml(recipe: DetectRecipe) -> str:
     return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
 
 
+def check_new_folder(out: Path) -> None:
+    """Raise unless ``out`` can be created (or is an empty folder): checked before any work."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DetectDataError(f"--out {out}: already exists and is not an empty folder; choose a new folder")
+    check_output_dir(out, "--out")
+
+
 def make_detect_dataset(
     out: str | os.PathLike[str],
     recipe: DetectRecipe | None = None,
@@ -318,9 +326,7 @@ def make_detect_dataset(
     recipe = recipe or DetectRecipe()
     recipe.check()
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DetectDataError(f"--out {out}: already exists and is not an empty folder; choose a new folder")
-    check_output_dir(out, "--out")
+    check_new_folder(out)
     pools = _pools(data_dir)
     base = out.absolute().parent
     while not base.exists():
