@@ -4,7 +4,7 @@ Convention (the one the GhostNet and mobile-NAS papers call "FLOPs"): multiply-a
 convolution and linear layers only, biases, batch-norm, activations, pooling, the SE gate's
 multiply and the shortcut's add not counted. At 224x224 and 1000 classes, GhostNet 0.5x/1.0x/1.3x
 come to 42,328,152 / 141,150,512 / 227,003,256 MACs. ``thop`` also counts batch-norm and
-activation operations and reports more (about 153.9M for 1.0x); restricted to conv and linear
+activation operations and reports more (about 155.3M for 1.0x with ultralytics-thop 2.2.3); restricted to conv and linear
 layers, it agrees with this module to the unit (the tests check both statements).
 
 Parameters are every trainable tensor of the built model: conv and linear weights and biases and

@@ -5,7 +5,8 @@
 #   - PostgreSQL server binaries (Debian's postgresql), used by the multi-worker tests;
 #   - a virtual environment in .venv with torch + torchvision and ghostnas (editable) + dev tools
 #     (the dev tools include timm, whose GhostNet models the weight-mapping tests compare against;
-#     timm needs torchvision, and torchvision needs the torch it was built for).
+#     timm needs torchvision, and torchvision needs the torch it was built for; Ultralytics for
+#     `ghostnas.yolo` needs it too).
 # Override the torch requirement with TORCH_SPEC (default 'torch==2.14.1 torchvision==0.29.1', a
 # matching pair from the package cache; the CUDA build also runs on the CPU).
 set -euo pipefail
@@ -48,7 +49,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing $torch_spec and ghostnas[dev] into .venv (a few minutes the first time)"
   log=.venv/setup-pip.log
   { .venv/bin/python -m pip install -q "${torch_reqs[@]}" &&
-    .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1 || { cat "$log" >&2; say "pip install failed (log above)"; exit 1; }
+    .venv/bin/python -m pip install -q -e '.[dev]' &&
+    # A .venv made before ghostnas moved to ultralytics-thop may still hold the original `thop`
+    # package, which writes the same `thop` module: remove it and restore the fork's files.
+    { ! .venv/bin/python -m pip show -q thop >/dev/null 2>&1 ||
+      { .venv/bin/python -m pip uninstall -y -q thop &&
+        .venv/bin/python -m pip install -q --force-reinstall --no-deps ultralytics-thop; }; }; } >"$log" 2>&1 ||
+    { cat "$log" >&2; say "pip install failed (log above)"; exit 1; }
   echo "$want" > "$stamp"
 fi
 say "ready: .venv/bin/ghostnas"
