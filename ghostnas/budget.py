@@ -42,7 +42,8 @@ and for detectors Ultralytics' GFLOPs (:data:`GFLOPS_CONVENTION`)."""
 
 GFLOPS_CONVENTION = (
     "Ultralytics GFLOPs: 2 x conv multiply-accumulates at imgsz x imgsz (default 640), nc from the data; "
-    "what Ultralytics prints for the fused model"
+    "Ultralytics' count of the fused model (exact for its own layers; Ghost blocks keep their BN there, "
+    "which it counts too: +0.3%)"
 )
 """How a detector's ``gflops`` are counted (``ghostnas search --task detect``): the number
 detection users compare, not the classification papers' MACs."""

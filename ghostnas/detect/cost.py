@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import Any
 
-from ghostnas.blocks.base import Context, Counter, ResolvedBlockBase, block_kind, make_divisible
+from ghostnas.blocks.base import Counter
 from ghostnas.budget import GFLOPS_CONVENTION
 from ghostnas.detect.config import STOCK_KIND, C2fChoice, DetectConfig
 from ghostnas.errors import GhostnasError
@@ -32,7 +33,7 @@ __all__ = [
     "BaseDetector",
     "C2fSite",
     "base_detector",
-    "bottleneck",
+    "bottleneck_spec",
     "c2f_cost",
     "detect_costs",
     "hidden_channels",
@@ -41,8 +42,6 @@ __all__ = [
 
 DEFAULT_IMGSZ = 640
 BASES = ("yolov8n", "yolov8s", "yolov8m", "yolov8l", "yolov8x")
-_GHOST_RATIO = 2  # the seed's GhostBottleneck: ratio 2, depthwise 3x3 cheap operation
-_GHOST_CHEAP_KERNEL = 3
 
 
 def ultralytics_offline() -> None:
@@ -125,7 +124,9 @@ def base_detector(name: str, nc: int, imgsz: int = DEFAULT_IMGSZ) -> BaseDetecto
     from ultralytics.nn.modules import C2f
     from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-    model = DetectionModel(yaml_model_load(f"{name}.yaml"), nc=nc, verbose=False).eval()
+    definition = yaml_model_load(f"{name}.yaml")
+    definition["nc"] = nc  # (passing nc= instead makes Ultralytics log that it overrides the file's)
+    model = DetectionModel(definition, verbose=False).eval()
     n_backbone = len(model.yaml["backbone"])
     macs_by_layer: dict[int, int] = {}
     sides: dict[int, int] = {}
@@ -181,25 +182,14 @@ def hidden_channels(site: C2fSite, width: float) -> int:
     return int(site.c2 * width)
 
 
-def bottleneck(kind: str, c: int) -> ResolvedBlockBase:
-    """The registry block a C2f of ``kind`` repeats, at ``c`` channels in and out, stride 1.
+def bottleneck_spec(kind: str) -> Any:
+    """The :class:`ghostnas.yolo.C2fBlockSpec` of ``kind`` with the seed's defaults: ``ghost`` is
+    the official GhostBottleneck (mid width ``c``, ratio 2, depthwise 3x3 cheap operation, no
+    SE), ``ghost_v2`` adds DFC attention, ``regnet`` is the G-Ghost code's RegNet bottleneck with
+    group width 1 (a depthwise 3x3). Built and counted by the model library's own blocks."""
+    from ghostnas.yolo import C2fBlockSpec
 
-    ``ghost``: the seed's GhostBottleneck (mid width ``c``, ratio 2, depthwise 3x3 cheap
-    operation, no SE). ``ghost_v2``: the same with DFC attention. ``regnet``: the G-Ghost code's
-    RegNet bottleneck with group width 1 (a depthwise 3x3).
-    """
-    ctx = Context(width=1.0, s=_GHOST_RATIO, d=_GHOST_CHEAP_KERNEL)
-    record_type = block_kind(kind).record
-    if kind in ("ghost", "ghost_v2"):
-        record = record_type(k=3, exp=c, c=c)
-    elif kind == "regnet":
-        record = record_type(c=c, group_width=1)
-    else:
-        raise GhostnasError(f"C2f kind {kind!r} has no registry bottleneck")
-    block = record.resolve(ctx, c, 0, 0)
-    if block.out_chs != c or make_divisible(c, 4) != c:
-        raise GhostnasError(f"C2f kind {kind!r} cannot keep {c} channels (needs a multiple of 4)")
-    return block
+    return C2fBlockSpec.make(kind)
 
 
 def c2f_cost(site: C2fSite, choice: C2fChoice) -> tuple[int, int]:
@@ -219,9 +209,9 @@ def c2f_cost(site: C2fSite, choice: C2fChoice) -> tuple[int, int]:
                 counter.conv(c, c, 3, 1, hw)
                 counter.bn(c)
     else:
-        block = bottleneck(choice.kind, c)
+        spec = bottleneck_spec(choice.kind)
         for _ in range(choice.depth):
-            block.count(counter, site.side)
+            spec.count(counter, c, site.side)
     counter.conv((2 + choice.depth) * c, site.c2, 1, 1, hw)
     counter.bn(site.c2)
     return counter.macs, counter.params

@@ -72,11 +72,12 @@ def model_dict(cfg: DetectConfig, nc: int) -> dict[str, Any]:
 
 
 def ghost_c2f_entry(c1: int, c2: int, kind: str, depth: int, hidden: int) -> tuple[str, list[Any]]:
-    """The ``[module, args]`` of a C2f whose bottlenecks are ghostnas block ``kind`` (provided by
-    :mod:`ghostnas.yolo`, which must be imported before Ultralytics reads the YAML)."""
-    raise GhostnasError(
-        f"C2f kind {kind!r} needs ghostnas.yolo (the Ghost modules for Ultralytics), which is not installed"
-    )
+    """The ``(module, args)`` of a C2f whose bottlenecks are ghostnas block ``kind``:
+    :class:`ghostnas.yolo.GhostnasC2f` (``[c1, c2, n, kind, options, e]``), resolvable in
+    Ultralytics YAML once :mod:`ghostnas.yolo` is imported."""
+    from ghostnas.yolo import C2F_MODULE
+
+    return C2F_MODULE, [c1, c2, depth, kind, {}, hidden / c2]
 
 
 def model_yaml_text(cfg: DetectConfig, nc: int, names: Any = None, header: str = "") -> str:

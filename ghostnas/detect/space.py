@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 from ghostnas._io import read_user_text
 from ghostnas._yaml import parse_yaml
 from ghostnas.blocks.base import SpaceError
-from ghostnas.detect.config import C2F_KINDS, C2fChoice, DetectConfig
+from ghostnas.detect.config import C2F_KINDS, STOCK_KIND, C2fChoice, DetectConfig
 from ghostnas.detect.cost import (
     BASES,
     DEFAULT_IMGSZ,
     BaseDetector,
     base_detector,
-    bottleneck,
+    bottleneck_spec,
     c2f_cost,
     hidden_channels,
 )
@@ -129,8 +129,8 @@ class DetectSpace:
                         f"{site.layer} ({site.c2} out); choose widths that give multiples of 4"
                     )
             for kind in self.kinds:
-                if kind != "c2f":
-                    bottleneck(kind, hidden_channels(site, self.widths[0]))
+                if kind != STOCK_KIND:
+                    bottleneck_spec(kind).resolve(hidden_channels(site, min(self.widths)))
 
     # ---------------------------------------------------------------- the one builder
 
