@@ -102,6 +102,7 @@ def trial_records(trials: Iterable[optuna.trial.FrozenTrial]) -> list[dict[str, 
                 "macs": _int_or_none(ua.get("macs")),
                 "params": _int_or_none(ua.get("params")),
                 "latency_ms": _float_or_none(ua.get("latency_ms")),
+                "gflops": _float_or_none(ua.get("gflops")),
                 "accuracy": ua.get("accuracy") if outcome == "ok" else None,
                 "seconds": ua.get("seconds"),
                 "reason": reason,
@@ -365,7 +366,10 @@ def csv_columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
     latency predictor), then ``score_r0``, ``score_r1``... when candidates were promoted
     through rungs (:mod:`ghostnas.promotion`)."""
     n_rungs = max((len(r.get("rung_scores") or ()) for r in records), default=0)
-    return list(CSV_COLUMNS) + [rung_attr(i) for i in range(n_rungs)]
+    columns = list(CSV_COLUMNS)
+    if any(r.get("gflops") is not None for r in records):  # a detection search (Ultralytics' GFLOPs)
+        columns.insert(columns.index("latency_ms") + 1, "gflops")
+    return columns + [rung_attr(i) for i in range(n_rungs)]
 
 
 def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
@@ -432,6 +436,7 @@ def write_outputs(
                 "macs": r["macs"],
                 "params": r["params"],
                 **({"latency_ms_predicted": r["latency_ms"]} if r["latency_ms"] is not None else {}),
+                **({"gflops": r["gflops"]} if r.get("gflops") is not None else {}),
                 "accuracy": r["accuracy"],
                 "reference": r["reference"],
                 "arch": r["config"],
@@ -453,6 +458,7 @@ def write_outputs(
             "score_label": label,
             "macs": best["macs"],
             "params": best["params"],
+            **({"gflops": best["gflops"]} if best.get("gflops") is not None else {}),
             "budget": budget.describe(),
             "cost_convention": run_info["settings"]["cost_convention"],
             "space": space.name,
@@ -500,6 +506,8 @@ def _score(v: float) -> str:
 def _cost_text(value: float | None, metric: str) -> str:
     if value is None:
         return ""
+    if metric == "gflops":
+        return f"{value:.3g} GFLOPs"
     return f"{value:.3g} ms" if metric == "latency_ms" else _m(value)
 
 
@@ -542,6 +550,8 @@ def _time_lines(records: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any
 
 
 def _cost_sentence(settings: Mapping[str, Any], label: str) -> str:
+    if settings.get("cost_sentence"):  # a task with its own convention (detection: Ultralytics' GFLOPs)
+        return f"{settings['cost_sentence']} The score is the evaluator's: {label}."
     if settings.get("cost_at", "paper") == "paper":
         return (
             "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
@@ -607,9 +617,16 @@ def _summary(
         lines += [
             "## Best under budget",
             "",
-            f"Trial {best['number']}: {label} {_score(best['accuracy'])}, {_m(best['macs'])} MACs, "
+            f"Trial {best['number']}: {label} {_score(best['accuracy'])}, "
+            + (f"{best['gflops']:.3f} GFLOPs, " if best.get("gflops") is not None else "")
+            + f"{_m(best['macs'])} MACs, "
             f"{_m(best['params'])} params{' (the reference network)' if best['reference'] else ''}. "
-            "Config: `best.json` (`ghostnas.create_model('best.json')`).",
+            + (
+                "Config: `best.json`; `ghostnas export RUN --best --name NAME --yolo-yaml FILE` writes it as an "
+                "Ultralytics model YAML."
+                if s.get("task") == "detect"
+                else "Config: `best.json` (`ghostnas.create_model('best.json')`)."
+            ),
             "",
             f"`{best['config']}`",
             "",
@@ -619,21 +636,24 @@ def _summary(
         r = ref[0]
         score = f"{label} {_score(r['accuracy'])}" if r["accuracy"] is not None else r["outcome"]
         lines += [
-            f"Reference (width-scaled GhostNet, trial {r['number']}): {score}, {_m(r['macs'])} MACs.",
+            f"Reference ({'the space reference, widest width in budget' if s.get('task') == 'detect' else 'width-scaled GhostNet'}, "
+            f"trial {r['number']}): {score}, {_m(r['macs'])} MACs.",
             "",
         ]
     lines += noise_summary_lines(run_info.get("noise"), front, ref[0] if ref else None, best, label)
     lines += promotion_summary_lines(run_info.get("promotion"))
-    latency_col = cost_key == "latency_ms"
+    latency_col = cost_key in ("latency_ms", "gflops")  # a cost the MACs/params columns do not show
     lines += [
         f"## Pareto front ({len(front)} configs; {label} against {_AXIS_NAMES.get(cost_key, cost_key)})",
         "",
-        "| trial | score | MACs | params |" + (" latency |" if latency_col else "") + " config |",
+        "| trial | score | MACs | params |"
+        + (f" {_AXIS_NAMES[cost_key]} |" if latency_col else "")
+        + " config |",
         "|---:|---:|---:|---:|" + ("---:|" if latency_col else "") + "---|",
     ]
     lines += [
         f"| {r['number']} | {_score(r['accuracy'])} | {_m(r['macs'])} | {_m(r['params'])} |"
-        + (f" {_cost_text(r.get('latency_ms'), 'latency_ms')} |" if latency_col else "")
+        + (f" {_cost_text(r.get(cost_key), cost_key)} |" if latency_col else "")
         + f" `{r['config']}` |"
         for r in front
     ]
@@ -653,4 +673,4 @@ def _summary(
 
 
 # Cost metrics in words, for prose and table headings.
-_AXIS_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "predicted latency"}
+_AXIS_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "predicted latency", "gflops": "GFLOPs"}

@@ -75,6 +75,7 @@ def _parse_row(row: Mapping[str, str], where: str) -> dict[str, Any]:
             "macs": _opt(int, row["macs"]),
             "params": _opt(int, row["params"]),
             "latency_ms": _opt(float, row.get("latency_ms") or ""),
+            "gflops": _opt(float, row.get("gflops") or ""),
             "accuracy": _opt(float, row["accuracy"]),
             "seconds": _opt(float, row["seconds"]),
             "reason": row["reason"],

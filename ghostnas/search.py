@@ -126,6 +126,8 @@ _FINGERPRINT_KEYS = (
     "cost_at",
     "data_digest",
     "rungs",
+    "task",
+    "image_size",
 )
 COST_AT = ("paper", "data")
 
@@ -187,6 +189,11 @@ class SearchSettings:
             before. Multi-objective searches with a training evaluator only.
         parallel: Trials in flight in this process, evaluated together (one CUDA graph and
             stream each on a GPU; see :mod:`ghostnas.search_batches`). 1: one at a time.
+        task: ``classify`` (GhostNet classifiers, the default) or ``detect``: backbones inside
+            a YOLO detector (:mod:`ghostnas.detect`), ``data`` an Ultralytics data.yaml, the
+            budget in Ultralytics' GFLOPs, ``space`` a detection space, ``image_size`` the
+            proxy's training side.
+        base: ``detect`` only: another base detector than the space's (``yolov8s``...).
     """
 
     budget: Budget
@@ -214,6 +221,8 @@ class SearchSettings:
     rungs: int = 1
     command: Sequence[str] | None = None
     parallel: int = 1
+    task: str = "classify"
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -490,6 +499,7 @@ class _Plan:
     latency_calibration: Any = None  # a ghostnas.latency.Calibration when one was made
     data: Any = "fashion-mnist"  # a name (read lazily by the evaluator) or a loaded Dataset
     shape: BuildSpec = PAPER_SHAPE  # where MACs and params are counted (--cost-at)
+    task: Any = None  # a ghostnas.detect.task.DetectTask for --task detect (space, cost, data)
 
 
 def _validate(settings: SearchSettings) -> _Plan:
@@ -538,6 +548,10 @@ def _validate(settings: SearchSettings) -> _Plan:
     from ghostnas.device import resolve_device
 
     settings = replace(settings, device=resolve_device(settings.device))
+    if settings.task == "detect":
+        return _validate_detect(settings, objectives)
+    if settings.task != "classify":
+        raise SearchError(f"task {settings.task!r}: choose classify or detect")
     if settings.cost_at not in COST_AT:
         raise SearchError(f"--cost-at {settings.cost_at!r}: choose paper (224x224, 1000 classes) or data")
     latency, latency_path, calibration = None, None, None
@@ -560,17 +574,7 @@ def _validate(settings: SearchSettings) -> _Plan:
             f"({smallest:,} {unit} at {shape.describe()}); raise the budget or use a smaller space"
         )
     out_dir = Path(settings.out) if settings.out else default_out_dir(settings, space.name)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SearchError(f"--out {out_dir}: exists and is not a folder")
-    check_output_dir(out_dir, "--out")
-    if settings.storage and settings.storage.startswith(("journal:", "sqlite:///")):
-        folder = Path(_storage_path(settings.storage)).expanduser().parent
-        if folder.is_dir():  # (a missing folder is open_storage's one-line error)
-            check_output_dir(folder, "--storage", name=_redact(settings.storage))
-    study_name = settings.study or out_dir.name
-    if not study_name or len(study_name) > 500:
-        raise SearchError("study name must be 1 to 500 characters")
-    storage_url = settings.storage or f"sqlite:///{out_dir / 'study.db'}"
+    storage_url, study_name = _run_place(settings, out_dir)
     fingerprint = {
         "space": space.name,
         "budget": budget.describe(),
@@ -603,6 +607,64 @@ def _validate(settings: SearchSettings) -> _Plan:
     )
 
 
+def _run_place(settings: SearchSettings, out_dir: Path) -> tuple[str, str]:
+    """Check the run folder and storage can be written; the storage URL and the study name."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SearchError(f"--out {out_dir}: exists and is not a folder")
+    check_output_dir(out_dir, "--out")
+    if settings.storage and settings.storage.startswith(("journal:", "sqlite:///")):
+        folder = Path(_storage_path(settings.storage)).expanduser().parent
+        if folder.is_dir():  # (a missing folder is open_storage's one-line error)
+            check_output_dir(folder, "--storage", name=_redact(settings.storage))
+    study_name = settings.study or out_dir.name
+    if not study_name or len(study_name) > 500:
+        raise SearchError("study name must be 1 to 500 characters")
+    return settings.storage or f"sqlite:///{out_dir / 'study.db'}", study_name
+
+
+def _validate_detect(settings: SearchSettings, objectives: tuple[Objective, ...]) -> _Plan:
+    """``--task detect``: the detection space, data, cost and budget (:mod:`ghostnas.detect.task`),
+    checked before anything is written; the rest of the run is the classification search's."""
+    from ghostnas.detect.task import detect_budget, open_detect_task
+
+    if settings.cost_at != "paper" or settings.latency_table is not None:
+        raise SearchError(
+            "--task detect counts Ultralytics GFLOPs; --cost-at and latency budgets do not apply"
+        )
+    budget = detect_budget(settings.budget)
+    objectives = parse_objectives(str(settings.objectives).replace("macs", "gflops"))  # FLOPs: Ultralytics'
+    if any(o.name not in ("accuracy", "gflops", "params") for o in objectives):
+        raise SearchError("--task detect optimises accuracy against gflops or params")
+    evaluator = "detect" if settings.evaluator == DEFAULT_EVALUATOR else settings.evaluator
+    settings = replace(
+        settings, budget=budget, evaluator=evaluator, objectives=",".join(o.name for o in objectives)
+    )
+    task = open_detect_task(
+        None if settings.space == DEFAULT_SPACE else settings.space, settings.data, budget, settings.base
+    )
+    sampler = settings.sampler if isinstance(settings.sampler, str) else "custom"
+    out_dir = (
+        Path(settings.out)
+        if settings.out
+        else RUNS_DIR / task.out_dir_name(budget, settings.evaluator, sampler, settings.seed)
+    )
+    storage_url, study_name = _run_place(settings, out_dir)
+    fingerprint = {
+        "space": task.space.name,
+        "budget": budget.describe(),
+        "objectives": settings.objectives,
+        "evaluator": settings.evaluator,
+        "epochs": settings.epochs,
+        "rungs": settings.rungs,
+        "image_size": settings.image_size,
+        **task.fingerprint(),
+    }
+    data = str(task.data.yaml_path)
+    return _Plan(
+        settings, task.space, objectives, out_dir, storage_url, study_name, fingerprint, data=data, task=task
+    )
+
+
 def _resolve_data(settings: SearchSettings, space: SearchSpace) -> tuple[Any, DatasetSpec]:
     """The data and its shape, checked against the space's downsampling.
 
@@ -627,6 +689,8 @@ def _resolve_data(settings: SearchSettings, space: SearchSpace) -> tuple[Any, Da
 
 def _data_fields(plan: _Plan) -> dict[str, Any]:
     """What ``run.json`` records about the data and the cost convention."""
+    if plan.task is not None:
+        return plan.task.run_fields()
     data, shape = plan.data, plan.shape
     fields: dict[str, Any] = {
         "data": data_label(data),
@@ -682,6 +746,8 @@ def _open_latency(table: str | None, backend: str = "torch") -> tuple[Any, Path]
 
 def _costs(plan: _Plan, cfg: GhostNetConfig) -> dict[str, float]:
     """Every cost of a candidate; with a latency predictor, newly timed blocks are saved."""
+    if plan.task is not None:
+        return plan.task.costs(cfg)
     if plan.latency is None:
         return candidate_costs(cfg, shape=plan.shape)
     before = len(plan.latency.table.entries)
@@ -896,6 +962,8 @@ def _record_failure(trial: optuna.Trial, reason: str) -> None:
 def _fmt(value: float, metric: str) -> str:
     if metric == "latency_ms":
         return f"{value:.3g} ms"
+    if metric == "gflops":
+        return f"{value:.3f} GFLOPs"
     return f"{value / 1e6:.2f}M {'MACs' if metric == 'macs' else 'params'}"
 
 
@@ -963,6 +1031,7 @@ def run_search(
                 epochs=settings.epochs,
                 seed=settings.seed,
                 device=settings.device,
+                image_size=settings.image_size,
             ),
         )
     if settings.rungs > 1 and not isinstance(evaluator, MultiFidelityEvaluator):
@@ -1044,7 +1113,7 @@ def run_search(
                         last_state=ua.get("outcome", trial.state.name.lower()),
                         trial=trial.number,
                         score=ua.get("accuracy") if ua.get("outcome") == "ok" else None,
-                        costs={k: float(ua[k]) for k in ("macs", "params", "latency_ms") if k in ua},
+                        costs={k: float(ua[k]) for k in ("macs", "params", "latency_ms", "gflops") if k in ua},
                         seconds=ua.get("seconds"),
                         cost_key=cost_key,
                     )

@@ -160,6 +160,7 @@ def test_proxy_trains_and_scores_on_val(
     ev = DetectProxyEvaluator(str(tiny_detect_data), NC, DetectRecipe(epochs=1, imgsz=64, batch=4))
     result = ev.evaluate(CONFIGS["seed-ghost"])
     assert 0.0 <= result.score <= 1.0 and math.isfinite(result.score)
+    assert set(result.metrics) >= {"map50", "precision", "recall"}
     assert result.metrics["epochs"] == 1 and result.metrics["imgsz"] == 64
     assert list(tmp_path.iterdir()) == []  # Ultralytics' run folder was temporary
     assert ev.with_seed(3).seed == 3
@@ -172,12 +173,15 @@ def test_proxy_failures_are_failed_trials(monkeypatch: pytest.MonkeyPatch, tiny_
     from ghostnas.evaluators.detect import DetectProxyEvaluator, DetectRecipe
 
     ev = DetectProxyEvaluator(str(tiny_detect_data), NC, DetectRecipe(epochs=1, imgsz=64))
-    monkeypatch.setattr(ev, "_train", lambda *_a: {"metrics/mAP50-95(B)": float("nan")})
-    with pytest.raises(EvaluationFailed, match="mAP50-95 is nan"):
-        ev.evaluate(CONFIGS["stock"])
-    monkeypatch.undo()
 
-    def oom(self: object) -> None:
+    def diverged(self: DetectionTrainer) -> None:
+        self.metrics = {"metrics/mAP50-95(B)": float("nan")}
+
+    monkeypatch.setattr(DetectionTrainer, "train", diverged)
+    with pytest.raises(EvaluationFailed, match="val map is nan"):
+        ev.evaluate(CONFIGS["stock"])
+
+    def oom(self: DetectionTrainer) -> None:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
 
     monkeypatch.setattr(DetectionTrainer, "train", oom)

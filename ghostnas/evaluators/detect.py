@@ -33,7 +33,7 @@ from ghostnas.detect.cost import ultralytics_offline
 from ghostnas.detect.model_yaml import model_yaml_text
 from ghostnas.evaluators.base import EvalResult, EvaluationFailed, ReportFn
 
-__all__ = ["DetectProxyEvaluator", "DetectRecipe", "from_settings", "offline_ultralytics"]
+__all__ = ["DetectProxyEvaluator", "DetectRecipe", "from_settings", "offline_ultralytics", "train_detector"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,56 +129,80 @@ class DetectProxyEvaluator:
         """Train ``cfg`` with the recipe and score it; :class:`EvaluationFailed` when it cannot."""
         del report  # Ultralytics trains its epochs in one call; nothing to report part-way
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="ghostnas-detect-") as tmp:
-            model_path = Path(tmp) / "model.yaml"
-            model_path.write_text(model_yaml_text(cfg, self.nc), encoding="utf-8")
-            metrics = self._train(model_path, Path(tmp))
-        score = metrics.get("metrics/mAP50-95(B)")
-        if score is None or not math.isfinite(float(score)):
-            raise EvaluationFailed(f"validation mAP50-95 is {score!r} (training diverged?)")
-        losses = {
-            k: float(v) for k, v in metrics.items() if k.startswith("val/") and isinstance(v, (int, float))
-        }
-        bad = [k for k, v in losses.items() if not math.isfinite(v)]
-        if bad:
-            raise EvaluationFailed(f"non-finite {bad[0]} ({losses[bad[0]]}); the training diverged")
+        scores = train_detector(cfg, self.data, self.nc, self.recipe)
         return EvalResult(
-            score=float(score),
-            metrics={
-                "map50": float(metrics.get("metrics/mAP50(B)", float("nan"))),
-                "precision": float(metrics.get("metrics/precision(B)", float("nan"))),
-                "recall": float(metrics.get("metrics/recall(B)", float("nan"))),
-                "epochs": self.recipe.epochs,
-                "imgsz": self.recipe.imgsz,
-                **{k.replace("/", "_"): v for k, v in losses.items()},
-            },
+            score=scores["val"]["map"],
+            metrics=_flat(scores["val"], self.recipe),
             seconds=time.perf_counter() - t0,
         )
 
-    def _train(self, model_path: Path, project: Path) -> dict[str, Any]:
-        import torch
 
-        with offline_ultralytics():
-            from ultralytics.models.yolo.detect import DetectionTrainer
+def _flat(metrics: dict[str, float], recipe: DetectRecipe) -> dict[str, float | int]:
+    return {
+        **{k: v for k, v in metrics.items() if k != "map"},
+        "epochs": recipe.epochs,
+        "imgsz": recipe.imgsz,
+    }
 
-            args = {
-                **self.recipe.train_args(),
-                "model": str(model_path),
-                "data": self.data,
-                "project": str(project),
-                "name": "train",
-            }
-            try:
-                trainer = DetectionTrainer(overrides=args)
-                trainer.train()
-            except torch.OutOfMemoryError as exc:
-                raise EvaluationFailed(f"out of memory: {' '.join(str(exc).split())[:200]}") from None
-            except MemoryError:
-                raise EvaluationFailed("out of memory (host RAM)") from None
-        metrics = dict(getattr(trainer, "metrics", None) or {})
-        if not metrics:
-            raise EvaluationFailed("Ultralytics returned no validation metrics")
-        return metrics
+
+_KEYS = {
+    "metrics/mAP50-95(B)": "map",
+    "metrics/mAP50(B)": "map50",
+    "metrics/precision(B)": "precision",
+    "metrics/recall(B)": "recall",
+}
+
+
+def _scores(metrics: dict[str, Any], split: str) -> dict[str, float]:
+    out = {short: float(metrics[key]) for key, short in _KEYS.items() if key in metrics}
+    if "map" not in out:
+        raise EvaluationFailed(f"Ultralytics returned no {split} mAP50-95")
+    bad = [k for k, v in out.items() if not math.isfinite(v)]
+    if bad:
+        raise EvaluationFailed(f"{split} {bad[0]} is {out[bad[0]]} (training diverged?)")
+    return out
+
+
+def train_detector(
+    cfg: DetectConfig, data: str, nc: int, recipe: DetectRecipe, *, test: bool = False
+) -> dict[str, dict[str, float]]:
+    """Train ``cfg`` on ``data`` with ``recipe``; mAP50-95 (``map``), mAP50, precision and recall
+    of the best epoch's weights on the val split, and on the test split too when ``test``.
+
+    The search only ever reads ``val``; ``test`` is for the final comparison of a benchmark.
+
+    Raises:
+        EvaluationFailed: non-finite metrics, out of memory, no metrics.
+    """
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="ghostnas-detect-") as tmp, offline_ultralytics():
+        from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
+
+        model_path = Path(tmp) / "model.yaml"
+        model_path.write_text(model_yaml_text(cfg, nc), encoding="utf-8")
+        args = {
+            **recipe.train_args(),
+            "model": str(model_path),
+            "data": str(data),
+            "project": tmp,
+            "name": "train",
+        }
+        try:
+            trainer = DetectionTrainer(overrides=args)
+            trainer.train()
+            out = {"val": _scores(dict(getattr(trainer, "metrics", None) or {}), "val")}
+            if test:
+                # The checkpoint is the one this call just wrote in its own temporary folder.
+                validator = DetectionValidator(
+                    args={**args, "split": "test", "mode": "val", "model": str(trainer.best)}
+                )
+                out["test"] = _scores(dict(validator(model=str(trainer.best))), "test")
+        except torch.OutOfMemoryError as exc:
+            raise EvaluationFailed(f"out of memory: {' '.join(str(exc).split())[:200]}") from None
+        except MemoryError:
+            raise EvaluationFailed("out of memory (host RAM)") from None
+    return out
 
 
 def from_settings(settings: Any) -> DetectProxyEvaluator:
