@@ -1,8 +1,12 @@
 """The detection proxy: a short Ultralytics training run per candidate, scored by val mAP50-95.
 
 One recipe trains every candidate (:class:`DetectRecipe` of this module: a few epochs at a small
-imgsz, SGD with Ultralytics' defaults, no pretrained weights, a fixed seed with Ultralytics'
-deterministic mode), so the scores rank architectures, not luck or settings. The score is
+imgsz, no pretrained weights, a fixed seed with Ultralytics' deterministic mode), so the scores
+rank architectures, not luck or settings. Ultralytics' defaults are made for hundreds of epochs
+(three warm-up epochs, mosaic augmentation); a short run needs neither. Measured on a 400-canvas
+``make-detect`` set (320 train images, 10 epochs at 128 px, the seed's Ghost YOLOv8n): the
+defaults with SGD gave val mAP50-95 0.000 after 5 epochs (all warm-up), no warm-up or mosaic with
+SGD 0.028, and AdamW at lr 0.002 0.074, so the recipe is the last. The score is
 mAP50-95 of the boxes on the dataset's **val** split (the test split is never read here).
 
 Offline by construction: Ultralytics is told there is no network before it is imported
@@ -51,14 +55,20 @@ class DetectRecipe:
         seed: Ultralytics' seed (init, data order, augmentation), with its deterministic mode.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         workers: Dataloader processes; 0 loads in the training process (no forks).
+        optimizer, lr0: AdamW at 0.002 (see the module docstring).
+        warmup_epochs, mosaic: Off: a short run has no epochs to spare for either.
     """
 
-    epochs: int = 5
-    imgsz: int = 160
+    epochs: int = 10
+    imgsz: int = 128
     batch: int = 16
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
+    optimizer: str = "AdamW"
+    lr0: float = 0.002
+    warmup_epochs: float = 0.0
+    mosaic: float = 0.0
 
     def train_args(self) -> dict[str, Any]:
         """The arguments of Ultralytics' trainer that this recipe fixes."""
@@ -73,6 +83,10 @@ class DetectRecipe:
             "deterministic": True,
             "device": device,
             "workers": self.workers,
+            "optimizer": self.optimizer,
+            "lr0": self.lr0,
+            "warmup_epochs": self.warmup_epochs,
+            "mosaic": self.mosaic,
             "amp": False,
             "plots": False,
             "pretrained": False,
