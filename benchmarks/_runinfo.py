@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,43 +15,35 @@ from typing import Any
 
 import torch
 
-from ghostnas._machine import cpu_model
-
-
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from ghostnas import provenance
 
 
 def _commit() -> dict[str, Any]:
-    """The checkout's commit, or the one named by ``GHOSTNAS_GIT_COMMIT`` (marked as such) for a
-    copy of the tree run on another machine, where a stale ``.git`` may have come along."""
-    named = os.environ.get("GHOSTNAS_GIT_COMMIT")
-    if named:  # the tree was sent elsewhere: whatever .git came along may be older than the files
-        return {"git_commit": named, "git_dirty": "unknown", "git_commit_from": "GHOSTNAS_GIT_COMMIT"}
-    commit = _git("rev-parse", "HEAD")
-    if commit == "unknown":
-        return {"git_commit": commit, "git_dirty": "unknown"}
-    return {"git_commit": commit, "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+    """The checkout's commit in this file's flat keys (see :func:`ghostnas.provenance.git_commit`,
+    which also honours ``GHOSTNAS_GIT_COMMIT`` for a copy of the tree run on another machine)."""
+    git = provenance.git_commit()
+    if git is None:
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    out = {"git_commit": git["commit"], "git_dirty": git["dirty"]}
+    if "from" in git:
+        out["git_commit_from"] = git["from"]
+    return out
 
 
 def run_info() -> dict[str, Any]:
-    """Command line, UTC time, git commit (and whether the tree was dirty), machine and torch."""
+    """Command line, UTC time, git commit (and whether the tree was dirty), machine and torch:
+    the facts of :mod:`ghostnas.provenance`, flat, plus torch's threads and CUDA device."""
+    machine = provenance.machine_info()
     info: dict[str, Any] = {
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
         "utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **_commit(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
+        "cpu": machine["cpu"],
+        "cpu_count": machine["cores"],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        "python": machine["python"],
+        "platform": machine["platform"],
         "cuda": torch.cuda.is_available(),
     }
     if torch.cuda.is_available():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ghostnas.config import config_from_dict
 from ghostnas.latency import measure_network
+from ghostnas.run_folder import read_pareto_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-ms", type=float, required=True)
     p.add_argument("--passes", type=int, default=2, help="timing passes per config, lowest kept (default 2)")
     args = p.parse_args(argv)
-    front = json.loads((Path(args.run_dir) / "pareto.json").read_text())
-    cfgs = [config_from_dict(r["cfg"]) for r in front]
+    front = read_pareto_json(Path(args.run_dir) / "pareto.json")
+    cfgs = [config_from_dict(r["config"]) for r in front]
     best = [float("inf")] * len(cfgs)
     for _ in range(args.passes):
         for i, cfg in enumerate(cfgs):

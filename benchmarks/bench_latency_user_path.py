@@ -232,8 +232,10 @@ def compare_front(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     from ghostnas.registry import resolve_config
 
     models = [(name, resolve_config(name)) for name in REFERENCES]
-    front = json.loads(Path(args.compare_front).read_text())
-    models += [(f"front trial {row['trial']}", config_from_dict(row["cfg"])) for row in front]
+    from ghostnas.run_folder import read_pareto_json
+
+    front = read_pareto_json(args.compare_front)
+    models += [(f"front trial {row['trial']}", config_from_dict(row["config"])) for row in front]
     best: dict[tuple[str, str], float] = {}
     for p in range(2):
         for name, cfg in models:

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ghostnas import results
+from ghostnas import provenance
 from ghostnas.testing import postgres
 from ghostnas.testing.workers import check_study, load_trials, run_workers
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if not postgres.available():
         print("bench_workers: PostgreSQL is not installed; run scripts/setup.sh", file=sys.stderr)
         return 2
-    git = results._git_commit()  # at the start: the code the workers run
+    git = provenance.git_commit()  # at the start: the code the workers run
     scratch = Path(tempfile.mkdtemp(prefix="ghostnas-bench-workers-"))
     rows = []
     try:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": ["python", "benchmarks/bench_workers.py", *(argv if argv is not None else sys.argv[1:])],
         "git": git,
-        "machine": results.machine_info(),
+        "machine": provenance.machine_info(),
         "optuna": optuna.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": {

@@ -45,8 +45,10 @@ import optuna
 from ghostnas.budget import parse_budget
 from ghostnas.config import GhostNetConfig, config_from_dict
 from ghostnas.evaluators.proxy import TrainEvaluator
+from ghostnas.front import hypervolume_2d, pareto_front, scored_in_budget
 from ghostnas.promotion import DEFAULT_FACTOR
-from ghostnas.results import hypervolume_2d, pareto_front
+from ghostnas.records import TrialRecord
+from ghostnas.run_folder import open_run
 from ghostnas.search import SearchSettings, run_search
 from ghostnas.stats import mean_sd_se
 from ghostnas.train import Recipe
@@ -80,11 +82,13 @@ def search(args: argparse.Namespace, seed: int, out: Path, trials: int, rungs: i
     )
     with cpu_lock(args.lock):
         result = run_search(settings, evaluator=evaluator(args, seed))
+    result_run = open_run(result.out_dir)
     return {
         "images": int(result.run_info["promotion"]["training_images"]),
         "evaluated": result.evaluated,
         "front": [dict(p) for p in result.pareto],
-        "best_trial": result.best["number"] if result.best else None,
+        "front_records": pareto_front(scored_in_budget(result_run.records, result_run.budget), "macs"),
+        "best_trial": result.best.number if result.best else None,
         "noise_sd": (result.run_info.get("noise") or {}).get("sd"),
         "reached": result.run_info["promotion"]["scored_reaching_rung"],
     }
@@ -128,7 +132,7 @@ def run_pair(args: argparse.Namespace, seed: int, cache: dict[str, float]) -> di
         judge_seeds = [100 + 10 * seed, 101 + 10 * seed]
         top = []
         for p in res["front"]:
-            cfg = config_from_dict(p["cfg"])
+            cfg = config_from_dict(p["config"])
             top.append(
                 {
                     "trial": p["trial"],
@@ -137,17 +141,21 @@ def run_pair(args: argparse.Namespace, seed: int, cache: dict[str, float]) -> di
                 }
             )
         winner = next(p for p in res["front"] if p["trial"] == res["best_trial"])
-        wcfg = config_from_dict(winner["cfg"])
+        wcfg = config_from_dict(winner["config"])
         wscores = [top_rung(args, wcfg, s, cache) for s in judge_seeds]
         res["front_top_rung"] = top
         res["hv_top_rung"] = hypervolume_2d(
             pareto_front(
-                [{"number": t["trial"], "macs": t["macs"], "accuracy": t["accuracy"]} for t in top], "macs"
+                [
+                    TrialRecord(t["trial"], "COMPLETE", "ok", macs=t["macs"], accuracy=t["accuracy"])
+                    for t in top
+                ],
+                "macs",
             ),
             "macs",
             budget.limit,
         )
-        res["hv_own_scores"] = hypervolume_2d(res["front"], "macs", budget.limit)
+        res["hv_own_scores"] = hypervolume_2d(res["front_records"], "macs", budget.limit)
         res["winner"] = {
             "trial": winner["trial"],
             "macs": winner["macs"],
@@ -156,7 +164,7 @@ def run_pair(args: argparse.Namespace, seed: int, cache: dict[str, float]) -> di
             "top_rung_scores": wscores,
             "top_rung_mean": sum(wscores) / len(wscores),
         }
-        del res["front"]
+        del res["front"], res["front_records"]
         row[name] = res
         log(
             f"seed {seed} {name}: top-rung HV {res['hv_top_rung']:.4f}, winner {res['winner']['top_rung_mean']:.4f}"

@@ -43,9 +43,11 @@ import optuna
 from ghostnas.budget import parse_budget
 from ghostnas.config import config_to_dict
 from ghostnas.cost import count_cost
+from ghostnas.front import best_record, hypervolume_2d, pareto_front, scored_in_budget
 from ghostnas.full_training import TrainSettings, train_model
+from ghostnas.provenance import provenance
 from ghostnas.registry import resolve_config
-from ghostnas.results import hypervolume_2d, provenance
+from ghostnas.run_folder import RunFolder, open_run
 from ghostnas.search import SearchSettings, run_search
 
 try:  # benchmarks/ is on sys.path when run as a script
@@ -61,55 +63,45 @@ def log(msg: str) -> None:
     print(f"[{datetime.now(timezone.utc).strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _summary(
-    run_dir: Path,
-    counts: dict[str, Any],
-    seconds: float,
-    best: dict[str, Any],
-    pareto: list[dict[str, Any]],
-    limit: float,
-) -> dict[str, Any]:
-    """One search's line in the results: counts, time, best trial, hypervolume and front."""
+def _summary(run: RunFolder, seconds: float) -> dict[str, Any]:
+    """One search's line in the results, read from its run folder: counts, time, best trial,
+    hypervolume and front."""
+    counts = run.info["counts"]
+    best = best_record(run.records, run.budget)
+    if best is None:
+        raise SystemExit(f"search_quality: {run.path} has no trial scored under budget")
+    front = pareto_front(scored_in_budget(run.records, run.budget), "macs")
     return {
-        "run_dir": str(run_dir),
+        "run_dir": str(run.path),
         "evaluated": counts["evaluated"],
         "over_budget": counts["over_budget"],
         "failed": counts["failed"],
         "seconds": round(seconds, 1),
-        "best_trial": best["number"],
-        "best_is_reference": bool(best["reference"]),
-        "best_proxy": best["accuracy"],
-        "best_macs": best["macs"],
-        "best_params": best["params"],
-        "best_arch": best["config"],
-        "hypervolume": hypervolume_2d(pareto, "macs", limit),
-        "pareto": [{k: p[k] for k in ("trial", "macs", "params", "accuracy")} for p in pareto],
+        "best_trial": best.number,
+        "best_is_reference": best.reference,
+        "best_proxy": best.accuracy,
+        "best_macs": best.macs,
+        "best_params": best.params,
+        "best_arch": best.arch,
+        "hypervolume": hypervolume_2d(front, "macs", run.budget.limit),
+        "pareto": [
+            {"trial": r.number, "macs": r.macs, "params": r.params, "accuracy": r.accuracy} for r in front
+        ],
     }
 
 
-def _search_from_folder(folder: Path, limit: float) -> dict[str, Any]:
+def _search_from_folder(folder: Path) -> dict[str, Any]:
     """A finished search's summary read back from its run folder (``--summarise-only``)."""
-    from ghostnas.run_folder import open_run
-
     run = open_run(folder)
-    best_meta = json.loads((folder / "best.json").read_text())["meta"]
-    pareto = json.loads((folder / "pareto.json").read_text())
-    return _summary(
-        folder,
-        run.info["counts"],
-        # the study's total over every invocation (a resumed search's own timing is only its last run)
-        (run.info.get("totals") or run.info["timing"])["loop_seconds"],
-        run.record(best_meta["trial"]),
-        pareto,
-        limit,
-    )
+    # the study's total over every invocation (a resumed search's own timing is only its last run)
+    return _summary(run, (run.info.get("totals") or run.info["timing"])["loop_seconds"])
 
 
 def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dict[str, Any]:
     budget = parse_budget(args.budget)
     found = {}
     if args.summarise_only:
-        return {s: _search_from_folder(out / f"search-{s}", budget.limit) for s in SAMPLERS}
+        return {s: _search_from_folder(out / f"search-{s}") for s in SAMPLERS}
     for sampler in SAMPLERS:
         settings = SearchSettings(
             budget=budget,
@@ -130,14 +122,10 @@ def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dic
             t0 = time.perf_counter()
             result = run_search(settings)
             seconds = time.perf_counter() - t0
-        best = result.best
-        found[sampler] = _summary(
-            result.out_dir, result.run_info["counts"], seconds, best, result.pareto, budget.limit
-        )
-        hv = found[sampler]["hypervolume"]
+        found[sampler] = row = _summary(open_run(result.out_dir), seconds)
         log(
-            f"search {sampler}: best trial {best['number']} proxy {best['accuracy']:.4f} "
-            f"{best['macs'] / 1e6:.1f}M MACs; hypervolume {hv:.4f}; {seconds:.0f} s"
+            f"search {sampler}: best trial {row['best_trial']} proxy {row['best_proxy']:.4f} "
+            f"{row['best_macs'] / 1e6:.1f}M MACs; hypervolume {row['hypervolume']:.4f}; {seconds:.0f} s"
         )
     return found
 
@@ -477,8 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         parse_budget(args.budget).limit,
     )
     info = {
-        "command": command,
-        **provenance(),
+        **provenance(command),
         "started": started.isoformat(timespec="seconds"),
         "ended": ended.isoformat(timespec="seconds"),
         "timing": results["timing"],

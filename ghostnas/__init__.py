@@ -20,8 +20,9 @@ from ghostnas.config import (
 from ghostnas.cost import Cost, count_cost
 from ghostnas.errors import ConfigError, GhostnasError, UnknownModelError
 from ghostnas.registry import create_model, list_models, resolve_config, user_model_dir
+from ghostnas.version import VERSION
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "BlockConfig",

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ghostnas.blocks.base import (
     BlockRecord,
@@ -31,10 +32,43 @@ from ghostnas.blocks.base import (
 from ghostnas.blocks.g_ghost import count_mix_and_cheap, deep_space, raw_width
 from ghostnas.cost import count_tail
 
-if TYPE_CHECKING:
-    from ghostnas.space import CostRange, SearchSpace, StageSpace
+__all__ = ["CostRange", "SpaceShape", "StageShape", "cost_range"]
 
-__all__ = ["cost_range"]
+
+@dataclass(frozen=True)
+class CostRange:
+    """Exact extremes of params and MACs over every point of a space at one input size."""
+
+    min_macs: int
+    max_macs: int
+    min_params: int
+    max_params: int
+    input_size: int
+    num_classes: int
+
+
+class StageShape(Protocol):
+    """What the walk reads of a stage's choices (:class:`ghostnas.space.StageSpace` has it)."""
+
+    depth: Sequence[int]
+    blocks: Sequence[BlockSpaceRecord]
+    g_ghost: Sequence[bool]
+    cheap_ratio: Sequence[float]
+
+
+class SpaceShape(Protocol):
+    """What the walk reads of a space (:class:`ghostnas.space.SearchSpace` has it). A protocol,
+    not the class, so that this lower module does not import :mod:`ghostnas.space`, which
+    imports it."""
+
+    width: Any
+    s: Sequence[int]
+    d: Sequence[int]
+    ghost_per_stage: bool
+    stages: Sequence[StageShape]
+    stem_chs: int
+    head_chs: int
+
 
 # (raw c in, raw expansion of the last block) -> (best MACs, best params) so far; the two are
 # optimised separately, so they may come from different configs (each is still exact).
@@ -43,10 +77,8 @@ _Pick = Callable[[Iterable[float]], float]
 
 
 def cost_range(
-    space: SearchSpace, input_size: int, num_classes: int, in_chans: int = 3, stem_stride: int = 2
+    space: SpaceShape, input_size: int, num_classes: int, in_chans: int = 3, stem_stride: int = 2
 ) -> CostRange:
-    from ghostnas.space import CostRange
-
     lo = _extreme(space, input_size, num_classes, min, in_chans, stem_stride)
     hi = _extreme(space, input_size, num_classes, max, in_chans, stem_stride)
     return CostRange(
@@ -74,7 +106,7 @@ def _merge(table: _States, state: tuple[int, int], value: tuple[int, int], bette
 
 
 def _extreme(
-    space: SearchSpace, input_size: int, num_classes: int, better: _Pick, in_chans: int, stem_stride: int
+    space: SpaceShape, input_size: int, num_classes: int, better: _Pick, in_chans: int, stem_stride: int
 ) -> tuple[int, int]:
     """Smallest (``better=min``) or largest (``max``) MACs and params over the space."""
     ghost_net = (
@@ -89,7 +121,7 @@ def _extreme(
 
 
 def _network(
-    space: SearchSpace,
+    space: SpaceShape,
     width: float,
     ghost: tuple[int, int],
     input_size: int,
@@ -110,8 +142,8 @@ def _network(
 
 
 def _stage(
-    space: SearchSpace,
-    st: StageSpace,
+    space: SpaceShape,
+    st: StageShape,
     states: _States,
     size: int,
     width: float,
@@ -139,7 +171,7 @@ def _stage(
     return out, out_size
 
 
-def _g_ghost(st: StageSpace, n: int, states: _States, size: int, ctx: Context, better: _Pick) -> _States:
+def _g_ghost(st: StageShape, n: int, states: _States, size: int, ctx: Context, better: _Pick) -> _States:
     """A G-Ghost stage of ``n`` blocks: every first-block width, cheap ratio and end width."""
     spaces = st.blocks[:n]
     out: _States = {}
@@ -202,7 +234,7 @@ def _resolved_cost(block: BlockRecord, ctx: Context, in_chs: int, size: int) -> 
 
 
 def _tail(
-    space: SearchSpace, states: _States, size: int, width: float, num_classes: int, better: _Pick
+    space: SpaceShape, states: _States, size: int, width: float, num_classes: int, better: _Pick
 ) -> tuple[int, int]:
     """Add the final 1x1 conv, the head conv and the classifier; return the best totals."""
     totals = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ghostnas.config import BuildSpec, GhostNetConfig
@@ -31,7 +31,6 @@ __all__ = [
     "Objective",
     "candidate_costs",
     "default_objectives",
-    "front_metric",
     "parse_budget",
     "parse_objectives",
 ]
@@ -239,14 +238,3 @@ def default_objectives(budget: Budget) -> str:
     axis). ``150MFLOPs`` gives ``accuracy,macs``.
     """
     return f"accuracy,{budget.metric}"
-
-
-def front_metric(budget: Budget, objectives: Sequence[Objective] | Sequence[str]) -> str:
-    """The cost axis of a search's Pareto front: its second objective, or with a single
-    objective the budget's metric.
-
-    The one place this is decided: the front in ``pareto.json``, the plots, the hypervolume,
-    the progress display and a run folder read back all use it.
-    """
-    names = [o if isinstance(o, str) else o.name for o in objectives]
-    return names[1] if len(names) > 1 else budget.metric

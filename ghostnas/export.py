@@ -6,11 +6,14 @@ default ``~/.ghostnas/models``) or another folder. From then on ``ghostnas.creat
 ``ghostnas profile NAME`` and ``ghostnas models`` know it. Optionally the same architecture is
 written as a checked ONNX file (:func:`ghostnas.onnx_export.export_onnx`).
 
-Where the config comes from. Each trial stores its full config in the study (user attribute
-``config``); when the run folder holds its study (``study.db``, the default) that is what is
-exported. Otherwise the trial's parameters are replayed through the run's search space. Either
-way the config must reproduce the architecture string and the params and MACs the run recorded,
-or nothing is written: an export never silently differs from what was searched.
+Where the config comes from. The run folder records each trial's full config (``trials.csv``,
+:mod:`ghostnas.run_folder`), and that is what is exported: no replay through the search space.
+A folder written before trials carried their config holds the front's and the best's configs
+(``pareto.json``, ``best.json``); any other trial of such a folder is read from the run's study,
+in the storage ``run.json`` names (SQLite, PostgreSQL or a journal file; ``storage=`` overrides it,
+e.g. to give the password ``run.json`` leaves out). Either way the config must reproduce the
+architecture string and the params and MACs the run recorded, or nothing is written: an export
+never silently differs from what was searched.
 
 Every check runs before anything is written, so a bad request leaves no file behind.
 """
@@ -19,27 +22,28 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ghostnas._fs import as_write_failed, check_output_dir
-from ghostnas.config import BuildSpec, GhostNetConfig, config_from_dict, save_config
+from ghostnas.config import BuildSpec, GhostNetConfig, save_config
 from ghostnas.cost import PAPER_SHAPE, count_cost
 from ghostnas.errors import GhostnasError
+from ghostnas.front import best_record
+from ghostnas.records import ATTR_CONFIG, TrialRecord, config_or_none
 from ghostnas.registry import model_entries, user_model_dir, valid_model_name
-from ghostnas.results import best_record, run_score_label
 from ghostnas.run_folder import RunFolder, open_run
+from ghostnas.version import VERSION
 
 __all__ = [
     "ExportError",
     "ExportResult",
     "OnnxOptions",
     "export_trial",
-    "run_cost_shape",
     "run_input_shape",
     "select_trial",
+    "study_storage",
     "trial_config",
 ]
 
@@ -85,12 +89,6 @@ def run_input_shape(run: RunFolder) -> BuildSpec:
     return BuildSpec(input_size=int(size), **{k: int(v) for k, v in build.items()})
 
 
-def run_cost_shape(run: RunFolder) -> BuildSpec:
-    """Where the run counted MACs and params (``--cost-at``; the papers' shape by default)."""
-    shape = run.settings.get("cost_shape")
-    return BuildSpec(**shape) if shape else PAPER_SHAPE
-
-
 @dataclass(frozen=True)
 class ExportResult:
     """What an export wrote.
@@ -112,7 +110,7 @@ class ExportResult:
     onnx: dict[str, Any] | None = None
 
 
-def select_trial(run: RunFolder, trial: int | None) -> Mapping[str, Any]:
+def select_trial(run: RunFolder, trial: int | None) -> TrialRecord:
     """The record to export: trial ``trial``, or the best under budget when None.
 
     Raises:
@@ -125,82 +123,94 @@ def select_trial(run: RunFolder, trial: int | None) -> Mapping[str, Any]:
         return best
     record = run.record(trial)
     if record is None:
-        numbers = [r["number"] for r in run.records]
+        numbers = [r.number for r in run.records]
         span = f"trials {min(numbers)}..{max(numbers)}" if numbers else "no trials"
         raise ExportError(f"{run.path}: no trial {trial} (the run has {span}); see trials.csv")
-    if record["outcome"] != "ok" or record["accuracy"] is None:
-        why = _NOT_SCORED.get(record["outcome"], f"has outcome {record['outcome']!r}")
-        reason = f" ({record['reason']})" if record["reason"] else ""
+    if not record.scored:
+        why = _NOT_SCORED.get(record.outcome, f"has outcome {record.outcome!r}")
+        reason = f" ({record.reason})" if record.reason else ""
         raise ExportError(f"trial {trial} {why}{reason}; export a scored trial (see trials.csv or --best)")
     limit = run.budget.limit
-    cost = record.get(run.budget.metric)
+    cost = record.cost(run.budget.metric)
     if cost is None or cost > limit:
         raise ExportError(f"trial {trial} is over the run's budget {run.budget.describe()}; pick another")
     return record
 
 
-def _stored_config(run: RunFolder, number: int) -> dict[str, Any] | None:
-    """Trial ``number``'s full config from the study in the run folder, if it is there."""
-    db = run.path / "study.db"
-    if not db.is_file():
+def study_storage(run: RunFolder, storage: str | None = None) -> str | None:
+    """The storage URL of the run's study: ``storage`` when given, else the one ``run.json``
+    records. A SQLite or journal file that is not where it was recorded is looked for in the run
+    folder (a folder moved with its study). None when the study's file is nowhere to be found."""
+    url = storage or run.settings.get("storage")
+    if not url:
         return None
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = Path(url[len(prefix) :]).expanduser()
+            if path.is_file():
+                return url
+            moved = run.path / path.name
+            return f"{prefix}{moved}" if moved.is_file() else None
+    return url
+
+
+def _study_config(run: RunFolder, number: int, storage: str | None) -> GhostNetConfig:
+    """Trial ``number``'s full config, read from the run's study (old-format folders only)."""
+    url = study_storage(run, storage)
+    if url is None:
+        raise ExportError(
+            f"{run.path}: trial {number}'s config is not in the run folder (written before trials "
+            "carried their config) and the study's storage file is gone; pass --storage URL"
+        )
     import optuna
 
+    from ghostnas.storage import close_storage, open_storage
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    opened = None
     try:
-        study = optuna.load_study(study_name=run.settings["study"], storage=f"sqlite:///{db.resolve()}")
+        opened = open_storage(url)
+        study = optuna.load_study(study_name=run.settings["study"], storage=opened)
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-    except Exception as exc:  # sqlalchemy and optuna raise many kinds; fall back to replay
-        log.warning("cannot read %s (%s); replaying the trial through the space", db, exc)
-        return None
-    return None if trial is None else trial.user_attrs.get("config")
-
-
-def _replayed_config(run: RunFolder, record: Mapping[str, Any]) -> GhostNetConfig:
-    from ghostnas.space import SpaceError, load_space, space_digest
-
-    s = run.settings
-    try:
-        space = load_space(s.get("space_source") or s["space"])
-    except (SpaceError, KeyError):
-        try:
-            space = load_space(s["space"])
-        except (SpaceError, KeyError):
-            raise ExportError(
-                f"{run.path}: no study.db and the run's search space {s.get('space')!r} cannot be loaded; "
-                "cannot rebuild the trial's config"
-            ) from None
-    want = s.get("space_sha256")
-    if want and space_digest(space) != want:
+    except GhostnasError as exc:
+        raise ExportError(f"{run.path}: cannot read trial {number}'s config from its study: {exc}") from None
+    except Exception as exc:  # sqlalchemy, drivers and Optuna raise many kinds: all mean "cannot read"
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ExportError(
-            f"search space {space.name} has changed since the run (digest differs) and the run folder has "
-            "no study.db; cannot rebuild the trial's config faithfully"
-        )
-    try:
-        return space.params_to_config(record["trial_params"])
-    except SpaceError as exc:
-        raise ExportError(
-            f"trial {record['number']} does not replay through space {space.name}: {exc}"
+            f"{run.path}: cannot read trial {number}'s config from study {run.settings.get('study')!r} "
+            f"({reason}); pass --storage URL"
         ) from None
+    finally:
+        close_storage(opened)
+    cfg = None if trial is None else config_or_none(trial.user_attrs.get(ATTR_CONFIG))
+    if cfg is None:
+        raise ExportError(f"{run.path}: the study holds no config for trial {number}; not exported")
+    return cfg
 
 
-def trial_config(run: RunFolder, record: Mapping[str, Any]) -> GhostNetConfig:
+def trial_config(run: RunFolder, record: TrialRecord, storage: str | None = None) -> GhostNetConfig:
     """The config trial ``record`` evaluated, checked against what the run recorded.
+
+    Args:
+        run: The run folder.
+        record: One of its records.
+        storage: The study's storage URL, for an old-format folder whose ``run.json`` URL does not
+            reach it (None: the recorded one).
 
     Raises:
         ExportError: the config cannot be recovered, or its architecture string, params or MACs
             differ from the run's records.
     """
-    stored = _stored_config(run, record["number"])
-    cfg = config_from_dict(stored) if stored is not None else _replayed_config(run, record)
-    n = record["number"]
-    if record["config"] and cfg.short() != record["config"]:
-        raise ExportError(f"trial {n}: the recovered config is not the one trials.csv records; not exported")
-    cost = count_cost(cfg, spec=run_cost_shape(run))
+    n = record.number
+    cfg = record.config if record.config is not None else _study_config(run, n, storage)
+    if record.arch and cfg.short() != record.arch:
+        raise ExportError(f"trial {n}: the recorded config is not the one trials.csv names; not exported")
+    cost = count_cost(cfg, spec=run.cost_shape)
     for key, value in (("macs", cost.macs), ("params", cost.params)):
-        if record.get(key) is not None and int(record[key]) != value:
+        recorded = record.cost(key)
+        if recorded is not None and int(recorded) != value:
             raise ExportError(
-                f"trial {n}: the recovered config has {value:,} {key}, the run recorded {int(record[key]):,}; "
+                f"trial {n}: the recorded config has {value:,} {key}, the run recorded {int(recorded):,}; "
                 "not exported"
             )
     return cfg
@@ -225,30 +235,27 @@ def _check_name(name: str, folder: Path, force: bool) -> Path:
 
 
 def _provenance(
-    run: RunFolder, record: Mapping[str, Any], cfg: GhostNetConfig, name: str, how: str
+    run: RunFolder, record: TrialRecord, cfg: GhostNetConfig, name: str, how: str
 ) -> dict[str, Any]:
-    from ghostnas import __version__
-    from ghostnas.space import space_digest
+    from ghostnas.space import load_space, space_digest
 
     s = run.settings
     shape = run_input_shape(run)
     metrics: dict[str, Any] = {
-        "accuracy": record["accuracy"],
-        "macs": record["macs"],
-        "params": record["params"],
+        "accuracy": record.accuracy,
+        "macs": record.macs,
+        "params": record.params,
         "evaluator": s.get("evaluator"),
-        "score_label": run_score_label(s),
+        "score_label": run.score_label,
         "data": s.get("data"),
         "epochs": s.get("epochs"),
-        "seconds": record.get("seconds"),
+        "seconds": record.seconds,
     }
-    if record.get("latency_ms") is not None:
-        metrics["latency_ms"] = record["latency_ms"]
+    if record.latency_ms is not None:
+        metrics["latency_ms"] = record.latency_ms
     digest = s.get("space_sha256")
     if digest is None:  # runs from before the digest was recorded
         try:
-            from ghostnas.space import load_space
-
             digest = space_digest(load_space(s["space"]))
         except (GhostnasError, KeyError):
             digest = None
@@ -256,13 +263,13 @@ def _provenance(
         "source": "ghostnas export",
         "name": name,
         "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "ghostnas_version": __version__,
+        "ghostnas_version": VERSION,
         "run_dir": str(run.path.resolve()),
         "study": s.get("study"),
         "storage": s.get("storage"),
-        "trial": record["number"],
+        "trial": record.number,
         "selected": how,
-        "reference": bool(record.get("reference")),
+        "reference": record.reference,
         "metrics": metrics,
         "cost_convention": s.get(
             "cost_convention", "conv+linear multiply-accumulates and params at 224x224, 1000 classes"
@@ -290,6 +297,7 @@ def export_trial(
     to: str | Path | None = None,
     force: bool = False,
     onnx: OnnxOptions | None = None,
+    storage: str | None = None,
 ) -> ExportResult:
     """Export a run's trial as the named model ``name``.
 
@@ -301,6 +309,8 @@ def export_trial(
             (:func:`ghostnas.user_model_dir`), where ``create_model(NAME)`` finds it.
         force: Replace an existing export of the same name (and an existing ONNX file).
         onnx: Also write a checked ONNX file.
+        storage: The study's storage URL, needed only for a folder written before trials carried
+            their config whose ``run.json`` URL does not reach the study (None: that URL).
 
     Returns:
         What was written.
@@ -314,7 +324,7 @@ def export_trial(
     path = _check_name(name, folder, force)
     run = open_run(run_dir)
     record = select_trial(run, trial)
-    cfg = trial_config(run, record)
+    cfg = trial_config(run, record, storage)
     if onnx is not None:
         if onnx.path.is_dir():
             raise ExportError(f"--onnx {onnx.path}: is a folder; give the .onnx file to write")
@@ -334,8 +344,8 @@ def export_trial(
             raise
         fault.kept = "nothing was exported (no partial file is left; the run folder is untouched)"
         raise fault from exc
-    log.info("exported trial %d of %s as %s (%s)", record["number"], run.path, name, path)
-    return ExportResult(name=name, path=path, trial=record["number"], config=cfg, meta=meta, onnx=onnx_info)
+    log.info("exported trial %d of %s as %s (%s)", record.number, run.path, name, path)
+    return ExportResult(name=name, path=path, trial=record.number, config=cfg, meta=meta, onnx=onnx_info)
 
 
 def _write(

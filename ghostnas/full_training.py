@@ -273,8 +273,8 @@ def train_model(
 
     from ghostnas.data import check_input_size, input_shape, load_dataset
     from ghostnas.evaluators.proxy import proxy_data
+    from ghostnas.provenance import provenance
     from ghostnas.registry import create_model
-    from ghostnas.results import provenance
     from ghostnas.train import TrainingFailed, evaluate_accuracy, fit, normalise
     from ghostnas.weights import save_weights
 
@@ -381,8 +381,7 @@ def train_model(
         "recipe": dataclasses.asdict(recipe),
     }
     run_info = {
-        "command": list(settings.command) if settings.command is not None else None,
-        **provenance(),
+        **provenance(settings.command),
         "device": device,
         "cuda_device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "started": started.isoformat(timespec="seconds"),

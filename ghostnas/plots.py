@@ -17,15 +17,18 @@ studies or trials:
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ghostnas._io import atomic_write_bytes
 from ghostnas.budget import Budget
 from ghostnas.config import BuildSpec
 from ghostnas.cost import PAPER_SHAPE, count_cost
-from ghostnas.results import hypervolume_2d, pareto_front, scored_in_budget
+from ghostnas.front import hypervolume_2d, pareto_front, scored_in_budget
+from ghostnas.records import TrialRecord
+from ghostnas.run_folder import open_run
 
 __all__ = [
     "HypervolumeHistory",
@@ -93,7 +96,7 @@ class HypervolumeHistory:
     Attributes:
         trials: Trial numbers, every trial of the run in order.
         values: Hypervolume of the front of scored, in-budget trials up to and including each
-            trial (see :func:`ghostnas.results.hypervolume_2d`): non-decreasing by construction.
+            trial (see :func:`ghostnas.front.hypervolume_2d`): non-decreasing by construction.
         cost_key: The front's cost axis.
         reference_cost: The cost coordinate of the reference point (the budget when it limits
             ``cost_key``; otherwise the largest scored cost).
@@ -118,10 +121,12 @@ def reference_costs(cost_key: str, shape: BuildSpec = PAPER_SHAPE) -> dict[str, 
     return out
 
 
-def _scored_in_budget(
-    records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str
-) -> list[Mapping[str, Any]]:
-    return [r for r in scored_in_budget(records, budget) if r.get(cost_key) is not None]
+def _scored_in_budget(records: Sequence[TrialRecord], budget: Budget, cost_key: str) -> list[TrialRecord]:
+    return [r for r in scored_in_budget(records, budget) if r.cost(cost_key) is not None]
+
+
+def _point(r: TrialRecord, cost_key: str) -> tuple[float, float, int]:
+    return (float(r.cost(cost_key)), float(r.accuracy), int(r.number))
 
 
 def cost_axis_label(cost_key: str, shape: BuildSpec = PAPER_SHAPE) -> str:
@@ -133,36 +138,34 @@ def cost_axis_label(cost_key: str, shape: BuildSpec = PAPER_SHAPE) -> str:
 
 
 def pareto_plot_data(
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[TrialRecord],
     budget: Budget,
     cost_key: str,
     score_label: str = "proxy accuracy",
     shape: BuildSpec = PAPER_SHAPE,
     noise_sd: float | None = None,
 ) -> ParetoPlotData:
-    """Extract the figure's data from trial records (see :func:`ghostnas.results.trial_records`).
+    """Extract the figure's data from trial records (:class:`ghostnas.records.TrialRecord`).
 
-    ``cost_key`` is the x axis (a search passes :func:`ghostnas.budget.front_metric`, the
+    ``cost_key`` is the x axis (a search passes :func:`ghostnas.front.cost_key`, the
     budget's metric unless a second objective says otherwise); the budget line is drawn when
     the budget limits that axis. ``shape`` is where the run counted MACs and params (``--cost-at``);
     ``noise_sd`` the measured seed-to-seed SD of one score, drawn when given.
     """
-    scored = [r for r in records if r["outcome"] == "ok" and r.get(cost_key) is not None]
+    scored = [r for r in records if r.scored and r.cost(cost_key) is not None]
     front = pareto_front(_scored_in_budget(records, budget, cost_key), cost_key)
-    ref = next((r for r in scored if r["reference"]), None)
+    ref = next((r for r in scored if r.reference), None)
     return ParetoPlotData(
         cost_key=cost_key,
-        points=[(float(r[cost_key]), float(r["accuracy"]), int(r["number"])) for r in scored],
-        front=[(float(r[cost_key]), float(r["accuracy"]), int(r["number"])) for r in front],
-        reference_trial=None
-        if ref is None
-        else (float(ref[cost_key]), float(ref["accuracy"]), int(ref["number"])),
+        points=[_point(r, cost_key) for r in scored],
+        front=[_point(r, cost_key) for r in front],
+        reference_trial=None if ref is None else _point(ref, cost_key),
         rejected=[
-            float(r[cost_key])
+            float(r.cost(cost_key))
             for r in records
-            if r["outcome"] == "over_budget" and r.get(cost_key) is not None
+            if r.outcome == "over_budget" and r.cost(cost_key) is not None
         ],
-        failed=sum(r["outcome"] == "failed" for r in records),
+        failed=sum(r.outcome == "failed" for r in records),
         budget=budget.limit if budget.metric == cost_key else None,
         references=reference_costs(cost_key, shape),
         score_label=score_label,
@@ -171,30 +174,28 @@ def pareto_plot_data(
     )
 
 
-def hypervolume_history(
-    records: Sequence[Mapping[str, Any]], budget: Budget, cost_key: str
-) -> HypervolumeHistory:
+def hypervolume_history(records: Sequence[TrialRecord], budget: Budget, cost_key: str) -> HypervolumeHistory:
     """The hypervolume of the front after each trial (extract step of the history figure).
 
     The reference point is (cost = budget, accuracy = 0) when the budget limits ``cost_key``,
     the same as ``summary.md``'s figure, so the last value equals the run's hypervolume. Otherwise
     it is the largest cost of any scored in-budget trial, so values compare only within the run.
     """
-    ordered = sorted(records, key=lambda r: r["number"])
+    ordered = sorted(records, key=lambda r: r.number)
     eligible = _scored_in_budget(ordered, budget, cost_key)
     if budget.metric == cost_key:
         ref = float(budget.limit)
     else:
-        ref = max((float(r[cost_key]) for r in eligible), default=1.0)
-    eligible_ids = {r["number"] for r in eligible}
-    seen: list[Mapping[str, Any]] = []
+        ref = max((float(r.cost(cost_key)) for r in eligible), default=1.0)
+    eligible_ids = {r.number for r in eligible}
+    seen: list[TrialRecord] = []
     trials, values = [], []
     value = 0.0
     for r in ordered:
-        if r["number"] in eligible_ids:
+        if r.number in eligible_ids:
             seen.append(r)
             value = hypervolume_2d(pareto_front(seen, cost_key), cost_key, ref) if ref > 0 else 0.0
-        trials.append(int(r["number"]))
+        trials.append(int(r.number))
         values.append(value)
     return HypervolumeHistory(trials=trials, values=values, cost_key=cost_key, reference_cost=ref)
 
@@ -213,7 +214,6 @@ def _figure() -> Any:
 
 
 def _save(fig: Any, path: str | Path) -> None:
-    from ghostnas._io import atomic_write_bytes
 
     fig.tight_layout()
     buf = io.BytesIO()
@@ -363,7 +363,7 @@ def render_hypervolume(history: HypervolumeHistory, path: str | Path, title: str
 
 def write_plots(
     out_dir: str | Path,
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[TrialRecord],
     budget: Budget,
     cost_key: str,
     title: str = "",
@@ -387,9 +387,7 @@ def write_plots(
         hypervolume_history(records, budget, cost_key), out_dir / "hypervolume.png", title=title
     )
     files = ["pareto.png", "hypervolume.png"]
-    if cost_key != "latency_ms" and any(
-        r["outcome"] == "ok" and r.get("latency_ms") is not None for r in records
-    ):
+    if cost_key != "latency_ms" and any(r.scored and r.latency_ms is not None for r in records):
         render_pareto(
             pareto_plot_data(records, budget, "latency_ms", score_label, shape),
             out_dir / "latency.png",
@@ -408,21 +406,17 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     Raises:
         ghostnas.run_folder.RunFolderError: not a readable run folder (nothing is written).
     """
-    from ghostnas.results import run_score_label
-    from ghostnas.run_folder import open_run
-
     run = open_run(run_dir)
     s = run.settings
     title = f"{s.get('space', '?')} under {run.budget.describe()}, evaluator {s.get('evaluator', '?')}"
-    shape = BuildSpec(**s["cost_shape"]) if s.get("cost_shape") else PAPER_SHAPE
     names = write_plots(
         run.path,
         run.records,
         run.budget,
         run.cost_key,
         title=title,
-        score_label=run_score_label(s),
-        shape=shape,
+        score_label=run.score_label,
+        shape=run.cost_shape,
         noise_sd=(run.info.get("noise") or {}).get("sd"),
     )
     return [run.path / n for n in names]

@@ -201,11 +201,12 @@ class _StudyView:
 class _Heartbeat:
     """Records Optuna's heartbeat for every open trial, as ``Study.optimize`` does for its one."""
 
-    def __init__(self, storage: Any) -> None:
+    def __init__(self, storage: Any, study_name: str) -> None:
         # RDB storages with a heartbeat interval (Optuna's own test; its base class is private)
         interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
         enabled = interval is not None and callable(getattr(storage, "record_heartbeat", None))
         self.storage = storage if enabled else None
+        self.study_name = study_name
         self.trial_ids: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -217,13 +218,16 @@ class _Heartbeat:
     def enabled(self) -> bool:
         return self.storage is not None
 
-    def add(self, trial_id: int) -> None:
+    def add(self, number: int) -> None:
+        """Beat for trial ``number`` of the study until :meth:`discard`."""
         if self.storage is not None:
+            trial_id = workers.trial_id(self.storage, self.study_name, number)
             self.trial_ids.add(trial_id)
             self.storage.record_heartbeat(trial_id)
 
-    def discard(self, trial_id: int) -> None:
-        self.trial_ids.discard(trial_id)
+    def discard(self, number: int) -> None:
+        if self.storage is not None:
+            self.trial_ids.discard(workers.trial_id(self.storage, self.study_name, number))
 
     def _beat(self) -> None:
         assert self.storage is not None
@@ -273,7 +277,7 @@ def optimize_in_batches(
             why), so a rerun resumes.
     """
     view = _StudyView(study)
-    heartbeat = _Heartbeat(storage)
+    heartbeat = _Heartbeat(storage, study.study_name)
     t0 = time.perf_counter()
     try:
         while not view.stopped and (timeout is None or time.perf_counter() - t0 < timeout):
@@ -342,7 +346,7 @@ def _open(
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trial = study.ask()
     flight = _Flight(trial, objective, batcher)
-    heartbeat.add(flight.trial._trial_id)
+    heartbeat.add(flight.trial.number)
     flight.thread.start()
     return flight
 
@@ -352,7 +356,7 @@ def _tell(study: optuna.Study, flight: _Flight, heartbeat: _Heartbeat) -> optuna
     import optuna
     from optuna.trial import TrialState
 
-    heartbeat.discard(flight.trial._trial_id)
+    heartbeat.discard(flight.trial.number)
     err = flight.error
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna warns when a told value is not a finite number

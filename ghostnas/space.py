@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostnas._io import read_user_text
+from ghostnas._space_cost import CostRange, cost_range
 from ghostnas._yaml import parse_yaml
 from ghostnas.blocks.base import (
     ACTIVATIONS,
@@ -147,18 +148,6 @@ class StageSpace:
             sum(self.kind_weights(n)) if n >= 3 else math.prod(b.n_points() for b in self.blocks[:n])
             for n in self.depth
         ]
-
-
-@dataclass(frozen=True)
-class CostRange:
-    """Exact extremes of params and MACs over every point of a space at one input size."""
-
-    min_macs: int
-    max_macs: int
-    min_params: int
-    max_params: int
-    input_size: int
-    num_classes: int
 
 
 Chooser = Callable[[str, Sequence[Any], "WidthGrid | None", "Sequence[int] | None"], Any]
@@ -449,8 +438,6 @@ def _cached_cost_range(
     space: SearchSpace, input_size: int, num_classes: int, in_chans: int = 3, stem_stride: int = 2
 ) -> CostRange:
     # Spaces are frozen and compare by content, so one computation serves every load of a file.
-    from ghostnas._space_cost import cost_range
-
     return cost_range(space, input_size, num_classes, in_chans, stem_stride)
 
 

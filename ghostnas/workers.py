@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,8 @@ __all__ = [
     "is_evaluated",
     "on_heartbeat_stale",
     "sweep_stale",
+    "trial_id",
+    "wait_for_others",
 ]
 
 logger = logging.getLogger(__name__)
@@ -160,20 +163,20 @@ _HOLDING = ("evaluating", *COUNTED_OUTCOMES)
 
 
 def in_flight(trials: list[optuna.trial.FrozenTrial], exclude: int | None = None) -> int:
-    """RUNNING trials that hold a slot (being evaluated), other than trial id ``exclude``."""
+    """RUNNING trials that hold a slot (being evaluated), other than trial number ``exclude``."""
     from optuna.trial import TrialState
 
     return sum(
-        t.state == TrialState.RUNNING and t.user_attrs.get("outcome") in _HOLDING and t._trial_id != exclude
+        t.state == TrialState.RUNNING and t.user_attrs.get("outcome") in _HOLDING and t.number != exclude
         for t in trials
     )
 
 
-def claim_slot(study: optuna.Study, trial_id: int, target: int, me: WorkerId | None = None) -> bool:
-    """Whether the claimed trial ``trial_id`` may be evaluated without the study exceeding
+def claim_slot(study: optuna.Study, number: int, target: int, me: WorkerId | None = None) -> bool:
+    """Whether the claimed trial ``number`` may be evaluated without the study exceeding
     ``target`` evaluated trials (the trial must already have outcome ``evaluating``).
 
-    Only trials with a lower id are counted ahead of it: those that hold a slot, and those not
+    Only trials with a lower number (created earlier) are counted ahead of it: those that hold a slot, and those not
     yet decided (RUNNING without an outcome, or WAITING: an enqueued config some worker is
     popping), which it waits for unless their worker is known dead (``me``: this worker, to
     judge local owners). So of two trials racing for the last slot the later one always sees
@@ -186,7 +189,7 @@ def claim_slot(study: optuna.Study, trial_id: int, target: int, me: WorkerId | N
         trials = study.get_trials(deepcopy=False)
         ahead, undecided = 0, False
         for t in trials:
-            if t._trial_id >= trial_id:
+            if t.number >= number:
                 continue
             outcome = t.user_attrs.get("outcome")
             if t.state == TrialState.RUNNING and outcome in _HOLDING:
@@ -205,6 +208,14 @@ def claim_slot(study: optuna.Study, trial_id: int, target: int, me: WorkerId | N
         time.sleep(0.02)
 
 
+def trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of study ``study_name``, through the storage's public
+    API (``get_study_id_from_name``, ``get_trial_id_from_study_id_trial_number``): what the
+    storage's write methods take, without reading Optuna's private ``Trial._trial_id``."""
+    study_id = storage.get_study_id_from_name(study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
 def _fail_dead(
     study: optuna.Study, storage: optuna.storages.BaseStorage, trial: optuna.trial.FrozenTrial, reason: str
 ) -> bool:
@@ -213,9 +224,10 @@ def _fail_dead(
     from optuna.trial import TrialState
 
     try:
-        storage.set_trial_user_attr(trial._trial_id, "outcome", "worker_died")
-        storage.set_trial_user_attr(trial._trial_id, "reason", f"not counted: {reason}")
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        tid = trial_id(storage, study.study_name, trial.number)
+        storage.set_trial_user_attr(tid, "outcome", "worker_died")
+        storage.set_trial_user_attr(tid, "reason", f"not counted: {reason}")
+        if not storage.set_trial_state_values(tid, TrialState.FAIL):
             return False
     except (UpdateFinishedTrialError, RuntimeError):
         return False
@@ -264,3 +276,35 @@ def sweep_stale(
     if swept:
         logger.warning("marked %d trial(s) left running by dead workers as failed", swept)
     return swept
+
+
+def wait_for_others(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    me: WorkerId,
+    target: int,
+    deadline: float | None,
+) -> None:
+    """After a surplus trial: wait while other workers' trials fill the remaining slots, so that
+    a slot freed by a dying worker is taken by this one (its config retried) rather than lost.
+    Stops at ``deadline`` (``--timeout``); Ctrl-C stops it safely too."""
+    from optuna.storages import fail_stale_trials
+
+    told = False
+    while deadline is None or time.perf_counter() < deadline:
+        trials = study.get_trials(deepcopy=False)
+        running = in_flight(trials)
+        if count_evaluated(trials) >= target or running == 0:
+            return
+        if not told:
+            logger.warning(
+                "the last %d slot(s) are taken by trials running in other workers; waiting for them "
+                "(their configs are retried here if their workers die); Ctrl-C stops, rerun resumes",
+                running,
+            )
+            told = True
+        time.sleep(0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fail_stale_trials(study)  # heartbeat storages; a no-op for the others
+        sweep_stale(study, storage, me)

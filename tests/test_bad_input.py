@@ -299,7 +299,7 @@ def _config_from(data: object) -> None:
 
 
 def _open(url: str) -> None:
-    from ghostnas.search import open_storage
+    from ghostnas.storage import open_storage
 
     open_storage(url)
 

@@ -16,8 +16,7 @@ from ghostnas.budget import parse_budget
 from ghostnas.cli import build_parser, main
 from ghostnas.cli._progress import ProgressDisplay
 from ghostnas.plots import hypervolume_history, pareto_plot_data
-from ghostnas.results import run_score_label
-from ghostnas.run_folder import open_run
+from ghostnas.run_folder import open_run, run_score_label
 from ghostnas.search import SearchSettings, run_search
 
 BASE = ["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake"]

@@ -12,6 +12,7 @@ import ghostnas
 from ghostnas.cli import main
 from ghostnas.cost import measure_cost
 from ghostnas.export import ExportError, export_trial
+from ghostnas.records import TrialRecord
 from ghostnas.run_folder import open_run
 from tests._runs import make_run
 
@@ -21,8 +22,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("export") / "run")
 
 
-def rows_by_outcome(run_dir: Path, outcome: str) -> list[dict]:
-    return [r for r in open_run(run_dir).records if r["outcome"] == outcome]
+def rows_by_outcome(run_dir: Path, outcome: str) -> list[TrialRecord]:
+    return [r for r in open_run(run_dir).records if r.outcome == outcome]
 
 
 def test_export_best_then_create_model_matches_the_run(run_dir, isolated_home, capsys):
@@ -48,18 +49,18 @@ def test_export_best_then_create_model_matches_the_run(run_dir, isolated_home, c
 
 def test_export_trial_n_and_provenance(run_dir, isolated_home):
     ok = rows_by_outcome(run_dir, "ok")
-    row = min(ok, key=lambda r: r["accuracy"])  # not the best: a plain --trial export
-    result = export_trial(run_dir, "picked", trial=row["number"])
+    row = min(ok, key=lambda r: r.accuracy)  # not the best: a plain --trial export
+    result = export_trial(run_dir, "picked", trial=row.number)
     assert result.path == isolated_home / "models" / "picked.json"
     cost = ghostnas.count_cost(ghostnas.resolve_config("picked"))
-    assert (cost.macs, cost.params) == (row["macs"], row["params"])
-    assert ghostnas.resolve_config("picked").short() == row["config"]
+    assert (cost.macs, cost.params) == (row.macs, row.params)
+    assert ghostnas.resolve_config("picked") == row.config and row.config.short() == row.arch
     meta = json.loads(result.path.read_text())["meta"]
     for key in ("run_dir", "study", "trial", "metrics", "search_space", "ghostnas_version", "exported"):
         assert meta[key] is not None, key
-    assert meta["trial"] == row["number"] and meta["selected"] == "trial"
-    assert meta["metrics"]["accuracy"] == pytest.approx(row["accuracy"])
-    assert meta["metrics"]["macs"] == row["macs"] and meta["metrics"]["params"] == row["params"]
+    assert meta["trial"] == row.number and meta["selected"] == "trial"
+    assert meta["metrics"]["accuracy"] == pytest.approx(row.accuracy)
+    assert meta["metrics"]["macs"] == row.macs and meta["metrics"]["params"] == row.params
     run_info = json.loads((run_dir / "run.json").read_text())
     assert meta["search_space"]["sha256"] == run_info["settings"]["space_sha256"]
     assert len(meta["search_space"]["sha256"]) == 64
@@ -68,13 +69,29 @@ def test_export_trial_n_and_provenance(run_dir, isolated_home):
     assert meta["run_dir"] == str(run_dir.resolve())
 
 
-def test_without_study_db_the_trial_is_replayed_through_the_space(run_dir, tmp_path):
+def test_the_run_folder_alone_gives_every_trials_config(run_dir, tmp_path):
+    """trials.csv records each trial's config: export needs neither the study nor the space."""
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("study.db*"))
-    row = rows_by_outcome(run_dir, "ok")[-1]
-    a = export_trial(run_dir, "from_db", trial=row["number"], to=tmp_path / "a")
-    b = export_trial(copy, "from_replay", trial=row["number"], to=tmp_path / "b")
-    assert a.config == b.config
+    rows = rows_by_outcome(copy, "ok")
+    assert all(r.config is not None and r.config.short() == r.arch for r in rows)
+    a = export_trial(run_dir, "with_db", trial=rows[-1].number, to=tmp_path / "a")
+    b = export_trial(copy, "without_db", trial=rows[-1].number, to=tmp_path / "b")
+    assert a.config == b.config == rows[-1].config
+
+
+def test_a_recorded_config_that_disagrees_with_the_run_is_refused(run_dir, tmp_path):
+    """The recorded config is checked against the run's own params and MACs, never trusted blindly."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    text = (copy / "trials.csv").read_text()
+    row = rows_by_outcome(copy, "ok")[-1]
+    (copy / "trials.csv").write_text(
+        text.replace(f"\n{row.number},COMPLETE,ok,{row.macs},", f"\n{row.number},COMPLETE,ok,{row.macs + 1},")
+    )
+    with pytest.raises(ExportError, match="macs"):
+        export_trial(copy, "bad", trial=row.number, to=tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_name_clashes_are_refused(run_dir, isolated_home, capsys):
@@ -82,7 +99,7 @@ def test_name_clashes_are_refused(run_dir, isolated_home, capsys):
     path = isolated_home / "models" / "taken.json"
     before = path.read_text()
     ok = rows_by_outcome(run_dir, "ok")
-    other = next(r["number"] for r in ok if r["number"] != json.loads(before)["meta"]["trial"])
+    other = next(r.number for r in ok if r.number != json.loads(before)["meta"]["trial"])
     capsys.readouterr()
     assert main(["export", str(run_dir), "--trial", str(other), "--name", "taken"]) == 2
     err = capsys.readouterr().err
@@ -98,8 +115,8 @@ def test_name_clashes_are_refused(run_dir, isolated_home, capsys):
 
 
 def _bad_cases(run_dir: Path) -> dict[str, list[str]]:
-    failed = rows_by_outcome(run_dir, "failed")[0]["number"]
-    over = rows_by_outcome(run_dir, "over_budget")[0]["number"]
+    failed = rows_by_outcome(run_dir, "failed")[0].number
+    over = rows_by_outcome(run_dir, "over_budget")[0].number
     return {
         "missing run folder": [str(run_dir.parent / "nope"), "--best", "--name", "x"],
         "not a run folder": [str(run_dir.parent), "--best", "--name", "x"],

@@ -70,7 +70,7 @@ def _study_trials(root: Path, storage: str):
     url = (
         f"journal:{root / 'study.log'}" if storage == "journal" else f"sqlite:///{root / 'run' / 'study.db'}"
     )
-    from ghostnas.search import close_storage, open_storage
+    from ghostnas.storage import close_storage, open_storage
 
     st = open_storage(url)
     try:

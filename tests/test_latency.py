@@ -578,7 +578,7 @@ def test_latency_search_calibrates_and_records_it(tmp_path: Path, monkeypatch: p
     assert set(cal["ratios"]) == {"ghostnet_050", "ghostnet_100", "ghostnet_130"}
     for row in result.pareto:
         assert row["latency_ms_predicted"] == pytest.approx(
-            slow_machine(config_from_dict(row["cfg"])).median_ms
+            slow_machine(config_from_dict(row["config"])).median_ms
         )
         assert row["latency_ms_predicted"] <= 9.0
 

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ghostnas.budget import parse_budget
 from ghostnas.cli import main
+from ghostnas.front import hypervolume_2d, pareto_front
 from ghostnas.plots import hypervolume_history, pareto_plot_data, reference_costs, render_pareto, write_plots
-from ghostnas.results import hypervolume_2d, over_budget_fractions, pareto_front
+from ghostnas.records import TrialRecord
+from ghostnas.results import over_budget_fractions
 from tests._runs import make_run
 
 
 def rec(number, outcome, macs, accuracy=None, reference=False):
-    return {
-        "number": number,
-        "outcome": outcome,
-        "macs": macs,
-        "params": 1000 + number,
-        "accuracy": accuracy,
-        "reference": reference,
-        "config": f"cfg{number}",
-        "trial_params": {},
-    }
+    return TrialRecord(
+        number=number,
+        state="COMPLETE" if outcome == "ok" else "PRUNED",
+        outcome=outcome,
+        macs=macs,
+        params=1000 + number,
+        accuracy=accuracy,
+        reference=reference,
+        arch=f"cfg{number}",
+    )
 
 
 RECORDS = [
@@ -38,10 +42,10 @@ RECORDS = [
 
 
 def test_pareto_front_keeps_only_non_dominated_by_cost():
-    ok = [r for r in RECORDS if r["outcome"] == "ok"]
-    assert [r["number"] for r in pareto_front(ok, "macs")] == [2, 0, 8, 6]
+    ok = [r for r in RECORDS if r.outcome == "ok"]
+    assert [r.number for r in pareto_front(ok, "macs")] == [2, 0, 8, 6]
     dup = [rec(1, "ok", 10, 0.5), rec(0, "ok", 10, 0.5)]
-    assert [r["number"] for r in pareto_front(dup, "macs")] == [0]
+    assert [r.number for r in pareto_front(dup, "macs")] == [0]
 
 
 def test_hypervolume_2d_is_the_area_under_the_front():
@@ -90,9 +94,9 @@ def test_render_writes_a_png(tmp_path):
 def test_hypervolume_history_is_monotone_and_ends_at_the_run_value():
     budget = parse_budget("150MFLOPs")
     hist = hypervolume_history(RECORDS, budget, "macs")
-    assert hist.trials == [r["number"] for r in RECORDS]
+    assert hist.trials == [r.number for r in RECORDS]
     assert all(b >= a for a, b in zip(hist.values, hist.values[1:], strict=False))
-    ok = [r for r in RECORDS if r["outcome"] == "ok"]
+    ok = [r for r in RECORDS if r.outcome == "ok"]
     assert hist.values[-1] == pytest.approx(hypervolume_2d(pareto_front(ok, "macs"), "macs", 150e6))
     # Trial 0 alone: 0.80 over [90M, 150M) of 150M; the rejected trial 1 changes nothing.
     assert hist.values[0] == pytest.approx(0.80 * 60 / 150) == hist.values[1]
@@ -105,9 +109,9 @@ def test_hypervolume_2d_agrees_with_optuna():
     hv = pytest.importorskip("optuna._hypervolume")
     import numpy as np
 
-    ok = [r for r in RECORDS if r["outcome"] == "ok"]
+    ok = [r for r in RECORDS if r.outcome == "ok"]
     # Optuna minimises: losses are (-accuracy, macs); reference point (0, budget).
-    losses = np.array([[-r["accuracy"], r["macs"]] for r in ok])
+    losses = np.array([[-r.accuracy, r.macs] for r in ok])
     expected = hv.compute_hypervolume(losses, np.array([0.0, 150e6])) / 150e6
     assert hypervolume_2d(pareto_front(ok, "macs"), "macs", 150e6) == pytest.approx(expected)
 
@@ -116,7 +120,7 @@ def test_latency_plot_only_when_latency_was_predicted(tmp_path):
     budget = parse_budget("150MFLOPs")
     assert write_plots(tmp_path / "a", RECORDS, budget, "macs") == ["pareto.png", "hypervolume.png"]
     assert not (tmp_path / "a" / "latency.png").exists()
-    with_latency = [dict(r, latency_ms=(r["macs"] or 0) / 1e7) for r in RECORDS]
+    with_latency = [replace(r, latency_ms=(r.macs or 0) / 1e7) for r in RECORDS]
     files = write_plots(tmp_path / "b", with_latency, budget, "macs")
     assert files == ["pareto.png", "hypervolume.png", "latency.png"]
     data = pareto_plot_data(with_latency, budget, "latency_ms")

@@ -142,7 +142,7 @@ def test_search_promotes_a_few_and_reports_every_rung(tmp_path) -> None:
     assert info["promotion"]["scored_reaching_rung"] == reached
     assert info["settings"]["rungs"] == 3
     best = json.loads((out / "best.json").read_text())
-    assert result.best is not None and best["meta"]["accuracy"] == result.best["accuracy"]
+    assert result.best is not None and best["meta"]["accuracy"] == result.best.accuracy
     summary = (out / "summary.md").read_text()
     assert "## Promotion" in summary and ", ".join(str(n) for n in reached) in summary
 

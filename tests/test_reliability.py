@@ -130,7 +130,7 @@ def test_heartbeat_fails_a_silent_remote_worker_and_retries_its_config(tmp_path,
     import optuna
 
     from ghostnas import workers
-    from ghostnas.search import close_storage, open_storage
+    from ghostnas.storage import close_storage, open_storage
 
     monkeypatch.setattr(workers, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(workers, "GRACE_PERIOD", 1)

@@ -69,8 +69,8 @@ def test_full_loop_outputs_are_valid(tmp_path):
     pareto = json.loads((out / "pareto.json").read_text())
     assert pareto
     for entry in pareto:
-        assert {"trial", "macs", "params", "accuracy", "cfg"} <= set(entry)
-        cost = count_cost(ghostnas.config_from_dict(entry["cfg"]))
+        assert {"trial", "macs", "params", "accuracy", "arch", "config"} <= set(entry)
+        cost = count_cost(ghostnas.config_from_dict(entry["config"]))
         assert cost.macs == entry["macs"] <= BUDGET.limit
         assert cost.params == entry["params"]
     accs = [e["accuracy"] for e in pareto]
@@ -79,7 +79,7 @@ def test_full_loop_outputs_are_valid(tmp_path):
     model = ghostnas.create_model(out / "best.json", num_classes=10, in_chans=1)
     assert model is not None
     assert max(accs) == json.loads((out / "best.json").read_text())["meta"]["accuracy"]
-    assert best == ghostnas.config_from_dict(max(pareto, key=lambda e: e["accuracy"])["cfg"])
+    assert best == ghostnas.config_from_dict(max(pareto, key=lambda e: e["accuracy"])["config"])
     run = json.loads((out / "run.json").read_text())
     for key in ("command", "ghostnas_version", "git", "machine", "versions", "started", "ended"):
         assert key in run
@@ -98,11 +98,27 @@ def test_trials_csv_and_replay_of_every_trial(tmp_path):
     assert [int(r["number"]) for r in rows] == [t.number for t in study.trials]
     space = load_space("tiny")
     for row, t in zip(rows, study.trials, strict=True):
-        assert set(row) >= {"number", "state", "macs", "params", "accuracy", "seconds", "reason", "config"}
-        # The stored params (from the storage and from the CSV) replay to the config evaluated.
-        assert space.params_to_config(t.params).short() == t.user_attrs["cfg"] == row["config"]
-        assert space.params_to_config(t.params) == ghostnas.config_from_dict(t.user_attrs["config"])
-        assert space.params_to_config(json.loads(row["trial_params"])).short() == row["config"]
+        assert set(row) >= {
+            "number",
+            "state",
+            "macs",
+            "params",
+            "accuracy",
+            "seconds",
+            "reason",
+            "arch",
+            "config",
+        }
+        # The stored params (from the storage and from the CSV) replay to the config evaluated,
+        # which the study and trials.csv record under one name, "config" (display string "arch").
+        cfg = space.params_to_config(t.params)
+        assert cfg.short() == t.user_attrs["arch"] == row["arch"]
+        assert (
+            cfg
+            == ghostnas.config_from_dict(t.user_attrs["config"])
+            == ghostnas.config_from_dict(json.loads(row["config"]))
+        )
+        assert space.params_to_config(json.loads(row["trial_params"])).short() == row["arch"]
         if row["outcome"] == "over_budget":
             assert row["state"] == "PRUNED" and row["accuracy"] == "" and "over budget" in row["reason"]
             assert t.constraints["macs"] > 0
@@ -176,7 +192,7 @@ def test_failures_are_recorded_and_the_search_goes_on(tmp_path):
     failed = [r for r in rows if r["outcome"] == "failed"]
     assert failed and all(r["state"] == "FAIL" and "configured to fail" in r["reason"] for r in failed)
     assert result.evaluated == 10
-    assert all(e["cfg"]["s"] != 3 for e in result.pareto)
+    assert all(e["config"]["s"] != 3 for e in result.pareto)
 
 
 class Crashing:
@@ -338,10 +354,10 @@ def test_timeout_stops_early_and_a_killed_runs_trial_is_marked_failed(tmp_path):
 
 def test_reference_widths_of_the_main_job():
     # The bare command's reference: GhostNet 1.0x (141.2M MACs) is the widest grid width under 150M.
-    from ghostnas.search import _reference_params, _validate
+    from ghostnas.search_plan import plan_search, reference_params
 
-    plan = _validate(SearchSettings(budget=parse_budget("150MFLOPs")))
-    cfg, params = _reference_params(plan)
+    plan = plan_search(SearchSettings(budget=parse_budget("150MFLOPs")))
+    cfg, params = reference_params(plan)
     assert cfg == ghostnas.resolve_config("ghostnet_100") and params["width"] == 1.0
     assert count_cost(cfg.with_width(1.05)).macs > 150e6
 

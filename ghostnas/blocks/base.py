@@ -23,6 +23,7 @@ import math
 import pkgutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ghostnas.errors import ConfigError, GhostnasError
@@ -429,11 +430,12 @@ def _scan() -> None:
     if _SCANNED:
         return
     _SCANNED = True
-    import ghostnas.blocks as package
-
-    for info in pkgutil.iter_modules(package.__path__):
+    # the kinds are this module's siblings; found by path, not by importing the package (which
+    # imports this module: a cycle)
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if not info.name.startswith("_") and info.name != "base":
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            importlib.import_module(f"{package}.{info.name}")
 
 
 def block_kinds() -> dict[str, BlockKind]:

@@ -100,7 +100,7 @@ class ResolvedBlock(ResolvedBlockBase):
         counter.ghost_module(self.in_chs, self.mid_chs, self.s, self.d, size * size)
 
     def build(self, act: str) -> Any:
-        from ghostnas.models.ghostnet import GhostBottleneck
+        from ghostnas.models.layers import GhostBottleneck
 
         return GhostBottleneck(self, act)
 

@@ -65,7 +65,7 @@ class ResolvedGhostV2Block(ResolvedBlock):
     def build(self, act: str) -> Any:
         from ghostnas.models.ghostnet_v2 import GhostBottleneckV2
 
-        return GhostBottleneckV2(self, act)
+        return GhostBottleneckV2(self, act, dfc_kernel=DFC_KERNEL)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from ghostnas.blocks.base import Counter, check_int, check_keys, fail, register_block_kind
 from ghostnas.blocks.ghost import BlockConfig, ResolvedBlock, override_tag
-from ghostnas.blocks.ghost_v2 import count_dfc
+from ghostnas.blocks.ghost_v2 import DFC_KERNEL, count_dfc
 
 __all__ = ["GhostV3BlockConfig", "ResolvedGhostV3Block"]
 
@@ -99,7 +99,7 @@ class ResolvedGhostV3Block(ResolvedBlock):
     def build(self, act: str) -> Any:
         from ghostnas.models.ghostnet_v3 import GhostBottleneckV3
 
-        return GhostBottleneckV3(self, act)
+        return GhostBottleneckV3(self, act, dfc_kernel=DFC_KERNEL)
 
     def key_fields(self) -> str:
         return super().key_fields() + f"|dfc{int(self.dfc)}"

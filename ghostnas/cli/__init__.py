@@ -82,14 +82,14 @@ def _with_choice_hint(message: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ghostnas import __version__
     from ghostnas.cli import _data, _export, _latency, _models, _onnx, _plot, _search, _space, _train
+    from ghostnas.version import VERSION
 
     parser = _Parser(
         prog="ghostnas",
         description="Neural architecture search over the GhostNet design space.",
     )
-    parser.add_argument("--version", action="version", version=f"ghostnas {__version__}")
+    parser.add_argument("--version", action="version", version=f"ghostnas {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module in (_search, _space, _models, _onnx, _latency, _export, _plot, _train, _data):

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ghostnas.cli._format import print_json
-from ghostnas.cli._models import _non_negative, _positive
+from ghostnas.cli._format import non_negative_int, positive_int, print_json
 from ghostnas.cli._onnx import RANDOM_WEIGHTS_WARNING
 
 _EPILOG = """\
@@ -56,13 +55,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--onnx", metavar="FILE", default=None, help="also write a checked ONNX model to FILE")
     p.add_argument(
-        "--input-size", type=_positive, default=None, help="ONNX input side in pixels (default: the data's)"
+        "--input-size",
+        type=positive_int,
+        default=None,
+        help="ONNX input side in pixels (default: the data's)",
     )
     p.add_argument(
-        "--num-classes", type=_non_negative, default=None, help="ONNX classifier width (default: the data's)"
+        "--num-classes",
+        type=non_negative_int,
+        default=None,
+        help="ONNX classifier width (default: the data's)",
     )
     p.add_argument(
-        "--in-chans", type=_positive, default=None, help="ONNX input channels (default: the data's)"
+        "--in-chans", type=positive_int, default=None, help="ONNX input channels (default: the data's)"
     )
     p.add_argument(
         "--stem-stride",
@@ -79,6 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--dynamic-batch", action="store_true", help="ONNX batch axis dynamic (default: fixed at 1)"
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        default=None,
+        help="the study's storage, for a run folder written before trials carried their config whose "
+        "run.json storage (recorded without its password) does not reach it",
     )
     p.add_argument(
         "--yolo-yaml",
@@ -116,6 +128,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         to=args.to,
         force=args.force,
         onnx=onnx,
+        storage=args.storage,
     )
     m = result.meta["metrics"]
     if result.onnx is not None and result.onnx["random_weights"]:

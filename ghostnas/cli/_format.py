@@ -63,3 +63,17 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
     return value
+
+
+def any_int(text: str) -> int:
+    """argparse type: any integer, with a one-line message otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+positive_int = int_at_least(1)
+"""argparse type: an integer of at least 1 (sizes, counts, threads)."""
+non_negative_int = int_at_least(0)
+"""argparse type: an integer of at least 0 (class counts, where 0 means no classifier)."""

@@ -8,8 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ghostnas.cli._format import print_json
-from ghostnas.cli._models import _positive
+from ghostnas.cli._format import positive_int, print_json
 
 DEFAULT_SAMPLES = 50
 DEFAULT_FIT = 6
@@ -28,13 +27,13 @@ def _add_device_args(p: argparse.ArgumentParser, table: bool = True) -> None:
     )
     p.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_THREADS,
         help=f"intra-op CPU threads, part of the table's device key (default {DEFAULT_THREADS})",
     )
-    p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
-    p.add_argument("--batch", type=_positive, default=1, help="images per forward pass (default 1)")
-    p.add_argument("--num-classes", type=_positive, default=1000, help="classifier width (default 1000)")
+    p.add_argument("--input-size", type=positive_int, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--batch", type=positive_int, default=1, help="images per forward pass (default 1)")
+    p.add_argument("--num-classes", type=positive_int, default=1000, help="classifier width (default 1000)")
     if table:
         p.add_argument(
             "--table", default=None, help="table file (default $GHOSTNAS_HOME/latency/<device>.json)"
@@ -64,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--space", default=None, help="search space name or YAML file to sample block shapes from")
     b.add_argument(
         "--samples",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_SAMPLES,
         help=f"configs sampled from the space (default {DEFAULT_SAMPLES}); shapes outside them are "
         "measured on demand later",
@@ -72,20 +71,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--model", action="append", default=[], help="also cover this model name or config .json")
     b.add_argument(
         "--fit",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_FIT,
         help=f"whole networks timed to fit the correction (default {DEFAULT_FIT})",
     )
     b.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     b.add_argument(
         "--rounds",
-        type=_positive,
+        type=positive_int,
         default=2,
         help="round-robin timings per new block shape, lowest kept (default 2)",
     )
     b.add_argument(
         "--fit-passes",
-        type=_positive,
+        type=positive_int,
         default=3,
         help="timings per fitting network, spread through the block timing, lowest kept (default 3)",
     )

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ghostnas.cli._format import int_at_least, print_json, print_table
-
-_positive = int_at_least(1)
-_non_negative = int_at_least(0)
+from ghostnas.cli._format import non_negative_int, positive_int, print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models with params and MACs")
-    p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--input-size", type=positive_int, default=224, help="input side in pixels (default 224)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_models)
 
@@ -23,8 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "GhostNet paper's FLOPs) of a registered model or a config JSON file.",
     )
     p.add_argument("model", help="registered name (see `ghostnas models`) or path to a config .json")
-    p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
-    p.add_argument("--num-classes", type=_non_negative, default=1000, help="classifier width (default 1000)")
+    p.add_argument("--input-size", type=positive_int, default=224, help="input side in pixels (default 224)")
+    p.add_argument(
+        "--num-classes", type=non_negative_int, default=1000, help="classifier width (default 1000)"
+    )
     p.add_argument("--verify", action="store_true", help="also build the model and count with hooks")
     p.add_argument(
         "--latency",
@@ -32,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also predict (lookup table) and measure deploy latency, batch 1 (see `ghostnas latency`)",
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="latency device (default cpu)")
-    p.add_argument("--threads", type=_positive, default=None, help="latency CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="latency CPU threads (default 1)")
     p.add_argument(
         "--backend",
         choices=("torch", "onnxruntime"),

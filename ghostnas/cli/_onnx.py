@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ghostnas.cli._format import print_json
-from ghostnas.cli._models import _non_negative, _positive
+from ghostnas.cli._format import non_negative_int, positive_int, print_json
 
 RANDOM_WEIGHTS_WARNING = (
     "no --weights given: the ONNX model holds random initial weights, not a trained network "
@@ -23,9 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="registered name or config .json")
     p.add_argument("output", help="the .onnx file to write")
-    p.add_argument("--input-size", type=_positive, default=224, help="input side in pixels (default 224)")
-    p.add_argument("--num-classes", type=_non_negative, default=1000, help="classifier width (default 1000)")
-    p.add_argument("--in-chans", type=_positive, default=3, help="input channels (default 3)")
+    p.add_argument("--input-size", type=positive_int, default=224, help="input side in pixels (default 224)")
+    p.add_argument(
+        "--num-classes", type=non_negative_int, default=1000, help="classifier width (default 1000)"
+    )
+    p.add_argument("--in-chans", type=positive_int, default=3, help="input channels (default 3)")
     p.add_argument(
         "--stem-stride", type=int, choices=(1, 2), default=2, help="1 for small inputs (default 2)"
     )

@@ -8,8 +8,7 @@ import sys
 import threading
 from typing import Any
 
-from ghostnas.cli._format import positive_float
-from ghostnas.cli._models import _positive
+from ghostnas.cli._format import any_int, positive_float, positive_int
 from ghostnas.device import DEVICES_HELP
 
 _EPILOG = """\
@@ -50,13 +49,6 @@ def _budget(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from ghostnas.evaluators import DEFAULT_EVALUATOR
     from ghostnas.noise import DEFAULT_NOISE_SEEDS
@@ -92,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--trials",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_TRIALS,
         help=f"evaluated candidates wanted in the study; over-budget proposals do not count (default {DEFAULT_TRIALS})",
     )
@@ -131,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="folder with a named dataset's files")
     p.add_argument(
         "--image-size",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="resize your images to NxN (default: their own size, if they all share one)",
     )
@@ -142,11 +134,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where MACs, params and the budget are counted: paper (224x224, 1000 classes; default) "
         "or data (the data's size, channels and classes)",
     )
-    p.add_argument("--seed", type=_int, default=0, help="seed for the sampler and the evaluator (default 0)")
+    p.add_argument(
+        "--seed", type=any_int, default=0, help="seed for the sampler and the evaluator (default 0)"
+    )
     p.add_argument("--device", default="auto", help=f"{DEVICES_HELP} (default auto)")
     p.add_argument(
         "--parallel",
-        type=_positive,
+        type=positive_int,
         default=1,
         help="trials in flight in this process, trained together on the device (on CUDA one graph "
         "and stream each; README, 'Several candidates at once'); trial counts, resume and "
@@ -187,14 +181,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--noise-seeds",
-        type=_int,
+        type=any_int,
         default=DEFAULT_NOISE_SEEDS,
         help="score the reference with this many seeds in all (its own included) to measure the "
         f"proxy's seed-to-seed noise; 0 or 1 turns it off (default {DEFAULT_NOISE_SEEDS})",
     )
     p.add_argument(
         "--rungs",
-        type=_int,
+        type=any_int,
         default=1,
         help="promotion rungs: candidates on or near the front train on to 3x, 9x... the epochs "
         "(multi-objective, training evaluators); 1 trains each candidate once (default 1)",
@@ -390,10 +384,10 @@ def _print_result(result: Any) -> None:
     print(f"study        {result.study_name} in {result.storage_url}")
     print(f"evaluated    {result.evaluated} candidates ({result.evaluated_this_run} this run)")
     if best is not None:
-        gflops = f"{best['gflops']:.3f} GFLOPs, " if best.get("gflops") is not None else ""
+        gflops = f"{best.gflops:.3f} GFLOPs, " if best.gflops is not None else ""
         print(
-            f"best         trial {best['number']}: {label} {_score(best['accuracy'])}, {gflops}"
-            f"{best['macs'] / 1e6:.1f}M MACs, {best['params'] / 1e6:.2f}M params -> best.json"
+            f"best         trial {best.number}: {label} {_score(best.accuracy)}, {gflops}"
+            f"{best.macs / 1e6:.1f}M MACs, {best.params / 1e6:.2f}M params -> best.json"
         )
     print(
         f"pareto       {len(result.pareto)} configs -> pareto.json, pareto.png, hypervolume.png, summary.md"

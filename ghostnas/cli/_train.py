@@ -7,8 +7,7 @@ import logging
 import math
 import sys
 
-from ghostnas.cli._format import int_at_least, positive_float, print_json
-from ghostnas.cli._search import _int
+from ghostnas.cli._format import any_int, int_at_least, positive_float, print_json
 from ghostnas.device import DEVICES_HELP
 
 
@@ -37,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=positive_float, default=30.0, help="training epochs (default 30)")
     p.add_argument(
-        "--seed", type=_int, default=0, help="initialisation, batch order, augmentation (default 0)"
+        "--seed", type=any_int, default=0, help="initialisation, batch order, augmentation (default 0)"
     )
     p.add_argument("--device", default="auto", help=f"{DEVICES_HELP} (default auto)")
     p.add_argument(

@@ -19,11 +19,11 @@ from typing import Any
 
 from ghostnas._fs import check_output_dir
 from ghostnas._io import atomic_write_text
-from ghostnas.detect.config import DetectConfig, detect_config_from_dict
+from ghostnas.detect.config import DetectConfig
 from ghostnas.detect.cost import detect_costs
 from ghostnas.detect.model_yaml import model_yaml_text
-from ghostnas.detect.space import load_detect_space
 from ghostnas.errors import GhostnasError
+from ghostnas.records import TrialRecord
 from ghostnas.run_folder import RunFolder, open_run
 
 __all__ = ["DetectExport", "export_detector", "is_detect_run"]
@@ -55,43 +55,25 @@ def is_detect_run(run_dir: str | Path) -> bool:
     return isinstance(info, dict) and (info.get("settings") or {}).get("task") == "detect"
 
 
-def _stored(run: RunFolder, number: int) -> dict[str, Any] | None:
-    db = run.path / "study.db"
-    if not db.is_file():
-        return None
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        study = optuna.load_study(study_name=run.settings["study"], storage=f"sqlite:///{db.resolve()}")
-        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-    except Exception:  # unreadable study: replay the params instead
-        return None
-    return None if trial is None else trial.user_attrs.get("config")
-
-
-def _config(run: RunFolder, record: dict[str, Any]) -> DetectConfig:
+def _config(run: RunFolder, record: TrialRecord) -> DetectConfig:
+    """The detector trial ``record`` evaluated (recorded in trials.csv), checked against the
+    run's architecture string, GFLOPs and params."""
     s = run.settings
-    nc = len(s.get("classes") or [])
-    stored = _stored(run, record["number"])
-    if stored is not None:
-        cfg = detect_config_from_dict(stored)
-    else:
-        space = load_detect_space(s.get("space_source") or s["space"]).bind(
-            nc, s.get("cost_imgsz"), s.get("base")
-        )
-        cfg = space.params_to_config(record["trial_params"])
-    costs = detect_costs(cfg, nc, int(s.get("cost_imgsz") or 640))
-    n = record["number"]
-    if record["config"] and cfg.short() != record["config"]:
+    cfg = record.config
+    n = record.number
+    if not isinstance(cfg, DetectConfig):
         raise GhostnasError(
-            f"trial {n}: the recovered detector is not the one trials.csv records; not exported"
+            f"trial {n}: no detector config recorded in {run.path / 'trials.csv'}; not exported"
         )
-    if record.get("params") is not None and int(record["params"]) != int(costs["params"]):
-        raise GhostnasError(
-            f"trial {n}: the recovered detector has {int(costs['params']):,} params, the run recorded "
-            f"{int(record['params']):,}; not exported"
-        )
+    costs = detect_costs(cfg, len(s.get("classes") or []), int(s.get("cost_imgsz") or 640))
+    if record.arch and cfg.short() != record.arch:
+        raise GhostnasError(f"trial {n}: the recorded detector is not the one trials.csv names; not exported")
+    for key in ("params", "gflops"):
+        value = record.cost(key)
+        if value is not None and abs(float(value) - costs[key]) > 1e-6 * max(1.0, costs[key]):
+            raise GhostnasError(
+                f"trial {n}: the recorded detector has {costs[key]:,} {key}, the run recorded {value:,}; not exported"
+            )
     return cfg
 
 
@@ -128,7 +110,7 @@ def export_detector(
             f"{run_dir} is not a detection run (--yolo-yaml exports a `search --task detect` winner)"
         )
     check_output_dir(path.parent if str(path.parent) else Path("."), "--yolo-yaml")
-    record = dict(select_trial(run, trial))
+    record = select_trial(run, trial)
     cfg = _config(run, record)
     s = run.settings
     nc = len(s["classes"])
@@ -140,12 +122,12 @@ def export_detector(
         "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "ghostnas_version": __version__,
         "run_dir": str(run.path.resolve()),
-        "trial": record["number"],
+        "trial": record.number,
         "selected": "best" if trial is None else "trial",
-        "score": record["accuracy"],
+        "score": record.accuracy,
         "score_label": s.get("score_label"),
-        "gflops": record.get("gflops"),
-        "params": record.get("params"),
+        "gflops": record.gflops,
+        "params": record.params,
         "budget": run.budget.describe(),
         "cost_convention": s.get("cost_convention"),
         "data": s.get("data"),
@@ -153,10 +135,10 @@ def export_detector(
         "config": cfg.to_dict(),
     }
     header = (
-        f"exported as {name} from trial {record['number']} of {run.path} ({s.get('score_label')} "
-        f"{record['accuracy']:.4f}; {record.get('gflops')} GFLOPs, Ultralytics' count at {s.get('cost_imgsz')})"
+        f"exported as {name} from trial {record.number} of {run.path} ({s.get('score_label')} "
+        f"{record.accuracy:.4f}; {record.gflops} GFLOPs, Ultralytics' count at {s.get('cost_imgsz')})"
     )
     text = model_yaml_text(cfg, nc, header=header)
     text += "ghostnas: " + json.dumps(meta, sort_keys=False) + "\n"
     atomic_write_text(path, text)
-    return DetectExport(path=path, trial=record["number"], config=cfg, meta=meta)
+    return DetectExport(path=path, trial=record.number, config=cfg, meta=meta)

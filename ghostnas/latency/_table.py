@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ghostnas._io import read_user_text
-from ghostnas._machine import cpu_model
 from ghostnas.latency._backend import DEFAULT_BACKEND, backend_fingerprint
 from ghostnas.latency._measure import LatencyError, Timing, clock_name
+from ghostnas.provenance import cpu_model
 
 __all__ = [
     "TABLE_FORMAT",

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Protocol
+
 import torch
 from torch import nn
 
-from ghostnas.blocks.g_ghost import GGhostStage
-from ghostnas.models.ghostnet import make_activation
+from ghostnas.models.layers import make_activation
 
 __all__ = ["GGhostStageModule"]
+
+
+class GGhostStageShape(Protocol):
+    """What the layer reads of its resolved stage (:class:`ghostnas.blocks.g_ghost.GGhostStage` has
+    it; the layer does not import the kind that builds it): the resolved blocks (each builds
+    itself), the deep path's blocks, and the raw, mix and cheap widths."""
+
+    blocks: Sequence[Any]
+    deep: Sequence[Any]
+    raw: int
+    mix_in: int
+    cheap: int
 
 
 class GGhostStageModule(nn.Module):
     """First block, deep path on ``raw`` channels, cheap features plus the mix term, end block."""
 
-    def __init__(self, rs: GGhostStage, act: str = "relu") -> None:
+    def __init__(self, rs: GGhostStageShape, act: str = "relu") -> None:
         super().__init__()
         self.raw = rs.raw
         self.base = rs.blocks[0].build(act)

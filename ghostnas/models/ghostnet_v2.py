@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ghostnas.blocks.ghost_v2 import DFC_KERNEL, ResolvedGhostV2Block
-from ghostnas.models.ghostnet import GhostBottleneck, GhostModule
+from ghostnas.models.layers import BottleneckShape, GhostBottleneck, GhostModule
 
 __all__ = ["GhostBottleneckV2", "GhostModuleV2", "dfc_branch", "dfc_gate"]
 
@@ -19,17 +18,21 @@ __all__ = ["GhostBottleneckV2", "GhostModuleV2", "dfc_branch", "dfc_gate"]
 class GhostModuleV2(GhostModule):
     """A Ghost module whose output is gated by DFC attention computed from its input."""
 
-    def __init__(self, in_chs: int, out_chs: int, s: int = 2, d: int = 3, act: str | None = "relu") -> None:
+    def __init__(
+        self, in_chs: int, out_chs: int, s: int, d: int, act: str | None, *, dfc_kernel: int
+    ) -> None:
         super().__init__(in_chs, out_chs, s, d, act)
-        self.short_conv = dfc_branch(in_chs, out_chs)
+        self.short_conv = dfc_branch(in_chs, out_chs, dfc_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dfc_gate(self.short_conv, x, super().forward(x))
 
 
-def dfc_branch(in_chs: int, out_chs: int) -> nn.Sequential:
-    """DFC attention's layers: 1x1 conv + BN, depthwise 1x5 + BN, depthwise 5x1 + BN."""
-    k, pad = DFC_KERNEL, DFC_KERNEL // 2
+def dfc_branch(in_chs: int, out_chs: int, k: int) -> nn.Sequential:
+    """DFC attention's layers: 1x1 conv + BN, depthwise 1xk + BN, depthwise kx1 + BN (``k`` is the
+    kind's :data:`ghostnas.blocks.ghost_v2.DFC_KERNEL`, passed in so that the layers do not import
+    the block kinds that build them)."""
+    pad = k // 2
     return nn.Sequential(
         nn.Conv2d(in_chs, out_chs, 1, 1, 0, bias=False),
         nn.BatchNorm2d(out_chs),
@@ -50,6 +53,6 @@ def dfc_gate(branch: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Ten
 class GhostBottleneckV2(GhostBottleneck):
     """The V1 bottleneck with :class:`GhostModuleV2` as its expanding module."""
 
-    def __init__(self, rb: ResolvedGhostV2Block, act: str = "relu") -> None:
+    def __init__(self, rb: BottleneckShape, act: str = "relu", *, dfc_kernel: int) -> None:
         super().__init__(rb, act)
-        self.ghost1 = GhostModuleV2(rb.in_chs, rb.mid_chs, rb.s, rb.d, act=act)
+        self.ghost1 = GhostModuleV2(rb.in_chs, rb.mid_chs, rb.s, rb.d, act, dfc_kernel=dfc_kernel)

@@ -12,17 +12,21 @@ batch-norms replaced by ``nn.Identity``. In eval mode the two compute the same f
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ghostnas.blocks.ghost import ResolvedBlock
-from ghostnas.blocks.ghost_v3 import ResolvedGhostV3Block
-from ghostnas.models.ghostnet import GhostBottleneck, SqueezeExcite, bottleneck_shortcut, make_activation
 from ghostnas.models.ghostnet_v2 import GhostBottleneckV2, dfc_branch, dfc_gate
+from ghostnas.models.layers import (
+    BottleneckShape,
+    GhostBottleneck,
+    SqueezeExcite,
+    bottleneck_shortcut,
+    make_activation,
+)
 
 __all__ = ["ConvBn", "GhostBottleneckV3", "GhostModuleV3"]
 
@@ -87,6 +91,7 @@ class GhostModuleV3(nn.Module):
         act: str | None,
         branches: int,
         dfc: bool,
+        dfc_kernel: int = 0,
     ) -> None:
         super().__init__()
         self.out_chs, self.d = out_chs, d
@@ -98,7 +103,7 @@ class GhostModuleV3(nn.Module):
         self.cheap_rpr_conv = nn.ModuleList(ConvBn(init, new, d, groups=init) for _ in range(branches))
         self.cheap_rpr_scale = ConvBn(init, new, 1, groups=init)
         self.cheap_activation = make_activation(act) if act else nn.Identity()
-        self.short_conv = dfc_branch(in_chs, out_chs) if dfc else None
+        self.short_conv = dfc_branch(in_chs, out_chs, dfc_kernel) if dfc else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = sum(branch(x) for branch in self.primary_rpr_conv)
@@ -131,14 +136,22 @@ def _sum(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, 
     return sum(w for w, _ in pairs), sum(b for _, b in pairs)
 
 
+class V3Shape(BottleneckShape, Protocol):
+    """A V3 bottleneck's shape (:class:`ghostnas.blocks.ghost_v3.ResolvedGhostV3Block` has it):
+    the V1 shape plus the number of parallel training branches and whether DFC gates it."""
+
+    branches: int
+    dfc: bool
+
+
 class GhostBottleneckV3(nn.Module):
     """The GhostNetV3 bottleneck in training form; :meth:`reparameterize` gives the deploy form."""
 
-    def __init__(self, rb: ResolvedGhostV3Block, act: str = "relu") -> None:
+    def __init__(self, rb: V3Shape, act: str = "relu", *, dfc_kernel: int) -> None:
         super().__init__()
-        self.rb, self.act = rb, act
+        self.rb, self.act, self.dfc_kernel = rb, act, dfc_kernel
         self.stride = rb.stride
-        self.ghost1 = GhostModuleV3(rb.in_chs, rb.mid_chs, rb.s, rb.d, act, rb.branches, rb.dfc)
+        self.ghost1 = GhostModuleV3(rb.in_chs, rb.mid_chs, rb.s, rb.d, act, rb.branches, rb.dfc, dfc_kernel)
         if rb.stride > 1:
             mid = rb.mid_chs
             self.dw_rpr_conv = nn.ModuleList(
@@ -162,11 +175,12 @@ class GhostBottleneckV3(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> nn.Module:
         """The deploy block (V2 with DFC, else V1) computing the same function in eval mode."""
-        fields = {f.name: getattr(self.rb, f.name) for f in dataclasses.fields(ResolvedBlock)}
-        plain = ResolvedBlock(**fields)
+        # the V1/V2 layers read only the bottleneck's shape, which the V3 block has
         deploy: GhostBottleneck = (
-            GhostBottleneckV2(plain, self.act) if self.rb.dfc else GhostBottleneck(plain, self.act)
-        )  # type: ignore[arg-type]
+            GhostBottleneckV2(self.rb, self.act, dfc_kernel=self.dfc_kernel)
+            if self.rb.dfc
+            else GhostBottleneck(self.rb, self.act)
+        )
         self.ghost1.fuse_into(deploy.ghost1)
         self.ghost2.fuse_into(deploy.ghost2)
         if self.stride > 1:

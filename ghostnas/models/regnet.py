@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 
-from ghostnas.blocks.regnet import ResolvedRegNetBlock
-from ghostnas.models.ghostnet import make_activation
+from ghostnas.models.layers import make_activation
 
 __all__ = ["RegNetBottleneck"]
+
+
+class RegNetShape(Protocol):
+    """What the layer reads of its resolved block (:class:`ghostnas.blocks.regnet.ResolvedRegNetBlock`
+    has it; the layer does not import the kind that builds it)."""
+
+    in_chs: int
+    out_chs: int
+    stride: int
+    groups: int
+    downsample: bool
 
 
 class RegNetBottleneck(nn.Module):
     """1x1, grouped 3x3 (stride), 1x1, plus the (projected) input, then the activation."""
 
-    def __init__(self, rb: ResolvedRegNetBlock, act: str = "relu") -> None:
+    def __init__(self, rb: RegNetShape, act: str = "relu") -> None:
         super().__init__()
         w = rb.out_chs
         self.conv1 = nn.Conv2d(rb.in_chs, w, 1, bias=False)
