@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--final-epochs", type=int, default=20)
     p.add_argument("--imgsz", type=int, default=128, help="training side of the proxy and the final runs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--noise-seeds", type=int, default=2, help="the search's noise-floor seeds (reference)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--lock", default=None, help="shared CPU lock file (flock) taken per training run")
     args = p.parse_args(argv)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     search_args = [
         "search", "--task", "detect", "--base", "yolov8n", "--budget", args.budget, "--data", str(data_yaml),
         "--trials", str(args.search_trials), "--epochs", str(args.search_epochs), "--image-size", str(args.imgsz),
-        "--device", args.device, "--out", str(run_dir), "--no-progress",
+        "--device", args.device, "--out", str(run_dir), "--no-progress", "--noise-seeds", str(args.noise_seeds),
     ]  # fmt: skip
     t0 = time.perf_counter()
     with cpu_lock(args.lock):
