@@ -60,6 +60,9 @@ def test_detect_search_writes_the_usual_outputs_with_map_as_the_score(detect_run
     assert "GFLOPs" in summary and "proxy mAP50-95 (val)" in summary
     header = (detect_run / "trials.csv").read_text().splitlines()[0].split(",")
     assert "gflops" in header
+    (detect_run / "pareto.png").unlink()
+    assert main(["plot", str(detect_run)]) == 0  # the plots read back from the run folder
+    assert (detect_run / "pareto.png").is_file()
 
 
 @pytest.mark.slow
