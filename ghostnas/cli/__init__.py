@@ -82,7 +82,7 @@ def _with_choice_hint(message: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ghostnas.cli import _data, _export, _latency, _models, _onnx, _plot, _search, _space, _train
+    from ghostnas.cli import _data, _export, _latency, _models, _onnx, _plot, _search, _space, _train, _yolo
     from ghostnas.version import VERSION
 
     parser = _Parser(
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ghostnas {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (_search, _space, _models, _onnx, _latency, _export, _plot, _train, _data):
+    for module in (_search, _space, _models, _onnx, _latency, _export, _plot, _train, _data, _yolo):
         module.register(sub)
     return parser
 

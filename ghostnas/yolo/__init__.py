@@ -64,6 +64,7 @@ from ghostnas.yolo.build import (
     base_definition,
     build_yaml,
     dump_yaml,
+    parse_replace,
     read_model_yaml,
     write_yaml,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "load_detection_model",
     "measure_latency",
     "parse_kind",
+    "parse_replace",
     "profile_yolo",
     "read_model_yaml",
     "write_yaml",

@@ -48,6 +48,7 @@ __all__ = [
     "base_definition",
     "build_yaml",
     "dump_yaml",
+    "parse_replace",
     "read_model_yaml",
     "write_yaml",
 ]
@@ -138,11 +139,24 @@ def _scale_rows(base: str, nc: int) -> tuple[list[list[Any]], list[list[Any]], l
             args = [nc if a == "nc" else a for a in args]
             c2 = 0
         else:
-            raise YoloError(f"{base}: module {m!r} in Ultralytics' YAML is not one ghostnas knows how to scale")
+            raise YoloError(
+                f"{base}: module {m!r} in Ultralytics' YAML is not one ghostnas knows how to scale"
+            )
         ch.append(c2)
         strides.append(stride)
         out.append([f, n, m, args])
     return out[: len(backbone)], out[len(backbone) :], ch, strides
+
+
+def parse_replace(text: str) -> C2fBlockSpec:
+    """``backbone-c2f=KIND[:key=value,...]`` (the CLI's ``--replace``) to the bottleneck spec."""
+    target, eq, kind = text.partition("=")
+    if not eq or target not in REPLACE_TARGETS:
+        raise YoloError(
+            f"--replace {text!r}: write TARGET=KIND with TARGET one of {', '.join(REPLACE_TARGETS)}, "
+            "e.g. --replace backbone-c2f=ghost"
+        )
+    return parse_kind(kind)
 
 
 def build_yaml(
@@ -176,7 +190,12 @@ def build_yaml(
         for i, (f, n, m, args) in enumerate(rows_b):
             if m in _C2F_FAMILY:
                 e = args[2] if m == "C3k2" and len(args) > 2 else 0.5
-                rows_b[i] = [f, 1, C2F_MODULE, [ch[i - 1] if f == -1 else ch[f], args[0], n, spec.kind, spec.options_dict, e]]
+                rows_b[i] = [
+                    f,
+                    1,
+                    C2F_MODULE,
+                    [ch[i - 1] if f == -1 else ch[f], args[0], n, spec.kind, spec.options_dict, e],
+                ]
     if backbone is not None:
         cfg = load_backbone_config(backbone)
         meta["backbone"] = os.fspath(backbone) if isinstance(backbone, (str, os.PathLike)) else "<config>"
@@ -210,7 +229,9 @@ def _swap_backbone(
         if f >= n_old:
             return f + shift
         if f not in old:
-            raise YoloError(f"{base}: the head reads backbone row {f}, which a ghostnas backbone does not provide")
+            raise YoloError(
+                f"{base}: the head reads backbone row {f}, which a ghostnas backbone does not provide"
+            )
         return old[f]
 
     tail = [[remap(f), n, m, a] for f, n, m, a in rows_b[sppf:]]
@@ -269,7 +290,9 @@ def read_model_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise YoloError(f"cannot read {path}: {exc.strerror}; give a model .yaml or a base name ({', '.join(BASES)})") from None
+        raise YoloError(
+            f"cannot read {path}: {exc.strerror}; give a model .yaml or a base name ({', '.join(BASES)})"
+        ) from None
     if size > _MAX_YAML_BYTES:
         raise YoloError(f"{path}: over {_MAX_YAML_BYTES >> 20} MiB; not a model definition")
     try:

@@ -102,7 +102,9 @@ def parse_kind(text: str) -> C2fBlockSpec:
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise YoloError(f"block option {item!r} in {text!r}: write key=value, e.g. ghost:k=5,se_ratio=0.25")
+            raise YoloError(
+                f"block option {item!r} in {text!r}: write key=value, e.g. ghost:k=5,se_ratio=0.25"
+            )
         options[key.strip()] = _scalar(value.strip())
     return C2fBlockSpec.make(kind.strip(), options)
 
@@ -127,9 +129,7 @@ class C2fBlockSpec:
         if not isinstance(options, Mapping):
             raise YoloError(f"C2f block options: expected a mapping, got {type(options).__name__}")
         for key, value in options.items():
-            if not isinstance(key, str) or not (
-                value is None or isinstance(value, (bool, int, float, str))
-            ):
+            if not isinstance(key, str) or not (value is None or isinstance(value, (bool, int, float, str))):
                 raise YoloError(f"C2f block option {key!r} = {value!r}: keys are names, values JSON scalars")
         if not isinstance(kind, str) or kind not in c2f_kinds():
             raise YoloError(
@@ -208,7 +208,9 @@ class C2fBlockSpec:
 def _block(kind: str, c: int, exp_base: int, opts: Mapping[str, Any]) -> BlockRecord:
     """A record of ``kind`` with output width ``c``, stride 1, defaults by field (module docstring)."""
     if kind not in block_kinds():
-        raise ConfigError(f"block = {kind!r}: unknown block kind; choose one of {', '.join(sorted(block_kinds()))}")
+        raise ConfigError(
+            f"block = {kind!r}: unknown block kind; choose one of {', '.join(sorted(block_kinds()))}"
+        )
     opts = dict(opts)
     names = {f.name for f in dataclasses.fields(block_kind(kind).record)}
     if "dfc" in opts and "dfc" not in names:
@@ -323,7 +325,9 @@ def backbone_cost(cfg: GhostNetConfig, imgsz: int, in_chans: int = 3) -> Counter
     return c
 
 
-def load_backbone_config(config: str | os.PathLike[str] | Mapping[str, Any] | GhostNetConfig) -> GhostNetConfig:
+def load_backbone_config(
+    config: str | os.PathLike[str] | Mapping[str, Any] | GhostNetConfig,
+) -> GhostNetConfig:
     """A backbone's config from a registered name, a JSON path, an export envelope or a dict."""
     try:
         return config_from_dict(config) if isinstance(config, Mapping) else resolve_config(config)

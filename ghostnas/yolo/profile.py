@@ -73,7 +73,9 @@ CONVENTIONS = {
 }
 
 
-def load_detection_model(source: str | os.PathLike[str] | Mapping[str, Any], nc: int | None = None) -> tuple[DetectionModel, dict[str, Any]]:
+def load_detection_model(
+    source: str | os.PathLike[str] | Mapping[str, Any], nc: int | None = None
+) -> tuple[DetectionModel, dict[str, Any]]:
     """Build the detection model of a base name, a model YAML, or a definition dict.
 
     Returns:
@@ -90,7 +92,9 @@ def load_detection_model(source: str | os.PathLike[str] | Mapping[str, Any], nc:
     if nc is not None:
         definition["nc"] = nc
     if not isinstance(definition.get("nc", 80), int) or definition.get("nc", 80) < 1:
-        raise YoloError(f"{where}: nc = {definition.get('nc')!r}; the number of classes must be an integer >= 1")
+        raise YoloError(
+            f"{where}: nc = {definition.get('nc')!r}; the number of classes must be an integer >= 1"
+        )
     try:
         model = DetectionModel(copy.deepcopy(definition), ch=3, nc=definition.get("nc"), verbose=False)
     except YoloError as exc:
@@ -102,7 +106,9 @@ def load_detection_model(source: str | os.PathLike[str] | Mapping[str, Any], nc:
         ) from None
     except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
         text = " ".join(str(exc).split())[:300]
-        raise YoloError(f"{where}: Ultralytics could not build this model ({type(exc).__name__}: {text})") from None
+        raise YoloError(
+            f"{where}: Ultralytics could not build this model ({type(exc).__name__}: {text})"
+        ) from None
     return model, definition
 
 
@@ -147,7 +153,8 @@ def ghost_parts(model: DetectionModel, imgsz: int) -> list[dict[str, Any]]:
     sides: dict[int, int] = {}
     layers = [m for m in model.model if isinstance(m, (GhostnasC2f, GhostnasBackbone))]
     hooks = [
-        m.register_forward_pre_hook(lambda mod, inp: sides.__setitem__(id(mod), inp[0].shape[-1])) for m in layers
+        m.register_forward_pre_hook(lambda mod, inp: sides.__setitem__(id(mod), inp[0].shape[-1]))
+        for m in layers
     ]
     try:
         was = model.training
@@ -217,7 +224,9 @@ def profile_yolo(
         A JSON-ready dict; keys include ``params``, ``params_fused`` and ``gflops``.
     """
     if isinstance(imgsz, bool) or not isinstance(imgsz, int) or not 32 <= imgsz <= _MAX_IMGSZ or imgsz % 32:
-        raise YoloError(f"imgsz = {imgsz!r}: must be a multiple of 32 (the largest stride) in [32, {_MAX_IMGSZ}]")
+        raise YoloError(
+            f"imgsz = {imgsz!r}: must be a multiple of 32 (the largest stride) in [32, {_MAX_IMGSZ}]"
+        )
     model, definition = load_detection_model(source, nc)
     parts = ghost_parts(model, imgsz)
     out: dict[str, Any] = {
