@@ -127,9 +127,11 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
         )
     if len(objectives) > 1 and objectives[1].name != budget.metric:
         logger.info("objective %s differs from the budget metric %s", objectives[1].name, budget.metric)
-    if settings.evaluator not in list_evaluators():
+    if settings.task == "detect" and settings.evaluator == DEFAULT_EVALUATOR:
+        settings = replace(settings, evaluator="detect")  # the detection proxy is the default there
+    if settings.evaluator not in list_evaluators(settings.task):
         raise SearchError(
-            f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators())}"
+            f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators(settings.task))}"
         )
     from ghostnas.device import resolve_device
 
@@ -221,10 +223,7 @@ def plan_detect(settings: SearchSettings) -> SearchPlan:
     objectives = parse_objectives(str(settings.objectives).replace("macs", "gflops"))  # FLOPs: Ultralytics'
     if any(o.name not in ("accuracy", "gflops", "params") for o in objectives):
         raise SearchError("--task detect optimises accuracy against gflops or params")
-    evaluator = "detect" if settings.evaluator == DEFAULT_EVALUATOR else settings.evaluator
-    settings = replace(
-        settings, budget=budget, evaluator=evaluator, objectives=",".join(o.name for o in objectives)
-    )
+    settings = replace(settings, budget=budget, objectives=",".join(o.name for o in objectives))
     task = open_detect_task(
         None if settings.space == DEFAULT_SPACE else settings.space, settings.data, budget, settings.base
     )

@@ -115,15 +115,20 @@ def score_label(evaluator: str | Evaluator) -> str:
     return _SCORE_LABELS.get(evaluator, f"{evaluator} score")
 
 
-def list_evaluators() -> list[str]:
-    """Names accepted by :func:`make_evaluator` and ``ghostnas search --evaluator``."""
-    return sorted(_FACTORIES)
+# Evaluators of detectors (``ghostnas search --task detect``); every other one scores classifiers.
+_DETECT_EVALUATORS = frozenset({"detect"})
+
+
+def list_evaluators(task: str = "classify") -> list[str]:
+    """Names accepted by :func:`make_evaluator` and ``ghostnas search --evaluator`` for ``task``
+    (``classify``: GhostNet configs; ``detect``: detectors, :mod:`ghostnas.detect`)."""
+    return sorted(n for n in _FACTORIES if (n in _DETECT_EVALUATORS) == (task == "detect"))
 
 
 def make_evaluator(name: str, settings: EvalSettings | None = None) -> Evaluator:
     """Build the evaluator called ``name`` with ``settings`` (defaults when None)."""
     if name not in _FACTORIES:
-        raise GhostnasError(f"unknown evaluator {name!r}; choose one of {', '.join(list_evaluators())}")
+        raise GhostnasError(f"unknown evaluator {name!r}; choose one of {', '.join(sorted(_FACTORIES))}")
     module_name, attr = _FACTORIES[name].split(":")
     factory = getattr(importlib.import_module(module_name), attr)
     return factory(settings or EvalSettings())
