@@ -5,6 +5,7 @@
 - :mod:`~ghostnas.detect.space`: the search space, read from ``search_spaces/detect/*.yaml``.
 - :mod:`~ghostnas.detect.model_yaml`: the Ultralytics model YAML a candidate trains from.
 - :mod:`~ghostnas.detect.task`: what the search needs to run a detection study.
+- :mod:`~ghostnas.detect.export`: a run's winner as an Ultralytics model YAML.
 
 The detection data is :mod:`ghostnas.data.detect`; the proxy is :mod:`ghostnas.evaluators.detect`.
 """

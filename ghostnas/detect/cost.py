@@ -121,8 +121,14 @@ def base_detector(name: str, nc: int, imgsz: int = DEFAULT_IMGSZ) -> BaseDetecto
         raise GhostnasError(f"imgsz {imgsz}: must be a multiple of 32 from 32 to 4096")
     ultralytics_offline()
     import torch
-    from ultralytics.nn.modules import C2f
-    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    try:
+        from ultralytics.nn.modules import C2f
+        from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+    except ImportError as exc:
+        raise GhostnasError(
+            f"the detection search needs Ultralytics ({exc}): pip install 'ghostnas[yolo]' or bash scripts/setup.sh"
+        ) from None
 
     definition = yaml_model_load(f"{name}.yaml")
     definition["nc"] = nc  # (passing nc= instead makes Ultralytics log that it overrides the file's)
