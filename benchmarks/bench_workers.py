@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostnas import provenance
+from ghostnas.run_folder import open_run
 from ghostnas.testing import postgres
 from ghostnas.testing.workers import check_study, load_trials, run_workers
 
@@ -45,7 +46,7 @@ def _one(kind: str, url: str, n_workers: int, trials: int, scratch: Path) -> dic
     statuses = run_workers(work, url, study, n_workers, trials, sleep=0.0, timeout=1200, budget="30M")
     wall = time.perf_counter() - t0
     all_trials = load_trials(url, study)
-    runs = [json.loads((work / f"out-{i}" / "run.json").read_text()) for i in range(n_workers)]
+    runs = [open_run(work / f"out-{i}").info for i in range(n_workers)]
     optuna_s = sum(r["timing"]["optuna_seconds"] for r in runs)
     loop_s = sum(r["timing"]["loop_seconds"] for r in runs)
     eval_s = sum(r["timing"]["evaluation_seconds"] for r in runs)

@@ -39,6 +39,7 @@ __all__ = [
     "WriteFault",
     "as_write_failed",
     "check_output_dir",
+    "exception_chain",
     "free_bytes",
     "is_write_fault",
     "repair_journal_tail",
@@ -75,7 +76,7 @@ class WriteFault:
     filename: str | None = None
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and every exception behind it: causes, contexts and SQLAlchemy's ``orig``."""
     seen: set[int] = set()
     todo = [exc]
@@ -98,7 +99,7 @@ def write_fault(exc: BaseException) -> WriteFault | None:
     file too large, read-only file system, I/O error, no permission), SQLite's full / I/O /
     read-only errors, and a driver message containing "No space left on device" (PostgreSQL).
     """
-    chain = list(_chain(exc))
+    chain = list(exception_chain(exc))
     for e in chain:
         if isinstance(e, WriteFailedError):
             return WriteFault(e.reason, e.disk_full, e.path)
@@ -147,6 +148,9 @@ def as_write_failed(
         return exc
     if isinstance(exc, GhostnasError):
         return None
+    for e in exception_chain(exc):
+        if isinstance(e, WriteFailedError):  # raised inside a library (Optuna) that then failed
+            return e  # itself while cleaning up: the original says more than a copy would
     fault = write_fault(exc)
     if fault is None:
         return None

@@ -218,7 +218,7 @@ def _open(run: _Run) -> None:
     # other settings stops the run with nothing written.
     fresh_default = settings.storage is None and not (plan.out_dir / "study.db").exists()
     if not fresh_default:
-        run.storage = open_storage(plan.storage_url)
+        run.storage = open_storage(plan.storage_url, settings.storage_retry_s)
     existing = (
         load_existing(run.storage, plan.study_name, plan.fingerprint, objective_names, directions)
         if run.storage is not None
@@ -229,7 +229,7 @@ def _open(run: _Run) -> None:
     run.started = _dt.datetime.now(_dt.timezone.utc)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     if run.storage is None:
-        run.storage = open_storage(plan.storage_url)
+        run.storage = open_storage(plan.storage_url, settings.storage_retry_s)
     n_objectives = len(plan.objectives)
     if run.sampler is None:
         # Re-seed by history length so a resumed run does not replay the first run's draws.

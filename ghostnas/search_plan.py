@@ -50,7 +50,7 @@ from ghostnas.search_settings import (
     default_out_dir,
 )
 from ghostnas.space import SearchSpace, load_space
-from ghostnas.storage import default_storage_url, redact, storage_path
+from ghostnas.storage import check_retry_s, default_storage_url, redact, storage_path
 
 __all__ = [
     "SearchPlan",
@@ -97,6 +97,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
         raise SearchError(f"timeout = {settings.timeout!r}: must be a positive number of seconds")
     if isinstance(settings.parallel, bool) or not isinstance(settings.parallel, int) or settings.parallel < 1:
         raise SearchError(f"parallel = {settings.parallel!r}: must be an integer of at least 1")
+    check_retry_s(settings.storage_retry_s)
     if settings.epochs is not None and (not math.isfinite(settings.epochs) or settings.epochs <= 0):
         raise SearchError(f"epochs = {settings.epochs!r}: must be a positive number")
     if settings.sampler == "gp":

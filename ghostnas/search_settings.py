@@ -19,6 +19,7 @@ from ghostnas.errors import GhostnasError
 from ghostnas.evaluators import DEFAULT_EVALUATOR
 from ghostnas.noise import DEFAULT_NOISE_SEEDS
 from ghostnas.records import TrialRecord
+from ghostnas.storage import DEFAULT_RETRY_S
 
 if TYPE_CHECKING:
     from ghostnas.data import Dataset
@@ -103,6 +104,8 @@ class SearchSettings:
             before. Multi-objective searches with a training evaluator only.
         parallel: Trials in flight in this process, evaluated together (one CUDA graph and
             stream each on a GPU; see :mod:`ghostnas.search_batches`). 1: one at a time.
+        storage_retry_s: How long to wait for a database server (PostgreSQL, MySQL) that stopped
+            answering mid-run before stopping with a one-line error (:mod:`ghostnas.storage`).
         task: ``classify`` (GhostNet classifiers, the default) or ``detect``: backbones inside
             a YOLO detector (:mod:`ghostnas.detect`), ``data`` an Ultralytics data.yaml, the
             budget in Ultralytics' GFLOPs, ``space`` a detection space, ``image_size`` the
@@ -135,6 +138,7 @@ class SearchSettings:
     rungs: int = 1
     command: Sequence[str] | None = None
     parallel: int = 1
+    storage_retry_s: float = DEFAULT_RETRY_S
     task: str = "classify"
     base: str | None = None
 
@@ -153,7 +157,8 @@ class Progress:
         score: Its score, when it was scored.
         costs: Its ``macs`` and ``params`` at 224x224 (and ``latency_ms`` when predicted).
         seconds: Its evaluation time (None when it never reached the evaluator).
-        cost_key: The front's cost axis (:func:`ghostnas.front.cost_key`).
+        cost_key: The front's cost axis (:func:`ghostnas.front.cost_key`, the budget's metric
+            unless a second objective names another; never a default).
     """
 
     evaluated: int
@@ -163,11 +168,11 @@ class Progress:
     best_accuracy: float | None
     pareto_size: int
     last_state: str
+    cost_key: str
     trial: int | None = None
     score: float | None = None
     costs: dict[str, float] = field(default_factory=dict)
     seconds: float | None = None
-    cost_key: str = "macs"
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from ghostnas.config import (
     StageConfig,
     config_from_dict,
 )
+from ghostnas.cost import count_cost
 from ghostnas.errors import ConfigError, GhostnasError
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ __all__ = [
     "StageSpace",
     "WidthGrid",
     "builtin_space_dir",
+    "describe_space",
     "list_spaces",
     "load_space",
     "loads_space",
@@ -716,3 +718,34 @@ def _digest_data(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_digest_data(x) for x in obj]
     return obj
+
+
+def describe_space(name_or_path: str) -> dict[str, Any]:
+    """What a space contains, as a JSON-ready dict (``ghostnas space describe`` prints it): its
+    size, parameters and choices, and the exact range of MACs and params it spans at 224x224 and
+    1000 classes, with its reference network's cost."""
+
+    space = load_space(name_or_path)
+    rng = space.cost_range(224, 1000)
+    info: dict[str, Any] = {
+        "name": space.name,
+        "source": space.source,
+        "description": space.description,
+        "size": space.size(),
+        "parameters": space.parameter_names(),
+        "width": list(space.width.values()),
+        "s": list(space.s),
+        "d": list(space.d),
+        "ghost_per_stage": space.ghost_per_stage,
+        "depth": [list(st.depth) for st in space.stages],
+        "block_kinds": sorted({bs.kind for st in space.stages for bs in st.blocks}),
+        "g_ghost_stages": [si for si, st in enumerate(space.stages) if True in st.g_ghost],
+        "macs": [rng.min_macs, rng.max_macs],
+        "params": [rng.min_params, rng.max_params],
+        "input_size": 224,
+        "num_classes": 1000,
+    }
+    if space.reference is not None:
+        cost = count_cost(space.reference)
+        info["reference"] = {"arch": space.reference.short(), "macs": cost.macs, "params": cost.params}
+    return info

@@ -111,7 +111,7 @@ def test_every_space_points_use_registered_kinds(name: str) -> None:
 
 @pytest.mark.parametrize("name", list_spaces())
 def test_space_describe_works_for_every_space(name: str) -> None:
-    from ghostnas.cli._space import describe
+    from ghostnas.space import describe_space as describe
 
     info = describe(name)
     space = load_space(name)

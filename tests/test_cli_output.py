@@ -8,7 +8,6 @@ import json
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +17,7 @@ from ghostnas.cli._progress import ProgressDisplay
 from ghostnas.plots import hypervolume_history, pareto_plot_data
 from ghostnas.run_folder import open_run, run_score_label
 from ghostnas.search import SearchSettings, run_search
+from tests.paths import REPO
 
 BASE = ["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake"]
 
@@ -280,7 +280,7 @@ def test_default_folders_are_not_the_repositorys_results():
 
 
 def test_readme_opens_with_the_main_job_and_the_test_suite():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     assert [line.split("#")[0].strip() for line in first_block] == [
         "bash scripts/setup.sh && .venv/bin/ghostnas search --budget 150MFLOPs",

@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
+
 SCRIPT = REPO / "scripts" / "gpu_session.sh"
 
 

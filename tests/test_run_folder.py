@@ -20,8 +20,7 @@ from ghostnas.front import best_record
 from ghostnas.records import TrialRecord
 from ghostnas.run_folder import open_run, read_pareto_json, read_trials_csv, trials_csv_text
 from ghostnas.search import SearchSettings, run_search
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.paths import FIXTURES
 
 
 def _copy_fixture(name: str, to: Path) -> Path:

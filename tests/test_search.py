@@ -20,8 +20,8 @@ from ghostnas.cost import count_cost
 from ghostnas.evaluators import EvalResult, FakeEvaluator
 from ghostnas.search import NoResultError, SearchError, SearchSettings, default_out_dir, run_search
 from ghostnas.space import load_space
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 BUDGET = parse_budget("10M")  # tiny spans 2.7M..24.5M MACs; its reference at width 1.0 is 9.95M
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import optuna
 import pytest
@@ -16,8 +15,8 @@ from ghostnas.config import GhostNetConfig
 from ghostnas.cost import count_cost
 from ghostnas.errors import GhostnasError
 from ghostnas.space import SearchSpace, SpaceError, builtin_space_dir, list_spaces, load_space, loads_space
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SPACE_FILES = sorted((REPO / "search_spaces").glob("*.yaml"))
 TINY = (REPO / "search_spaces" / "tiny.yaml").read_text()
 

@@ -22,6 +22,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import pytest
 import torch
+import yaml
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
@@ -60,7 +61,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The seed rows' YAMLs, written by `ghostnas yolo build`."""
     tmp = tmp_path_factory.mktemp("yolo")
     out = {"yolov8n": _build(tmp, "v8n", "yolov8n", "--nc", "1")}
-    for kind, *_ in SEED_V8:
+    for kind in [k for k, *_ in SEED_V8] + ["ghost_v2"]:
         out[kind] = _build(
             tmp,
             kind.replace(":", "_").replace("=", "_"),
@@ -75,18 +76,25 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def checkpoints(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Each model loaded with ultralytics.YOLO, run, fused, saved; reloaded in ONE new process."""
+    """Each model loaded with ultralytics.YOLO, run, counted, fused, counted, saved; then all
+    reloaded in ONE new process (the counts are what the seed-row tests check)."""
     tmp = tmp_path_factory.mktemp("ckpt")
     expected = {}
     for name, yaml_path in built.items():
         model = YOLO(str(yaml_path))
-        model.model.eval()
+        net = model.model
+        net.eval()
         with torch.no_grad():
-            assert model.model(torch.zeros(1, 3, 64, 64))[0].shape[:2] == (1, 4 + 1)
-        model.model.fuse(verbose=False)
+            assert net(torch.zeros(1, 3, 64, 64))[0].shape[:2] == (1, 4 + 1)
+        counts = {
+            "c2f": sum(isinstance(m, gy.GhostnasC2f) for m in net.modules()),
+            "pasted_conv": params_pasted_conv(net),
+        }
+        net.fuse(verbose=False)
+        counts["gflops_old"] = gflops_old(net, 640)
         pt = tmp / f"{yaml_path.stem}.pt"
         model.save(str(pt))
-        expected[name] = {"pt": str(pt), "params": _params(model.model)}
+        expected[name] = {"pt": str(pt), "params": _params(net), **counts}
     script = (
         "import json, sys, torch, ghostnas.yolo\n"
         "from ultralytics import YOLO\n"
@@ -120,11 +128,23 @@ def test_explicit_yaml_builds_the_stock_model() -> None:
         assert "scales" not in gy.build_yaml(base)
 
 
-def test_fair_baseline_yolov8n_nc1(built: dict[str, Path]) -> None:
-    model = YOLO(str(built["yolov8n"])).model
-    model.fuse(verbose=False)
-    assert _params(model) == 3_005_843
-    assert round(gflops_old(model, 640), 1) == 8.1
+@pytest.mark.parametrize("base", list(gy.BASES))
+def test_every_base_gets_explicit_channels_and_its_four_backbone_c2f_replaced(base: str) -> None:
+    model = gy.build_yaml(base, nc=3, replace="ghost")
+    rows = model["backbone"] + model["head"]
+    assert "scales" not in model and all(r[1] == 1 or r[2] in ("C2f", "C3k2", "C2PSA") for r in rows)
+    widths = [r[3][0] for r in rows if r[2] in ("Conv", "C2f", "C3k2", "SPPF", "C2PSA")]
+    assert all(isinstance(w, int) and w % 8 == 0 for w in widths)
+    ghost = [r for r in model["backbone"] if r[2] == gy.C2F_MODULE]
+    assert len(ghost) == 4 and all(r[3][3] == "ghost" for r in ghost)
+    assert rows[-1][2] == "Detect" and rows[-1][3] == [3]
+    assert yaml.safe_load(gy.dump_yaml(model))["backbone"] == model["backbone"]
+
+
+def test_fair_baseline_yolov8n_nc1(checkpoints: dict) -> None:
+    ck = checkpoints["yolov8n"]
+    assert (ck["params"], round(ck["gflops_old"], 1), ck["c2f"]) == (3_005_843, 8.1, 0)
+    assert ck["reloaded"] == {"params": 3_005_843, "shape": [1, 5, 84]}
 
 
 @pytest.mark.slow
@@ -132,15 +152,11 @@ def test_fair_baseline_yolov8n_nc1(built: dict[str, Path]) -> None:
 def test_yolov8_seed_rows(
     kind: str, seed_name: str, seed_params: int, seed_gflops: float, built: dict[str, Path], checkpoints: dict
 ) -> None:
-    model = YOLO(str(built[kind])).model
-    assert sum(isinstance(m, gy.GhostnasC2f) for m in model.modules()) == 4, "only the backbone C2f"
-    seed_convention = params_pasted_conv(model)
-    model.fuse(verbose=False)
-    assert seed_convention == seed_params, seed_name
-    assert _params(model) == seed_params - PASTED_CONV_EXTRA  # stock Conv: its BN folds
-    assert round(gflops_old(model, 640), 1) == seed_gflops
     ck = checkpoints[kind]
-    assert ck["params"] == _params(model)
+    assert ck["c2f"] == 4, "only the backbone C2f"
+    assert ck["pasted_conv"] == seed_params, seed_name
+    assert ck["params"] == seed_params - PASTED_CONV_EXTRA  # stock Conv: its BN folds
+    assert round(ck["gflops_old"], 1) == seed_gflops
     assert ck["reloaded"] == {"params": ck["params"], "shape": [1, 5, 84]}
 
 
@@ -290,13 +306,48 @@ def test_profile_text_says_every_convention(profiled: dict) -> None:
 @pytest.mark.slow
 def test_latency_measures_the_deploy_model(built: dict[str, Path]) -> None:
     from ghostnas.latency import MeasureSettings
-    from ghostnas.yolo.profile import deploy_model
 
-    model = YOLO(str(built["ghost_v2:dfc=false"])).model
-    deploy, folded = deploy_model(model)
-    assert folded and not deploy.training
+    model = YOLO(str(built["ghost_v2"])).model
     info = gy.measure_latency(model, 64, settings=MeasureSettings(warmup_s=0.0, blocks=3, min_block_s=0.001))
     assert info["latency_ms"] > 0 and info["latency_imgsz"] == 64 and info["latency_threads"] == 1
+    assert info["latency_bn_folded"]  # the Ghost blocks' BN folded too, outputs checked unchanged
+
+
+@pytest.mark.slow
+def test_train_one_epoch_offline_and_reload_best(built: dict[str, Path], tmp_path: Path) -> None:
+    """`YOLO(yaml).train(data=...)` as the README says, on 4 synthetic images; nothing fetched."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for i in range(4):
+            img = (rng.random((64, 64, 3)) * 255).astype("uint8")
+            img[16:48, 16:48] = 255
+            Image.fromarray(img).save(tmp_path / "images" / split / f"{i}.jpg")
+            (tmp_path / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    data = tmp_path / "data.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames:\n  0: box\n")
+    model = YOLO(str(built["ghost"]))
+    model.train(
+        data=str(data),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        workers=0,
+        plots=False,
+        device="cpu",
+        amp=False,
+        project=str(tmp_path / "runs"),
+        name="t",
+        exist_ok=True,
+        verbose=False,
+        val=False,
+    )
+    last = tmp_path / "runs" / "t" / "weights" / "last.pt"
+    assert sum(isinstance(m, gy.GhostnasC2f) for m in YOLO(str(last)).model.modules()) == 4
 
 
 BAD_BUILD = [

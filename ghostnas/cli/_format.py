@@ -77,3 +77,14 @@ positive_int = int_at_least(1)
 """argparse type: an integer of at least 1 (sizes, counts, threads)."""
 non_negative_int = int_at_least(0)
 """argparse type: an integer of at least 0 (class counts, where 0 means no classifier)."""
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or a positive number")
+    return value

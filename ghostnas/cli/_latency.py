@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from typing import Any, TextIO
@@ -179,33 +178,8 @@ def _progress(desc: str) -> Any:
     return update
 
 
-def _space_configs(name: str, samples: int, seed: int) -> list[Any]:
-    """``samples`` random configs of a search space (a fixed seed makes the table reproducible)."""
-    from ghostnas.space import load_space
-
-    space = load_space(name)
-    rng = random.Random(seed)
-    return [space.sample(rng) for _ in range(samples)]
-
-
-def _space_extremes(name: str) -> list[Any]:
-    """The space's reference network at its smallest and largest width, when it has one.
-
-    Random samples cluster in the middle of the latency range; a line fitted on them alone
-    overestimates the small networks a latency-seeking search ends up proposing.
-    """
-    from ghostnas.space import load_space
-
-    space = load_space(name)
-    widths = space.width.values()
-    out = [space.reference_at_width(w) for w in (widths[0], widths[-1])]
-    return [c for c in out if c is not None]
-
-
 def cmd_build_table(args: argparse.Namespace) -> int:
     from ghostnas.latency import (
-        REFERENCE_NETWORKS,
-        LatencyError,
         LatencyPredictor,
         build_table,
         check_backend,
@@ -213,25 +187,12 @@ def cmd_build_table(args: argparse.Namespace) -> int:
         part_timer,
         resolve_device,
         save_table,
+        table_networks,
     )
-    from ghostnas.registry import resolve_config
 
     resolve_device(args.device)
     check_backend(args.backend, args.device)
-    if args.space is None and not args.model:
-        raise LatencyError("build-table: nothing to cover; give --space NAME and/or --model NAME")
-    cfgs = [resolve_config(m) for m in args.model]
-    fit_cfgs = list(cfgs)
-    if args.space is not None:
-        cfgs += _space_configs(args.space, args.samples, args.seed)
-        # Fitting networks come from another seed, so they are not the covered sample itself,
-        # plus the space's extremes so that the line spans the whole latency range.
-        fit_cfgs += _space_configs(args.space, args.fit, args.seed + 1_000_003)
-        fit_cfgs = fit_cfgs[: max(args.fit, 1)] + _space_extremes(args.space)
-        # The calibration's reference networks, so that `predict` can calibrate without timing blocks.
-        cfgs += [resolve_config(n) for n in REFERENCE_NETWORKS]
-    else:
-        fit_cfgs = fit_cfgs[: max(args.fit, 1)]
+    networks = table_networks(args.model, args.space, args.samples, args.fit, args.seed)
     table, path = open_table(
         args.device, args.threads, args.table, force=args.force_table, create=True, backend=args.backend
     )
@@ -246,8 +207,8 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     before = len(table.entries)
     measured, fit = build_table(
         predictor,
-        cfgs,
-        fit_cfgs,
+        networks.covered,
+        networks.fitted,
         rounds=args.rounds,
         passes=args.fit_passes,
         progress=_progress("timing blocks"),

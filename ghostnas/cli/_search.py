@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any
 
-from ghostnas.cli._format import any_int, positive_float, positive_int
+from ghostnas.cli._format import any_int, non_negative_float, positive_float, positive_int
 from ghostnas.device import DEVICES_HELP
 
 _EPILOG = """\
@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ghostnas.evaluators import DEFAULT_EVALUATOR
     from ghostnas.noise import DEFAULT_NOISE_SEEDS
     from ghostnas.search import DEFAULT_SPACE, DEFAULT_TRIALS, SAMPLERS
+    from ghostnas.storage import DEFAULT_RETRY_S
 
     p = sub.add_parser(
         "search",
@@ -157,6 +158,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Optuna storage URL or journal:PATH (default: SQLite study.db in the run folder)",
     )
     p.add_argument("--study", default=None, help="study name (default: the run folder's name)")
+    p.add_argument(
+        "--storage-retry-s",
+        type=non_negative_float,
+        default=DEFAULT_RETRY_S,
+        help="when a database server (--storage postgresql://...) stops answering mid-run, retry "
+        "for this many seconds before stopping with a resumable error (default "
+        f"{DEFAULT_RETRY_S:.0f})",
+    )
     p.add_argument(
         "--latency-table",
         default=None,
@@ -347,6 +356,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         device=args.device,
         out=args.out,
         storage=args.storage,
+        storage_retry_s=args.storage_retry_s,
         study=args.study,
         reference=not args.no_reference,
         latency_table=args.latency_table,

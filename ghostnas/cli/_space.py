@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ghostnas.cli._format import print_json, print_table
 
@@ -33,37 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_describe)
 
 
-def describe(name_or_path: str) -> dict[str, Any]:
-    """The facts ``space describe`` prints, as a JSON-ready dict."""
-    from ghostnas.cost import count_cost
-    from ghostnas.space import load_space
-
-    space = load_space(name_or_path)
-    rng = space.cost_range(224, 1000)
-    info: dict[str, Any] = {
-        "name": space.name,
-        "source": space.source,
-        "description": space.description,
-        "size": space.size(),
-        "parameters": space.parameter_names(),
-        "width": list(space.width.values()),
-        "s": list(space.s),
-        "d": list(space.d),
-        "ghost_per_stage": space.ghost_per_stage,
-        "depth": [list(st.depth) for st in space.stages],
-        "block_kinds": sorted({bs.kind for st in space.stages for bs in st.blocks}),
-        "g_ghost_stages": [si for si, st in enumerate(space.stages) if True in st.g_ghost],
-        "macs": [rng.min_macs, rng.max_macs],
-        "params": [rng.min_params, rng.max_params],
-        "input_size": 224,
-        "num_classes": 1000,
-    }
-    if space.reference is not None:
-        cost = count_cost(space.reference)
-        info["reference"] = {"arch": space.reference.short(), "macs": cost.macs, "params": cost.params}
-    return info
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from ghostnas.space import list_spaces, load_space
 
@@ -79,7 +47,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    info = describe(args.space)
+    from ghostnas.space import describe_space
+
+    info = describe_space(args.space)
     if args.json:
         print_json(info)
         return 0

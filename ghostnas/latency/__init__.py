@@ -23,6 +23,13 @@ from ghostnas.latency._backend import (
     onnx_session,
     time_deployed,
 )
+from ghostnas.latency._coverage import (
+    FIT_SEED_OFFSET,
+    TableNetworks,
+    space_extremes,
+    space_sample,
+    table_networks,
+)
 from ghostnas.latency._measure import (
     DEFAULT_THREADS,
     LatencyError,
@@ -73,6 +80,7 @@ __all__ = [
     "CALIBRATION_MAX_AGE_S",
     "DEFAULT_BACKEND",
     "DEFAULT_THREADS",
+    "FIT_SEED_OFFSET",
     "ONNX_OPSET",
     "REFERENCE_NETWORKS",
     "TABLE_FORMAT",
@@ -86,6 +94,7 @@ __all__ = [
     "MeasureSettings",
     "NetworkSpec",
     "Part",
+    "TableNetworks",
     "Timing",
     "accuracy_report",
     "backend_fingerprint",
@@ -114,7 +123,10 @@ __all__ = [
     "part_timer",
     "resolve_device",
     "save_table",
+    "space_extremes",
+    "space_sample",
     "table_from_dict",
+    "table_networks",
     "thread_count",
     "time_callable",
     "time_deployed",

@@ -26,13 +26,16 @@ from ghostnas import workers
 from ghostnas.evaluators.fake import SLEEP_ENV
 
 __all__ = [
+    "ChaosReport",
     "CrashReport",
     "check_study",
     "crash_and_resume",
     "load_trials",
+    "run_chaos",
     "run_workers",
     "search_command",
     "start_worker",
+    "wait_mid_trial",
 ]
 
 
@@ -44,8 +47,10 @@ def search_command(
     study: str | None = None,
     seed: int = 0,
     budget: str = "10M",
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """The ``ghostnas search`` command line of a worker: tiny space, fake evaluator."""
+    """The ``ghostnas search`` command line of a worker: tiny space, fake evaluator (``extra``:
+    more options)."""
     cmd = [sys.executable, "-m", "ghostnas", "search", "--space", "tiny", "--budget", budget]
     cmd += ["--evaluator", "fake", "--sampler", "random", "--seed", str(seed), "--trials", str(trials)]
     cmd += ["--out", str(out), "--no-progress", "--no-reference"]
@@ -53,7 +58,7 @@ def search_command(
         cmd += ["--storage", storage]
     if study:
         cmd += ["--study", study]
-    return cmd
+    return [*cmd, *extra]
 
 
 def start_worker(cmd: Sequence[str], sleep: float, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -124,6 +129,13 @@ def _mid_trial(trials: list[optuna.trial.FrozenTrial]) -> bool:
     ok = sum(t.user_attrs.get("outcome") == "ok" for t in trials)
     running = any(t.state.name == "RUNNING" and t.user_attrs.get("outcome") == "evaluating" for t in trials)
     return ok >= 2 and running
+
+
+def wait_mid_trial(
+    storage_url: str, study: str, proc: subprocess.Popen[bytes], timeout: float = 60.0
+) -> list[optuna.trial.FrozenTrial]:
+    """Wait until the study has two scored trials and one being evaluated; return its trials."""
+    return _wait(_mid_trial, storage_url, study, timeout, proc)
 
 
 def check_study(trials: list[optuna.trial.FrozenTrial], target: int) -> list[str]:
@@ -283,3 +295,144 @@ def run_workers(
             proc.kill()
             statuses.append(proc.wait())
     return statuses
+
+
+@dataclass
+class ChaosReport:
+    """What :func:`run_chaos` did and saw.
+
+    Attributes:
+        seconds: Wall time from the first worker's start to the end of the final resume.
+        kills: Workers SIGKILLed (each was started again).
+        restarts: Database restarts.
+        spawned: Worker processes started in all (the final resume included).
+        statuses: Exit statuses of the workers that were not killed (the final resume last).
+        exits: ``(status, log)`` of each of those.
+        trials: The study's trials after the final resume.
+        logs: The workers' log files.
+        events: ``(seconds since the start, what happened)``, in order.
+    """
+
+    seconds: float
+    kills: int
+    restarts: int
+    spawned: int
+    statuses: list[int]
+    exits: list[tuple[int, Path]]
+    trials: list[optuna.trial.FrozenTrial]
+    logs: list[Path]
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+
+def run_chaos(
+    workdir: Path,
+    storage_url: str,
+    study: str,
+    *,
+    trials: int,
+    n_workers: int = 3,
+    kills: int = 6,
+    restart: Callable[[], None] | None = None,
+    sleep: float = 0.2,
+    seed: int = 0,
+    timeout: float = 240.0,
+    extra: Sequence[str] = (),
+) -> ChaosReport:
+    """Run ``n_workers`` workers on one study, SIGKILL one at random ``kills`` times (each is
+    started again at once), call ``restart`` (a database restart) once half the trials are
+    evaluated, then run the same command once more after the others have ended (the resume).
+
+    The kills happen at random points of progress (evaluated counts drawn with ``seed``), so
+    their number does not depend on the machine's speed; only a worker that is evaluating a
+    trial is killed, so that its trial is left RUNNING for the others to recover.
+
+    A worker that ends by itself before the study is complete is started again too: one started
+    while the server was down cannot open the study and exits with status 2 (see
+    :func:`ghostnas.storage.open_storage`); ``exits`` records each such end with its log.
+    """
+    import random
+
+    rng = random.Random(seed)
+    kill_at = sorted(rng.sample(range(2, max(trials - 1, kills + 2)), kills))
+    restart_at = trials // 2 if restart is not None else None
+    logs: list[Path] = []
+    statuses: list[int] = []
+    exits: list[tuple[int, Path]] = []
+    log_of: dict[int, Path] = {}
+    done_kills = restarts = 0
+    events: list[tuple[float, str]] = []
+
+    def event(text: str) -> None:
+        events.append((round(time.monotonic() - t0, 1), text))
+
+    def spawn(slot: int) -> subprocess.Popen[bytes]:
+        log = workdir / f"worker-{slot}-{len(logs)}.log"
+        logs.append(log)
+        cmd = search_command(
+            workdir / f"out-{slot}", trials, storage=storage_url, study=study, seed=slot, extra=extra
+        )
+        proc = start_worker(cmd, sleep, workdir, log)
+        log_of[proc.pid] = log
+        return proc
+
+    def ended(proc: subprocess.Popen[bytes], status: int) -> None:
+        statuses.append(status)
+        exits.append((status, log_of[proc.pid]))
+
+    t0 = time.monotonic()
+    procs = {slot: spawn(slot) for slot in range(n_workers)}
+    evaluated = 0
+    while procs and time.monotonic() - t0 < timeout:
+        try:
+            current = load_trials(storage_url, study)
+        except Exception:  # the schema is being created, or the server is restarting
+            current = []
+        evaluated = workers.count_evaluated(current)
+        for slot, proc in list(procs.items()):
+            if proc.poll() is not None:  # ended by itself: done, or it failed (recorded)
+                ended(proc, proc.returncode)
+                event(f"worker {slot} exited {proc.returncode} at {evaluated} evaluated")
+                del procs[slot]
+                if evaluated < trials and proc.returncode != 0:
+                    procs[slot] = spawn(slot)
+        if done_kills < kills and evaluated >= kill_at[done_kills] and procs:
+            busy = {
+                t.user_attrs.get("worker", {}).get("pid")
+                for t in current
+                if t.state.name == "RUNNING" and t.user_attrs.get("outcome") == "evaluating"
+            }
+            slots = [s for s, p in procs.items() if p.pid in busy]
+            if slots:  # (none busy: try again at the next look)
+                slot = rng.choice(slots)
+                os.kill(procs[slot].pid, signal.SIGKILL)
+                procs[slot].wait()
+                done_kills += 1
+                event(f"killed worker {slot} mid-trial at {evaluated} evaluated")
+                procs[slot] = spawn(slot)
+        if restart_at is not None and restarts == 0 and evaluated >= restart_at:
+            event(f"restarting the database at {evaluated} evaluated")
+            restart()
+            restarts += 1
+            event("database back")
+        time.sleep(0.05)
+    for proc in procs.values():  # the study is complete (or the time is up): let them finish
+        try:
+            ended(proc, proc.wait(timeout=max(timeout - (time.monotonic() - t0), 1.0)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            ended(proc, proc.wait())
+    event("all workers ended; final resume")
+    final = spawn(n_workers)
+    ended(final, final.wait(timeout=120))
+    event(f"final resume exited {statuses[-1]}")
+    return ChaosReport(
+        seconds=round(time.monotonic() - t0, 1),
+        kills=done_kills,
+        restarts=restarts,
+        spawned=len(logs),
+        statuses=statuses,
+        exits=exits,
+        trials=load_trials(storage_url, study),
+        logs=logs,
+        events=events,
+    )

@@ -84,6 +84,7 @@ from ghostnas.yolo.profile import CONVENTIONS, load_detection_model, measure_lat
 
 for _cls in (GhostnasC2f, GhostnasBackbone):
     setattr(_tasks, _cls.__name__, _cls)
+del _cls
 
 __all__ = [
     "BACKBONE_MODULE",

@@ -129,3 +129,4 @@ class GhostnasBackbone(nn.Module):
 for _cls in (GhostnasC2f, GhostnasBackbone):
     # Pickled by the path YAML uses; see the module docstring for why not ghostnas.yolo.modules.
     _cls.__module__ = PICKLE_MODULE
+del _cls

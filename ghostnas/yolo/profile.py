@@ -145,7 +145,7 @@ def params_pasted_conv(model: DetectionModel) -> int:
 
 def _layers(model: nn.Module) -> tuple[int, int]:
     modules = list(model.modules())
-    return len(modules), sum(1 for m in modules if not m._modules)
+    return len(modules), sum(1 for m in modules if next(m.children(), None) is None)
 
 
 def ghost_parts(model: DetectionModel, imgsz: int) -> list[dict[str, Any]]:
