@@ -24,6 +24,7 @@ from ghostnas.errors import GhostnasError
 
 __all__ = [
     "COST_METRICS",
+    "GFLOPS_CONVENTION",
     "OBJECTIVES",
     "Budget",
     "BudgetError",
@@ -34,8 +35,17 @@ __all__ = [
     "parse_objectives",
 ]
 
-COST_METRICS = ("macs", "params", "latency_ms")
-"""Metrics a budget may limit: MACs and params at 224x224/1000 classes, latency in milliseconds."""
+COST_METRICS = ("macs", "params", "latency_ms", "gflops")
+"""Metrics a budget may limit: MACs and params at 224x224/1000 classes, latency in milliseconds,
+and for detectors Ultralytics' GFLOPs (:data:`GFLOPS_CONVENTION`)."""
+
+GFLOPS_CONVENTION = (
+    "Ultralytics GFLOPs: 2 x conv multiply-accumulates at imgsz x imgsz (default 640), nc from the data; "
+    "Ultralytics' count of the fused model (exact for its own layers; Ghost blocks keep their BN there, "
+    "which it counts too: +0.3%)"
+)
+"""How a detector's ``gflops`` are counted (``ghostnas search --task detect``): the number
+detection users compare, not the classification papers' MACs."""
 
 BUDGET_INPUT_SIZE = 224
 BUDGET_NUM_CLASSES = 1000
@@ -91,9 +101,11 @@ class Budget:
         return costs[self.metric] <= self.limit
 
     def describe(self) -> str:
-        """Human form: ``150M MACs``, ``5M params``, ``12 ms``."""
+        """Human form: ``150M MACs``, ``5M params``, ``12 ms``, ``6.5 GFLOPs``."""
         if self.metric == "latency_ms":
             return f"{self.limit:g} ms"
+        if self.metric == "gflops":
+            return f"{self.limit:g} GFLOPs"
         unit = "MACs" if self.metric == "macs" else "params"
         return f"{_si(self.limit)} {unit}"
 
@@ -101,14 +113,18 @@ class Budget:
         """How the limited metric is counted, for every output that shows the budget."""
         if self.metric == "latency_ms":
             return "predicted latency, batch 1, 224x224, from the latency table"
+        if self.metric == "gflops":
+            return GFLOPS_CONVENTION
         if self.metric == "macs":
             return "conv+linear multiply-accumulates at 224x224, 1000 classes; the paper's FLOPs"
         return "trainable parameters at 1000 classes"
 
     def slug(self) -> str:
-        """Short file-name-safe form: ``150MMACs``, ``5Mparams``, ``12ms``."""
+        """Short file-name-safe form: ``150MMACs``, ``5Mparams``, ``12ms``, ``6p5GFLOPs``."""
         if self.metric == "latency_ms":
             return f"{self.limit:g}ms"
+        if self.metric == "gflops":
+            return f"{self.limit:g}".replace(".", "p") + "GFLOPs"
         return _si(self.limit).replace(".", "p") + ("MACs" if self.metric == "macs" else "params")
 
 
@@ -189,6 +205,7 @@ OBJECTIVES: dict[str, Objective] = {
     "macs": Objective("macs", False),
     "params": Objective("params", False),
     "latency_ms": Objective("latency_ms", False),
+    "gflops": Objective("gflops", False),
 }
 _OBJECTIVE_ALIASES = {"latency": "latency_ms"}
 

@@ -405,6 +405,8 @@ def config_to_dict(cfg: GhostNetConfig) -> dict[str, Any]:
 
     Per-stage and per-block overrides that are unset are left out.
     """
+    if not isinstance(cfg, GhostNetConfig) and callable(getattr(cfg, "to_dict", None)):
+        return dict(cfg.to_dict())  # another search's candidate (a detector) says its own JSON
 
     def drop_none(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if v is not None}

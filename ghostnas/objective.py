@@ -233,4 +233,6 @@ def _record_failure(trial: optuna.Trial, reason: str) -> None:
 def _fmt(value: float, metric: str) -> str:
     if metric == "latency_ms":
         return f"{value:.3g} ms"
+    if metric == "gflops":
+        return f"{value:.3f} GFLOPs"
     return f"{value / 1e6:.2f}M {'MACs' if metric == 'macs' else 'params'}"

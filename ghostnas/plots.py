@@ -50,6 +50,7 @@ _AXES = {
     "macs": (1e6, "MACs at 224x224, 1000 classes (millions; conv+linear, the paper's FLOPs)"),
     "params": (1e6, "params at 1000 classes (millions)"),
     "latency_ms": (1.0, "predicted latency (ms, batch 1, 224x224)"),
+    "gflops": (1.0, "GFLOPs (Ultralytics: 2 x conv MACs at 640x640, nc from the data)"),
 }
 
 

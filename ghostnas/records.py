@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ghostnas.config import GhostNetConfig, config_from_dict
+from ghostnas.detect.config import DetectConfig, detect_config_from_dict
 from ghostnas.errors import GhostnasError
 from ghostnas.promotion import rung_scores
 
@@ -44,7 +45,7 @@ ATTR_ARCH = "arch"
 LEGACY_ATTR_ARCH = "cfg"
 """What :data:`ATTR_ARCH` was called in studies written before the record had one name per value."""
 
-COST_KEYS = ("macs", "params", "latency_ms")
+COST_KEYS = ("macs", "params", "latency_ms", "gflops")
 """The costs a record may carry; a front's cost axis is one of them."""
 
 
@@ -60,6 +61,7 @@ class TrialRecord:
             ``worker_died``, ``running``, ``interrupted``.
         macs, params: Closed-form cost at the run's cost shape (None when never priced).
         latency_ms: Predicted latency when the search had a latency predictor.
+        gflops: A detector's Ultralytics GFLOPs (``search --task detect``).
         accuracy: The evaluator's score, only when ``outcome`` is ``ok`` (never invented).
         seconds: Evaluation time (None when it never reached the evaluator).
         reason: Why it failed or was not counted ("" when it was scored).
@@ -77,12 +79,13 @@ class TrialRecord:
     macs: int | None = None
     params: int | None = None
     latency_ms: float | None = None
+    gflops: float | None = None
     accuracy: float | None = None
     seconds: float | None = None
     reason: str = ""
     reference: bool = False
     arch: str = ""
-    config: GhostNetConfig | None = None
+    config: GhostNetConfig | DetectConfig | None = None
     trial_params: Mapping[str, Any] = field(default_factory=dict)
     rung_scores: tuple[float, ...] = ()
 
@@ -119,6 +122,7 @@ class TrialRecord:
             macs=_int_or_none(ua.get("macs")),
             params=_int_or_none(ua.get("params")),
             latency_ms=_float_or_none(ua.get("latency_ms")),
+            gflops=_float_or_none(ua.get("gflops")),
             accuracy=_float_or_none(ua.get("accuracy")) if outcome == "ok" else None,
             seconds=_float_or_none(ua.get("seconds")),
             reason=reason,
@@ -130,11 +134,14 @@ class TrialRecord:
         )
 
 
-def config_or_none(data: Any) -> GhostNetConfig | None:
-    """``data`` (a ``config_to_dict`` mapping) as a config; None when absent or not a config."""
+def config_or_none(data: Any) -> GhostNetConfig | DetectConfig | None:
+    """``data`` (a ``config_to_dict`` mapping) as a config; None when absent or not a config.
+    A detector's config (``task: detect``, :mod:`ghostnas.detect.config`) is read as one."""
     if not isinstance(data, Mapping):
         return None
     try:
+        if data.get("task") == "detect":
+            return detect_config_from_dict(data)
         return config_from_dict(dict(data))
     except (GhostnasError, TypeError, ValueError, KeyError):
         return None

@@ -159,6 +159,7 @@ def write_outputs(
             "score_label": label,
             "macs": best.macs,
             "params": best.params,
+            **({"gflops": best.gflops} if best.gflops is not None else {}),
             "budget": budget.describe(),
             "cost_convention": s["cost_convention"],
             "space": space.name,
@@ -206,6 +207,8 @@ def _score(v: float) -> str:
 def _cost_text(value: float | None, metric: str) -> str:
     if value is None:
         return ""
+    if metric == "gflops":
+        return f"{value:.3g} GFLOPs"
     return f"{value:.3g} ms" if metric == "latency_ms" else _m(value)
 
 
@@ -248,6 +251,8 @@ def _time_lines(records: Sequence[TrialRecord], run_info: Mapping[str, Any]) -> 
 
 
 def _cost_sentence(settings: Mapping[str, Any], label: str) -> str:
+    if settings.get("cost_sentence"):  # a task with its own convention (detection: Ultralytics' GFLOPs)
+        return f"{settings['cost_sentence']} The score is the evaluator's: {label}."
     if settings.get("cost_at", "paper") == "paper":
         return (
             "MACs and params are counted at 224x224 and 1000 classes (conv+linear multiply-accumulates, "
@@ -313,9 +318,16 @@ def _summary(
         lines += [
             "## Best under budget",
             "",
-            f"Trial {best.number}: {label} {_score(best.accuracy)}, {_m(best.macs)} MACs, "
+            f"Trial {best.number}: {label} {_score(best.accuracy)}, "
+            + (f"{best.gflops:.3f} GFLOPs, " if best.gflops is not None else "")
+            + f"{_m(best.macs)} MACs, "
             f"{_m(best.params)} params{' (the reference network)' if best.reference else ''}. "
-            "Config: `best.json` (`ghostnas.create_model('best.json')`).",
+            + (
+                "Config: `best.json`; `ghostnas export RUN --best --name NAME --yolo-yaml FILE` writes it as an "
+                "Ultralytics model YAML."
+                if s.get("task") == "detect"
+                else "Config: `best.json` (`ghostnas.create_model('best.json')`)."
+            ),
             "",
             f"`{best.arch}`",
             "",
@@ -325,7 +337,8 @@ def _summary(
         r = ref[0]
         score = f"{label} {_score(r.accuracy)}" if r.accuracy is not None else r.outcome
         lines += [
-            f"Reference (width-scaled GhostNet, trial {r.number}): {score}, {_m(r.macs)} MACs.",
+            f"Reference ({'the space reference, widest width in budget' if s.get('task') == 'detect' else 'width-scaled GhostNet'}, "
+            f"trial {r.number}): {score}, {_m(r.macs)} MACs.",
             "",
         ]
     lines += noise_summary_lines(
@@ -336,16 +349,18 @@ def _summary(
         label,
     )
     lines += promotion_summary_lines(run_info.get("promotion"))
-    latency_col = cost_key == "latency_ms"
+    latency_col = cost_key in ("latency_ms", "gflops")  # a cost the MACs/params columns do not show
     lines += [
         f"## Pareto front ({len(front)} configs; {label} against {_AXIS_NAMES.get(cost_key, cost_key)})",
         "",
-        "| trial | score | MACs | params |" + (" latency |" if latency_col else "") + " config |",
+        "| trial | score | MACs | params |"
+        + (f" {'latency' if cost_key == 'latency_ms' else 'GFLOPs'} |" if latency_col else "")
+        + " config |",
         "|---:|---:|---:|---:|" + ("---:|" if latency_col else "") + "---|",
     ]
     lines += [
         f"| {r.number} | {_score(r.accuracy)} | {_m(r.macs)} | {_m(r.params)} |"
-        + (f" {_cost_text(r.latency_ms, 'latency_ms')} |" if latency_col else "")
+        + (f" {_cost_text(r.cost(cost_key), cost_key)} |" if latency_col else "")
         + f" `{r.arch}` |"
         for r in front
     ]
@@ -370,4 +385,4 @@ def _scored(r: TrialRecord) -> dict[str, Any]:
 
 
 # Cost metrics in words, for prose and table headings.
-_AXIS_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "predicted latency"}
+_AXIS_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "predicted latency", "gflops": "GFLOPs"}

@@ -31,6 +31,8 @@ FINGERPRINT_KEYS = (
     "cost_at",
     "data_digest",
     "rungs",
+    "task",
+    "image_size",
 )
 """Settings that change what a trial's score means."""
 

@@ -92,7 +92,10 @@ def csv_columns(records: Sequence[TrialRecord]) -> list[str]:
     latency predictor), then ``score_r0``, ``score_r1``... when candidates were promoted
     through rungs (:mod:`ghostnas.promotion`)."""
     n_rungs = max((len(r.rung_scores) for r in records), default=0)
-    return list(CSV_COLUMNS) + [rung_attr(i) for i in range(n_rungs)]
+    columns = list(CSV_COLUMNS)
+    if any(r.gflops is not None for r in records):  # a detection search (Ultralytics' GFLOPs)
+        columns.insert(columns.index("latency_ms") + 1, "gflops")
+    return columns + [rung_attr(i) for i in range(n_rungs)]
 
 
 def _csv_row(r: TrialRecord) -> dict[str, Any]:
@@ -103,6 +106,7 @@ def _csv_row(r: TrialRecord) -> dict[str, Any]:
         "macs": r.macs,
         "params": r.params,
         "latency_ms": r.latency_ms,
+        "gflops": r.gflops,
         "accuracy": r.accuracy,
         "seconds": r.seconds,
         "reason": r.reason,
@@ -141,6 +145,7 @@ def pareto_entry(r: TrialRecord) -> dict[str, Any]:
         "macs": r.macs,
         "params": r.params,
         **({"latency_ms_predicted": r.latency_ms} if r.latency_ms is not None else {}),
+        **({"gflops": r.gflops} if r.gflops is not None else {}),
         "accuracy": r.accuracy,
         "reference": r.reference,
         "arch": r.arch,
@@ -246,6 +251,7 @@ def _parse_row(row: Mapping[str, str], where: str) -> TrialRecord:
             macs=_opt(int, row["macs"]),
             params=_opt(int, row["params"]),
             latency_ms=_opt(float, row.get("latency_ms")),
+            gflops=_opt(float, row.get("gflops")),
             accuracy=_opt(float, row["accuracy"]),
             seconds=_opt(float, row["seconds"]),
             reason=row["reason"],

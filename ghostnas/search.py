@@ -191,6 +191,7 @@ def _evaluator(plan: SearchPlan, evaluator: Evaluator | None) -> Evaluator:
                 epochs=settings.epochs,
                 seed=settings.seed,
                 device=settings.device,
+                image_size=settings.image_size,
             ),
         )
     if settings.rungs > 1 and not isinstance(evaluator, MultiFidelityEvaluator):
@@ -351,7 +352,7 @@ def _after_trial(
                     last_state=ua.get("outcome", trial.state.name.lower()),
                     trial=trial.number,
                     score=ua.get("accuracy") if ua.get("outcome") == "ok" else None,
-                    costs={k: float(ua[k]) for k in ("macs", "params", "latency_ms") if k in ua},
+                    costs={k: float(ua[k]) for k in ("macs", "params", "latency_ms", "gflops") if k in ua},
                     seconds=ua.get("seconds"),
                     cost_key=key,
                 )

@@ -39,9 +39,16 @@ from ghostnas.data import (
     load_dataset,
     spec_of,
 )
-from ghostnas.evaluators import list_evaluators
+from ghostnas.evaluators import DEFAULT_EVALUATOR, list_evaluators
 from ghostnas.promotion import MAX_RUNGS
-from ghostnas.search_settings import COST_AT, SearchError, SearchSettings, default_out_dir
+from ghostnas.search_settings import (
+    COST_AT,
+    DEFAULT_SPACE,
+    RUNS_DIR,
+    SearchError,
+    SearchSettings,
+    default_out_dir,
+)
 from ghostnas.space import SearchSpace, load_space
 from ghostnas.storage import check_retry_s, default_storage_url, redact, storage_path
 
@@ -51,6 +58,7 @@ __all__ = [
     "candidate_costs_of",
     "data_fields",
     "open_latency",
+    "plan_detect",
     "plan_search",
     "reference_params",
     "resolve_data",
@@ -75,6 +83,7 @@ class SearchPlan:
     latency_calibration: Any = None  # a ghostnas.latency.Calibration when one was made
     data: Any = "fashion-mnist"  # a name (read lazily by the evaluator) or a loaded Dataset
     shape: BuildSpec = PAPER_SHAPE  # where MACs and params are counted (--cost-at)
+    task: Any = None  # a ghostnas.detect.task.DetectTask for --task detect (space, cost, data)
 
 
 def plan_search(settings: SearchSettings) -> SearchPlan:
@@ -119,13 +128,19 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
         )
     if len(objectives) > 1 and objectives[1].name != budget.metric:
         logger.info("objective %s differs from the budget metric %s", objectives[1].name, budget.metric)
-    if settings.evaluator not in list_evaluators():
+    if settings.task == "detect" and settings.evaluator == DEFAULT_EVALUATOR:
+        settings = replace(settings, evaluator="detect")  # the detection proxy is the default there
+    if settings.evaluator not in list_evaluators(settings.task):
         raise SearchError(
-            f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators())}"
+            f"unknown evaluator {settings.evaluator!r}; choose one of {', '.join(list_evaluators(settings.task))}"
         )
     from ghostnas.device import resolve_device
 
     settings = replace(settings, device=resolve_device(settings.device))
+    if settings.task == "detect":
+        return plan_detect(settings)
+    if settings.task != "classify":
+        raise SearchError(f"task {settings.task!r}: choose classify or detect")
     if settings.cost_at not in COST_AT:
         raise SearchError(f"--cost-at {settings.cost_at!r}: choose paper (224x224, 1000 classes) or data")
     latency, latency_path, calibration = None, None, None
@@ -148,17 +163,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
             f"({smallest:,} {unit} at {shape.describe()}); raise the budget or use a smaller space"
         )
     out_dir = Path(settings.out) if settings.out else default_out_dir(settings, space.name)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SearchError(f"--out {out_dir}: exists and is not a folder")
-    check_output_dir(out_dir, "--out")
-    if settings.storage and settings.storage.startswith(("journal:", "sqlite:///")):
-        folder = Path(storage_path(settings.storage)).expanduser().parent
-        if folder.is_dir():  # (a missing folder is open_storage's one-line error)
-            check_output_dir(folder, "--storage", name=redact(settings.storage))
-    study_name = settings.study or out_dir.name
-    if not study_name or len(study_name) > 500:
-        raise SearchError("study name must be 1 to 500 characters")
-    storage_url = settings.storage or default_storage_url(out_dir)
+    storage_url, study_name = _run_place(settings, out_dir)
     fingerprint = {
         "space": space.name,
         "budget": budget.describe(),
@@ -191,6 +196,68 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
     )
 
 
+def _run_place(settings: SearchSettings, out_dir: Path) -> tuple[str, str]:
+    """Check the run folder and the storage's folder take files; the storage URL and study name."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SearchError(f"--out {out_dir}: exists and is not a folder")
+    check_output_dir(out_dir, "--out")
+    if settings.storage and settings.storage.startswith(("journal:", "sqlite:///")):
+        folder = Path(storage_path(settings.storage)).expanduser().parent
+        if folder.is_dir():  # (a missing folder is open_storage's one-line error)
+            check_output_dir(folder, "--storage", name=redact(settings.storage))
+    study_name = settings.study or out_dir.name
+    if not study_name or len(study_name) > 500:
+        raise SearchError("study name must be 1 to 500 characters")
+    return settings.storage or default_storage_url(out_dir), study_name
+
+
+def plan_detect(settings: SearchSettings) -> SearchPlan:
+    """``--task detect``: the detection space, data, cost and budget (:mod:`ghostnas.detect.task`),
+    checked before anything is written; the rest of the run is the classification search's."""
+    from ghostnas.detect.task import detect_budget, open_detect_task
+
+    if settings.cost_at != "paper" or settings.latency_table is not None:
+        raise SearchError(
+            "--task detect counts Ultralytics GFLOPs; --cost-at and latency budgets do not apply"
+        )
+    budget = detect_budget(settings.budget)
+    objectives = parse_objectives(str(settings.objectives).replace("macs", "gflops"))  # FLOPs: Ultralytics'
+    if any(o.name not in ("accuracy", "gflops", "params") for o in objectives):
+        raise SearchError("--task detect optimises accuracy against gflops or params")
+    settings = replace(settings, budget=budget, objectives=",".join(o.name for o in objectives))
+    task = open_detect_task(
+        None if settings.space == DEFAULT_SPACE else settings.space, settings.data, budget, settings.base
+    )
+    sampler = settings.sampler if isinstance(settings.sampler, str) else "custom"
+    out_dir = (
+        Path(settings.out)
+        if settings.out
+        else RUNS_DIR / task.out_dir_name(budget, settings.evaluator, sampler, settings.seed)
+    )
+    storage_url, study_name = _run_place(settings, out_dir)
+    fingerprint = {
+        "space": task.space.name,
+        "budget": budget.describe(),
+        "objectives": settings.objectives,
+        "evaluator": settings.evaluator,
+        "epochs": settings.epochs,
+        "rungs": settings.rungs,
+        "image_size": settings.image_size,
+        **task.fingerprint(),
+    }
+    return SearchPlan(
+        settings,
+        task.space,
+        objectives,
+        out_dir,
+        storage_url,
+        study_name,
+        fingerprint,
+        data=str(task.data.yaml_path),
+        task=task,
+    )
+
+
 def resolve_data(settings: SearchSettings, space: SearchSpace) -> tuple[Any, DatasetSpec]:
     """The data and its shape, checked against the space's downsampling.
 
@@ -215,6 +282,8 @@ def resolve_data(settings: SearchSettings, space: SearchSpace) -> tuple[Any, Dat
 
 def data_fields(plan: SearchPlan) -> dict[str, Any]:
     """What ``run.json`` records about the data and the cost convention."""
+    if plan.task is not None:
+        return plan.task.run_fields()
     data, shape = plan.data, plan.shape
     fields: dict[str, Any] = {
         "data": data_label(data),
@@ -270,6 +339,8 @@ def open_latency(table: str | None, backend: str = "torch") -> tuple[Any, Path]:
 
 def candidate_costs_of(plan: SearchPlan, cfg: GhostNetConfig) -> dict[str, float]:
     """Every cost of a candidate; with a latency predictor, newly timed blocks are saved."""
+    if plan.task is not None:
+        return plan.task.costs(cfg)
     if plan.latency is None:
         return candidate_costs(cfg, shape=plan.shape)
     before = len(plan.latency.table.entries)

@@ -106,6 +106,11 @@ class SearchSettings:
             stream each on a GPU; see :mod:`ghostnas.search_batches`). 1: one at a time.
         storage_retry_s: How long to wait for a database server (PostgreSQL, MySQL) that stopped
             answering mid-run before stopping with a one-line error (:mod:`ghostnas.storage`).
+        task: ``classify`` (GhostNet classifiers, the default) or ``detect``: backbones inside
+            a YOLO detector (:mod:`ghostnas.detect`), ``data`` an Ultralytics data.yaml, the
+            budget in Ultralytics' GFLOPs, ``space`` a detection space, ``image_size`` the
+            proxy's training side.
+        base: ``detect`` only: another base detector than the space's (``yolov8s``...).
     """
 
     budget: Budget
@@ -134,6 +139,8 @@ class SearchSettings:
     command: Sequence[str] | None = None
     parallel: int = 1
     storage_retry_s: float = DEFAULT_RETRY_S
+    task: str = "classify"
+    base: str | None = None
 
 
 @dataclass(frozen=True)

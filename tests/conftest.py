@@ -67,3 +67,14 @@ def postgres_url() -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
     with _postgres.postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def tiny_detect_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny detection dataset made at run time (``ghostnas data make-detect``): 16 canvases of
+    64x64 (train 12, val 2, test 2); its data.yaml path."""
+    from ghostnas.data.detect import DetectRecipe, make_detect_dataset
+
+    out = tmp_path_factory.mktemp("detect_data") / "tiny"
+    make_detect_dataset(out, DetectRecipe(images=16, imgsz=64, seed=1))
+    return out / "data.yaml"

@@ -92,12 +92,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the study's storage, for a run folder written before trials carried their config whose "
         "run.json storage (recorded without its password) does not reach it",
     )
+    p.add_argument(
+        "--yolo-yaml",
+        metavar="FILE",
+        default=None,
+        help="a detection run (search --task detect): write the trial as an Ultralytics model YAML to FILE "
+        "(import ghostnas.yolo; YOLO(FILE).train(data=...))",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ghostnas.detect.export import is_detect_run
     from ghostnas.export import OnnxOptions, export_trial
+
+    if args.yolo_yaml is not None or is_detect_run(args.run_dir):
+        return _export_detector(args)
 
     onnx = None
     if args.onnx is not None:
@@ -141,4 +152,35 @@ def cmd_export(args: argparse.Namespace) -> int:
         check = f"max |onnxruntime - torch| = {diff:.2e}" if diff is not None else "onnxruntime not installed"
         print(f"onnx         {result.onnx['path']}: onnx.checker ok, {check}")
     print(f"use          ghostnas.create_model({result.name!r}) / ghostnas profile {result.name}")
+    return 0
+
+
+def _export_detector(args: argparse.Namespace) -> int:
+    from ghostnas.detect.export import export_detector
+    from ghostnas.errors import GhostnasError
+
+    if args.onnx is not None or args.to is not None:
+        raise GhostnasError(
+            "a detection run exports an Ultralytics model YAML (--yolo-yaml FILE); --onnx and --to do not apply"
+        )
+    result = export_detector(
+        args.run_dir,
+        args.name,
+        trial=None if args.best else args.trial,
+        yolo_yaml=args.yolo_yaml,
+        force=args.force,
+    )
+    if args.json:
+        print_json({"name": args.name, "path": str(result.path), "meta": result.meta})
+        return 0
+    m = result.meta
+    print(f"exported     trial {result.trial} as {args.name} -> {result.path}")
+    print(
+        f"metrics      {m['score_label']} {m['score']:.4f}, {m['gflops']:.3f} GFLOPs, {int(m['params']):,} params"
+    )
+    print(f"arch         {m['arch']}")
+    print(f"costs        {m['cost_convention']}")
+    print(
+        f"use          import ghostnas.yolo; from ultralytics import YOLO; YOLO({str(result.path)!r}).train(data=...)"
+    )
     return 0

@@ -29,6 +29,13 @@ Running the same command again resumes the study and runs only the missing trial
 crash (kill -9): the trials a dead process was running are marked failed and their configs rerun.
 Several processes (on one machine or many) share one study with the same --storage and --study;
 --trials is then the total for the study (README, "Reliability: resume and many workers").
+
+Detectors: --task detect --base yolov8n --budget 6.5GFLOPs --data DIR/data.yaml searches the
+backbone C2f layers inside YOLOv8 (bottleneck kind, depth, width; space search_spaces/detect/), scored
+by a short Ultralytics training run (val mAP50-95; --epochs, --image-size is its training side).
+Budgets and costs are Ultralytics' GFLOPs: 2 x conv MACs at 640x640 with the data's classes (the
+fused model's count). `ghostnas data make-detect` makes detection data offline; `ghostnas export
+RUN --best --name NAME --yolo-yaml FILE` writes the winner as an Ultralytics model YAML.
 """
 
 
@@ -61,9 +68,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--budget",
         type=_budget,
-        default="150MFLOPs",
+        default=None,
         help="cost limit: 150MFLOPs / 0.15GFLOPs / 150M (MACs at 224x224, paper convention) or "
-        "5Mparams (default 150MFLOPs)",
+        "5Mparams (default 150MFLOPs); with --task detect, Ultralytics GFLOPs (default 6.5GFLOPs)",
+    )
+    p.add_argument(
+        "--task",
+        choices=("classify", "detect"),
+        default="classify",
+        help="classify: GhostNet classifiers (default); detect: Ghost backbones inside a YOLO detector",
+    )
+    p.add_argument(
+        "--base",
+        default=None,
+        help="--task detect: the base detector, yolov8n (default, the space's) ... yolov8x",
     )
     p.add_argument(
         "--trials",
@@ -199,6 +217,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cost(value: float, metric: str) -> str:
     if metric == "latency_ms":
         return f"{value:.3g} ms"
+    if metric == "gflops":
+        return f"{value:.3f} GFLOPs"
     return f"{value / 1e6:.1f}M {'MACs' if metric == 'macs' else 'params'}"
 
 
@@ -208,7 +228,7 @@ def _score(value: float) -> str:
 
 def start_line(s: Any) -> str:
     """The one line a search prints before its first trial (a :class:`ghostnas.search.SearchStart`)."""
-    names = {"macs": "MACs", "params": "params", "latency_ms": "latency"}
+    names = {"macs": "MACs", "params": "params", "latency_ms": "latency", "gflops": "GFLOPs"}
     goal = (
         f"{s.score_label} against {names.get(s.objectives[1], s.objectives[1])}"
         if len(s.objectives) > 1
@@ -308,8 +328,19 @@ def cmd_search(args: argparse.Namespace) -> int:
             line=trial_line(p, label),
         )
 
+    budget = args.budget
+    if budget is None:
+        from ghostnas.budget import parse_budget
+
+        budget = parse_budget("6.5GFLOPs" if args.task == "detect" else "150MFLOPs")
+    if args.task == "detect":
+        from ghostnas.detect.task import detect_budget
+
+        budget = detect_budget(budget)  # the same number, in Ultralytics' GFLOPs
     settings = SearchSettings(
-        budget=args.budget,
+        budget=budget,
+        task=args.task,
+        base=args.base,
         space=args.space,
         trials=args.trials,
         timeout=args.timeout,
@@ -363,8 +394,9 @@ def _print_result(result: Any) -> None:
     print(f"study        {result.study_name} in {result.storage_url}")
     print(f"evaluated    {result.evaluated} candidates ({result.evaluated_this_run} this run)")
     if best is not None:
+        gflops = f"{best.gflops:.3f} GFLOPs, " if best.gflops is not None else ""
         print(
-            f"best         trial {best.number}: {label} {_score(best.accuracy)}, "
+            f"best         trial {best.number}: {label} {_score(best.accuracy)}, {gflops}"
             f"{best.macs / 1e6:.1f}M MACs, {best.params / 1e6:.2f}M params -> best.json"
         )
     print(

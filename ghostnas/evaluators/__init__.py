@@ -54,6 +54,7 @@ class EvalSettings:
         epochs: Training budget of the short-training proxy in epochs (None: its default).
         seed: Seed for data subsets, initialisation and batch order.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
+        image_size: The side a detection proxy trains at (None: its default).
     """
 
     data: str | Dataset = "fashion-mnist"
@@ -61,11 +62,13 @@ class EvalSettings:
     epochs: float | None = None
     seed: int = 0
     device: str = "cpu"
+    image_size: int | None = None
 
 
 # name -> "module:factory"; a factory takes an EvalSettings and returns an Evaluator.
 _FACTORIES: dict[str, str] = {
     "fake": "ghostnas.evaluators.fake:from_settings",
+    "detect": "ghostnas.evaluators.detect:from_settings",
     "train": "ghostnas.evaluators.proxy:from_settings",
     "trainloss": "ghostnas.evaluators.proxy:trainloss_from_settings",
     "synflow": "ghostnas.evaluators.zero_cost:synflow_from_settings",
@@ -87,6 +90,7 @@ DEFAULT_EVALUATOR = "train"
 # only `train` measures an accuracy; the zero-cost proxies have their own scales.
 _SCORE_LABELS: dict[str, str] = {
     "fake": "fake score",
+    "detect": "proxy mAP50-95 (val)",
     "train": "proxy accuracy",
     "trainloss": "minus mean training loss",
     "synflow": "synflow score (log)",
@@ -111,15 +115,20 @@ def score_label(evaluator: str | Evaluator) -> str:
     return _SCORE_LABELS.get(evaluator, f"{evaluator} score")
 
 
-def list_evaluators() -> list[str]:
-    """Names accepted by :func:`make_evaluator` and ``ghostnas search --evaluator``."""
-    return sorted(_FACTORIES)
+# Evaluators of detectors (``ghostnas search --task detect``); every other one scores classifiers.
+_DETECT_EVALUATORS = frozenset({"detect"})
+
+
+def list_evaluators(task: str = "classify") -> list[str]:
+    """Names accepted by :func:`make_evaluator` and ``ghostnas search --evaluator`` for ``task``
+    (``classify``: GhostNet configs; ``detect``: detectors, :mod:`ghostnas.detect`)."""
+    return sorted(n for n in _FACTORIES if (n in _DETECT_EVALUATORS) == (task == "detect"))
 
 
 def make_evaluator(name: str, settings: EvalSettings | None = None) -> Evaluator:
     """Build the evaluator called ``name`` with ``settings`` (defaults when None)."""
     if name not in _FACTORIES:
-        raise GhostnasError(f"unknown evaluator {name!r}; choose one of {', '.join(list_evaluators())}")
+        raise GhostnasError(f"unknown evaluator {name!r}; choose one of {', '.join(sorted(_FACTORIES))}")
     module_name, attr = _FACTORIES[name].split(":")
     factory = getattr(importlib.import_module(module_name), attr)
     return factory(settings or EvalSettings())
