@@ -155,7 +155,7 @@ device() {
     RATE_T1=45
     SQ_ARGS="--trials 30 --train-epochs 30"
     SQ_RUN_S=150  # one full-recipe training run of ghostnet_100 on an H100/H200, with margin
-    GPU_TESTS="tests/test_train_many.py tests/test_search_batches.py"
+    GPU_TESTS="tests/training/test_train_many.py tests/search/test_search_batches.py"
     if ls .gpu/whl/*.whl > /dev/null 2>&1; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
             .gpu/whl/*.whl || { echo "gpu_session: installing the carried wheels failed" >&2; exit 1; }

@@ -124,7 +124,7 @@ stages:
 
 
 def test_tiny_g_ghost_space_size_cost_range_and_replay_match_brute_force() -> None:
-    from tests.test_space import enumerate_space
+    from tests.search.test_space import enumerate_space
 
     space = loads_space(TINY_GG)
     configs = list(enumerate_space(space))

@@ -1,7 +1,7 @@
 """``ghostnas latency``: bad input is one line on stderr and exit 2; build, predict, measure (:mod:`ghostnas.cli._latency`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ghostnas.latency import (
     network_parts,
     save_table,
 )
-from tests.latency_stubs import SMALL, TINY, NetTimer, make_table, run_cli, stub_part_timer
+from tests.latency.stubs import SMALL, TINY, NetTimer, make_table, run_cli, stub_part_timer
 
 # ------------------------------------------------------------------------------------------
 # the command line: bad input is one line on stderr and exit status 2

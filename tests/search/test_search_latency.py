@@ -1,7 +1,7 @@
 """The search under a latency budget or objective, on stub timings so nothing real is timed.
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ghostnas.latency import (
     load_table,
     save_table,
 )
-from tests.latency_stubs import TINY, run_cli, stub_part_timer
+from tests.latency.stubs import TINY, run_cli, stub_part_timer
 
 # ------------------------------------------------------------------------------------------
 # the search: latency budgets and objectives (stub timings, so nothing real is timed)

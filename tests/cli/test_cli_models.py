@@ -12,7 +12,7 @@ import pytest
 import ghostnas
 from ghostnas.cli import main
 from ghostnas.config import config_to_dict, save_config
-from tests.test_cost import PAPER
+from tests.models.test_cost import PAPER
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -1,7 +1,7 @@
 """Latency: accuracy figures of a predictor: Kendall tau and the report (:mod:`ghostnas.latency._accuracy`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations

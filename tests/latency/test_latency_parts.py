@@ -1,7 +1,7 @@
 """Latency: a network as parts with stable keys (:mod:`ghostnas.latency._parts`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ghostnas.latency import (
     network_parts,
 )
 from ghostnas.models.ghostnet import GhostNet
-from tests.latency_stubs import SMALL, TINY, randomize_bn
+from tests.latency.stubs import SMALL, TINY, randomize_bn
 
 # ------------------------------------------------------------------------------------------
 # parts and keys

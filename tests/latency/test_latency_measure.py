@@ -1,7 +1,7 @@
 """Latency: BN folding, the timer and its clocks, thread counts, device choice (:mod:`ghostnas.latency._measure`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ghostnas.latency import (
 )
 from ghostnas.models.ghostnet import GhostNet
 from ghostnas.registry import resolve_config
-from tests.latency_stubs import randomize_bn
+from tests.latency.stubs import randomize_bn
 
 # ------------------------------------------------------------------------------------------
 # measurement

@@ -1,7 +1,7 @@
 """Latency: the predictor: sums of parts plus a fitted correction, calibration, uncertainty, the table builder, latency budgets parsed (:mod:`ghostnas.latency._predict`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ghostnas.latency import (
     parse_latency_ms,
 )
 from ghostnas.registry import resolve_config
-from tests.latency_stubs import SMALL, TINY, NetTimer, StubTimer, stub_part_timer, stub_predictor
+from tests.latency.stubs import SMALL, TINY, NetTimer, StubTimer, stub_part_timer, stub_predictor
 
 # ------------------------------------------------------------------------------------------
 # the predictor

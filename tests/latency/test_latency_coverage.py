@@ -1,7 +1,7 @@
 """Latency: build-table's choice of networks (:mod:`ghostnas.latency._coverage`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations

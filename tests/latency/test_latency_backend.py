@@ -1,7 +1,7 @@
 """Latency: the ONNX Runtime backend, real on tiny shapes (:mod:`ghostnas.latency._backend`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ghostnas.latency import (
     open_table,
     save_table,
 )
-from tests.latency_stubs import SMALL, TINY
+from tests.latency.stubs import SMALL, TINY
 
 # ------------------------------------------------------------------------------------------
 # the ONNX Runtime backend (real, on tiny shapes)

@@ -139,7 +139,7 @@ stages:
 
 
 def test_tiny_v2_space_size_and_cost_range_match_brute_force() -> None:
-    from tests.test_space import enumerate_space
+    from tests.search.test_space import enumerate_space
 
     space = loads_space(TINY_V2)
     configs = list(enumerate_space(space))

@@ -1,7 +1,7 @@
 """Latency: the JSON latency table: round trip, device keys, corrupt files (:mod:`ghostnas.latency._table`).
 
 Nothing here asserts a timing: stubs and fake clocks stand in for the machine (see
-:mod:`tests.latency_stubs`).
+:mod:`tests.latency.stubs`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ghostnas.latency import (
     open_table,
     save_table,
 )
-from tests.latency_stubs import make_table
+from tests.latency.stubs import make_table
 
 # ------------------------------------------------------------------------------------------
 # the table
