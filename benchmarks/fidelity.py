@@ -494,8 +494,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"log-uniformly by MACs@224 over {a['macs_lo'] / 1e6:.0f}M-{a['macs_hi'] / 1e6:.0f}M, {a['band']} more in the "
         f"band {a['band_lo'] / 1e6:.0f}M-{a['band_hi'] / 1e6:.0f}M ({result['n_in_band']} configs fall in the band in all).",
         f"- Data: {result['data']}; validation on {a['val_images']} fixed held-out training images (never the test set).",
-        reference_line(a, result),
-        f"{', '.join(str(v) for v in result.get('reference_seeds', [a['ref_seed']]))}"
+        reference_line(a, result)
+        + f"{', '.join(str(v) for v in result.get('reference_seeds', [a['ref_seed']]))}"
         + (
             " (reference accuracy = mean over these seeds)."
             if len(result.get("reference_seeds", [])) > 1
