@@ -22,9 +22,9 @@ first reports the seed-to-seed Kendall tau of the reference (with a bootstrap in
 ceiling of every proxy's figure. Presets (``--scale``):
 
 - ``cpu`` (default): a *repeatable* reference sized for about 90 minutes on a shared 2-core CPU
-  with one torch thread: 14 configs (8 over a MACs spread, 6 in the band), two reference seeds,
-  each training 4 epochs of 5,000 images with cosine decay, validated once at the end on 10,000
-  held-out training images; the proxy is the search's default ``train`` recipe.
+  with one torch thread: 12 configs (7 over a MACs spread of 15M-200M, 5 in the band), two
+  reference seeds, each training 3 epochs of 4,000 images with cosine decay, validated once at
+  the end on 10,000 held-out training images; the proxy is the search's default ``train`` recipe.
 - ``gpu``: the same design at GPU scale (16 configs, 5 epochs of 12,000 images, 10,000
   validation images), sized for under 8 minutes of an H100/H200 (``scripts/gpu_session.sh``).
 - ``cpu-quick``: the older 20-minute reduced run (1,024 proxy images, a reference of 10x that
@@ -130,15 +130,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_ref_seeds": 1,
     },
     "cpu": {
-        "spread": 8,
-        "band": 6,
+        "spread": 7,
+        "band": 5,
         "macs_lo": 15e6,
-        "macs_hi": 250e6,
+        "macs_hi": 200e6,
         "proxy_images": 6144,
         "proxy_batch": 128,
         "proxy_val_images": 2000,
-        "ref_images": 5000,
-        "ref_epochs": 4,
+        "ref_images": 4000,
+        "ref_epochs": 3,
         "ref_batch": 128,
         "ref_schedule": "cosine",
         "ref_warmup": 0.05,
@@ -613,10 +613,10 @@ def main() -> None:
         nargs="+",
         help="reference seeds trained in this run (default: --ref-seed and the next, one for cpu-quick)",
     )
-    parser.add_argument("--spread", type=int, help="configs stratified by MACs (cpu 8, gpu 10)")
-    parser.add_argument("--band", type=int, help="configs inside the MACs band (cpu 6, gpu 6)")
+    parser.add_argument("--spread", type=int, help="configs stratified by MACs (cpu 7, gpu 10)")
+    parser.add_argument("--band", type=int, help="configs inside the MACs band (cpu 5, gpu 6)")
     parser.add_argument("--macs-lo", type=float, help="cpu and gpu 15e6")
-    parser.add_argument("--macs-hi", type=float, help="cpu and gpu 250e6")
+    parser.add_argument("--macs-hi", type=float, help="cpu 200e6, gpu 250e6")
     parser.add_argument("--band-lo", type=float, default=130e6)
     parser.add_argument("--band-hi", type=float, default=155e6)
     parser.add_argument("--proxy-images", type=int, help="training images the proxy sees in all")
@@ -626,7 +626,7 @@ def main() -> None:
     parser.add_argument(
         "--ref-images",
         type=int,
-        help="reference training subset, passed over --ref-epochs times (cpu 5000, gpu 12000)",
+        help="reference training subset, passed over --ref-epochs times (cpu 4000, gpu 12000)",
     )
     parser.add_argument(
         "--ref-factor",
@@ -634,7 +634,7 @@ def main() -> None:
         default=10,
         help="without --ref-images: reference = this times the proxy's images",
     )
-    parser.add_argument("--ref-epochs", type=int, help="cpu 4, gpu 5")
+    parser.add_argument("--ref-epochs", type=int, help="cpu 3, gpu 5")
     parser.add_argument("--ref-batch", type=int, help="cpu and gpu 128")
     parser.add_argument("--ref-schedule", choices=("linear", "cosine"), help="cpu and gpu cosine")
     parser.add_argument(
