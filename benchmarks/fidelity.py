@@ -25,8 +25,9 @@ ceiling of every proxy's figure. Presets (``--scale``):
   with one torch thread: 12 configs (7 over a MACs spread of 15M-200M, 5 in the band), two
   reference seeds, each training 3 epochs of 4,000 images with cosine decay, validated once at
   the end on 10,000 held-out training images; the proxy is the search's default ``train`` recipe.
-- ``gpu``: the same design at GPU scale (16 configs, 5 epochs of 12,000 images, 10,000
-  validation images), sized for under 8 minutes of an H100/H200 (``scripts/gpu_session.sh``).
+- ``gpu``: the same design at GPU scale (16 configs over 15M-250M, 5 epochs of 20,000 images,
+  10,000 validation images), sized for under 8 minutes of an H100/H200 (an estimate; see
+  ``benchmarks/gpu_plan.md``, ``scripts/gpu_session.sh``).
 - ``cpu-quick``: the older 20-minute reduced run (1,024 proxy images, a reference of 10x that
   over 2 linear-decay epochs, 1,000 validation images, one reference seed); it is what
   ``results/fidelity-cpu-2026-11-23`` ran (as ``--scale cpu`` then), and its reference agreed
@@ -154,7 +155,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "proxy_images": 6144,
         "proxy_batch": 128,
         "proxy_val_images": 2000,
-        "ref_images": 12000,
+        "ref_images": 20000,
         "ref_epochs": 5,
         "ref_batch": 128,
         "ref_schedule": "cosine",
@@ -626,7 +627,7 @@ def main() -> None:
     parser.add_argument(
         "--ref-images",
         type=int,
-        help="reference training subset, passed over --ref-epochs times (cpu 4000, gpu 12000)",
+        help="reference training subset, passed over --ref-epochs times (cpu 4000, gpu 20000)",
     )
     parser.add_argument(
         "--ref-factor",
