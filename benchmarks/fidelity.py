@@ -377,6 +377,56 @@ def repeatability(rows: list[dict[str, Any]], band_only: bool = False) -> dict[s
     return out
 
 
+TARGET_TAU = 0.7
+
+
+def reference_noise(rows: list[dict[str, Any]], target_tau: float = TARGET_TAU) -> dict[str, Any]:
+    """How noisy the reference is against how much the configs differ, and what would reach
+    ``target_tau`` (an estimate, from the configs with two or more reference seeds).
+
+    The seed noise SD is pooled from each config's seeds (sample variance per config, averaged);
+    the configs' own spread is the variance of their seed means less the noise's share of it.
+    If both are roughly normal and the noise is the same for every config, two independent
+    references (each the mean of ``k`` seeds) correlate with Pearson ``r = v / (v + s**2 / k)``
+    (``v`` the configs' variance, ``s`` the seed SD), and Kendall's tau of a bivariate normal is
+    ``2 / pi * asin(r)``. Inverting that gives the seeds per config (or the smaller seed noise at
+    one seed) that a tau of ``target_tau`` needs. These are model-based estimates, not
+    measurements, and are labelled so wherever they are shown.
+    """
+    groups = [[v for v in reference_seeds(r).values() if v is not None] for r in rows]
+    groups = [g for g in groups if len(g) >= 2]
+    if len(groups) < 3:
+        return {"n": len(groups)}
+    within = [sum((x - sum(g) / len(g)) ** 2 for x in g) / (len(g) - 1) for g in groups]
+    noise_var = sum(within) / len(within)
+    k_used = min(len(g) for g in groups)
+    means = [sum(g) / len(g) for g in groups]
+    m = sum(means) / len(means)
+    var_means = sum((x - m) ** 2 for x in means) / (len(means) - 1)
+    true_var = max(var_means - noise_var / k_used, 0.0)
+    r_needed = math.sin(math.pi * target_tau / 2)
+
+    def tau_for(k: float) -> float:
+        if true_var <= 0:
+            return 0.0
+        return 2 / math.pi * math.asin(true_var / (true_var + noise_var / k))
+
+    seeds_needed = math.ceil(noise_var * r_needed / (true_var * (1 - r_needed))) if true_var > 0 else None
+    return {
+        "n": len(groups),
+        "seed_sd": math.sqrt(noise_var),
+        "config_sd": math.sqrt(true_var),
+        "config_sd_of_means": math.sqrt(var_means),
+        "mean_abs_seed_difference": sum(max(g) - min(g) for g in groups) / len(groups),
+        "expected_tau_one_seed": tau_for(1),
+        "expected_tau_mean_of_seeds": tau_for(k_used),
+        "seeds_used": k_used,
+        "target_tau": target_tau,
+        "seeds_needed_for_target": seeds_needed,
+        "seed_sd_needed_for_target_one_seed": math.sqrt(true_var * (1 - r_needed) / r_needed),
+    }
+
+
 def all_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Every correlation of the table: against the mean reference, against each seed, and the
     reference's own repeatability, over all configs and inside the band."""
@@ -388,6 +438,8 @@ def all_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "repeatability": repeatability(rows),
         "repeatability_band": repeatability(rows, band_only=True),
+        "reference_noise": reference_noise(rows),
+        "reference_noise_band": reference_noise([r for r in rows if r["in_band"]]),
     }
 
 
@@ -568,6 +620,27 @@ def markdown(result: dict[str, Any]) -> str:
                 + (f"{tau(rep_band[k])} | {rep_band[k]['n']} |" if k in rep_band else "n/a | 0 |")
                 for k, v in rep.items()
             ],
+        ]
+    for label, key in (("all configs", "reference_noise"), ("band only", "reference_noise_band")):
+        rn = result.get(key) or {}
+        if rn.get("n", 0) < 3:
+            continue
+        need = rn["seeds_needed_for_target"]
+        lines += [
+            "",
+            f"Reference noise against the configs' spread ({label}, {rn['n']} configs with "
+            f"{rn['seeds_used']}+ seeds; **an estimate** from a normal model, see `reference_noise`): "
+            f"seed-to-seed SD of one reference run {100 * rn['seed_sd']:.2f} points (mean |difference| "
+            f"between seeds {100 * rn['mean_abs_seed_difference']:.2f}), SD of the configs' true accuracies "
+            f"about {100 * rn['config_sd']:.2f} points. That predicts a seed-to-seed tau of "
+            f"{rn['expected_tau_one_seed']:.2f} for single runs and {rn['expected_tau_mean_of_seeds']:.2f} between "
+            f"two independent means of {rn['seeds_used']} seeds. A tau of {rn['target_tau']:g} would need "
+            + (
+                f"about {need} seeds per config at this recipe, or a recipe whose single-run seed SD is at most "
+                f"{100 * rn['seed_sd_needed_for_target_one_seed']:.2f} points."
+                if need is not None
+                else "a reference whose configs differ measurably at all (their spread is within the noise here)."
+            ),
         ]
     lines += [
         "",

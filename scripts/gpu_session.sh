@@ -211,7 +211,7 @@ dry_run() {
     RATE_ARGS="--space tiny --budget 10M --data synthetic --epochs 1 --trials 3"
     RATE_TN=30
     RATE_T1=20
-    FID_ARGS="--scale cpu-quick --data synthetic --limit 2 --ref-seeds 1 2 --proxy-images 128 --proxy-val-images 64"
+    FID_ARGS="--scale cpu-quick --data synthetic --limit 2 --threads 1 --ref-seeds 1 2 --proxy-images 128 --proxy-val-images 64"
     FID_ARGS+=" --ref-images 64 --ref-epochs 1 --val-images 128 --ref-validate end"
     FID_ROW_S=0
     SQ_ARGS="--space tiny --budget 10M --evaluator fake --data synthetic --trials 3 --train-epochs 1 --train-images 128"

@@ -150,3 +150,21 @@ def test_reference_validated_only_at_the_end_scores_the_same_network() -> None:
     assert end["images"] == 2 * 128
     diverged = fidelity.train_reference(ds, cfg, replace(recipe, lr=1e8, warmup=0.0), "cpu", 5, "end")
     assert "failed" in diverged and "val_acc" not in diverged
+
+
+def test_reference_noise_separates_seed_noise_from_the_configs_spread() -> None:
+    def rows(pairs: list[tuple[float, float]]) -> list[dict]:
+        return [
+            _row(i, a, train=a, band=False) | {"ref_seed": "1", "extra_reference": {"2": b}}
+            for i, (a, b) in enumerate(pairs)
+        ]
+
+    clear = fidelity.reference_noise(rows([(0.80, 0.82), (0.84, 0.86), (0.88, 0.90), (0.92, 0.94)]))
+    assert clear["seed_sd"] == pytest.approx(0.02 / 2**0.5)  # each config's two seeds differ by 0.02
+    # variance of the means 0.0080/3, less the noise's share of a 2-seed mean (0.0002/2)
+    assert clear["config_sd"] == pytest.approx((0.008 / 3 - 0.0001) ** 0.5)
+    assert clear["expected_tau_one_seed"] > 0.7 and clear["seeds_needed_for_target"] == 1
+    noisy = fidelity.reference_noise(rows([(0.80, 0.84), (0.84, 0.80), (0.82, 0.821), (0.81, 0.83)]))
+    assert noisy["expected_tau_one_seed"] < 0.2
+    assert noisy["seeds_needed_for_target"] is None or noisy["seeds_needed_for_target"] > 10
+    assert fidelity.reference_noise(rows([(0.8, 0.81), (0.82, 0.83)])) == {"n": 2}  # too few to say
