@@ -482,6 +482,8 @@ def rerender(out: Path) -> dict[str, Any]:
     extra_seeds = []
     for path in sorted(out.glob("ref-seed-*.json")):
         seed = path.stem.removeprefix("ref-seed-")
+        if not seed.lstrip("-").isdigit():  # ref-seed-N.run.json: the provenance of that seed's rows
+            continue
         extra_seeds.append(int(seed))
         by_key = json.loads(path.read_text())
         for row in result["rows"]:

@@ -39,6 +39,7 @@ def test_rerender_averages_reference_seeds_and_reports_their_agreement(tmp_path:
     # seed 2 reverses the order of the first two configs and has not reached the last one
     extra = {json.dumps({"id": i}, sort_keys=True): {"val_acc": v} for i, v in enumerate([0.83, 0.81, 0.85])}
     (tmp_path / "ref-seed-2.json").write_text(json.dumps(extra))
+    (tmp_path / "ref-seed-2.run.json").write_text("[]")  # --add-ref-seed's provenance: not a seed
 
     out = fidelity.rerender(tmp_path)
     got = [fidelity.reference_acc(r) for r in out["rows"]]
