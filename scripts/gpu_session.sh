@@ -240,5 +240,5 @@ case "${1:-}" in
     device) device "${2:-540}" ;;
     dry-run) dry_run "${2:-}" ;;
     collect) collect "${2:-}" ;;
-    *) sed -n '2,22p' "$0"; exit 2 ;;
+    *) sed -n '2,26p' "$0"; exit 2 ;;
 esac
