@@ -11,15 +11,31 @@ budget actually has to choose. Every config is scored by every proxy:
 - ``synflow``, ``naswot``, ``zen``: zero-cost proxies,
 - ``params``, ``macs``: the baselines,
 
-and then trained for about ``--ref-factor`` times the proxy's images as the reference. The table
-gives Kendall's tau and Spearman's rho of each proxy against the reference accuracy, over all
-configs and inside the band, with seeds and timings. Validation images are a fixed split of the
-training set (never the test set), the same for every config.
+and then trained longer as the reference, with every seed of ``--ref-seeds``; the reference
+accuracy is the mean over those seeds. The table gives Kendall's tau and Spearman's rho of each
+proxy against the reference accuracy (and against each seed alone), over all configs and inside
+the band, with seeds and timings. Validation images are a fixed split of the training set (never
+the test set), the same for every config.
 
-CPU scale: the defaults are a reduced run sized for a 2-core CPU (about 20 minutes); the output
-says so. On a CUDA GPU pass ``--device cuda --scale gpu`` for the full-size run.
+The reference has to agree with itself before any proxy can be judged against it: the table
+first reports the seed-to-seed Kendall tau of the reference (with a bootstrap interval), the
+ceiling of every proxy's figure. Presets (``--scale``):
 
-Run:  .venv/bin/python benchmarks/fidelity.py --lock /tmp/ghostnas-cpu.lock --out results/fidelity-cpu-DATE
+- ``cpu`` (default): a *repeatable* reference sized for about 90 minutes on a shared 2-core CPU
+  with one torch thread: 12 configs (7 over a MACs spread of 15M-200M, 5 in the band), two
+  reference seeds, each training 3 epochs of 4,000 images with cosine decay, validated once at
+  the end on 10,000 held-out training images; the proxy is the search's default ``train`` recipe.
+- ``gpu``: the same design at GPU scale (16 configs over 15M-250M, 5 epochs of 20,000 images,
+  10,000 validation images), sized for under 8 minutes of an H100/H200 (an estimate; see
+  ``benchmarks/gpu_plan.md``, ``scripts/gpu_session.sh``).
+- ``cpu-quick``: the older 20-minute reduced run (1,024 proxy images, a reference of 10x that
+  over 2 linear-decay epochs, 1,000 validation images, one reference seed); it is what
+  ``results/fidelity-cpu-2026-11-23`` ran (as ``--scale cpu`` then), and its reference agreed
+  with itself across seeds at a Kendall tau of only 0.12-0.33.
+
+Every preset value can be overridden by its flag; ``fidelity.json`` records them all.
+
+Run:  .venv/bin/python benchmarks/fidelity.py --threads 1 --resume --out results/fidelity-cpu-DATE
 """
 
 from __future__ import annotations
@@ -38,13 +54,14 @@ import torch
 
 from ghostnas.config import GhostNetConfig, config_from_dict, config_to_dict
 from ghostnas.cost import count_cost
-from ghostnas.data import load_dataset
+from ghostnas.data import Dataset, input_shape, load_dataset
 from ghostnas.evaluators import EvaluationFailed
-from ghostnas.evaluators.proxy import TrainEvaluator
+from ghostnas.evaluators.proxy import TrainEvaluator, proxy_data
 from ghostnas.evaluators.zero_cost import CostEvaluator, NaswotEvaluator, SynflowEvaluator, ZenEvaluator
+from ghostnas.registry import create_model
 from ghostnas.space import load_space
 from ghostnas.stats import bootstrap_interval, kendall_tau, spearman_rho
-from ghostnas.train import Recipe
+from ghostnas.train import Recipe, TrainingFailed, TrainingRun, prepare_data, sync
 
 try:  # benchmarks/ is on sys.path when run as a script
     from _runinfo import cpu_lock, run_info
@@ -92,26 +109,143 @@ def sample_configs(
     return out
 
 
+# Preset values of the flags left unset (see the module docstring). ``ref_images`` is the
+# reference's training subset (each epoch passes over it); None means ``ref_factor`` times the
+# proxy's images over ``ref_epochs`` (the cpu-quick design).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-quick": {
+        "spread": 14,
+        "band": 8,
+        "macs_lo": 40e6,
+        "macs_hi": 300e6,
+        "proxy_images": 1024,
+        "proxy_batch": 32,
+        "proxy_val_images": None,  # = val_images
+        "ref_images": None,
+        "ref_epochs": 2,
+        "ref_batch": 64,
+        "ref_schedule": "linear",
+        "ref_warmup": 0.15,
+        "ref_validate": "epochs",
+        "val_images": 1000,
+        "n_ref_seeds": 1,
+    },
+    "cpu": {
+        "spread": 7,
+        "band": 5,
+        "macs_lo": 15e6,
+        "macs_hi": 200e6,
+        "proxy_images": 6144,
+        "proxy_batch": 128,
+        "proxy_val_images": 2000,
+        "ref_images": 4000,
+        "ref_epochs": 3,
+        "ref_batch": 128,
+        "ref_schedule": "cosine",
+        "ref_warmup": 0.05,
+        "ref_validate": "end",
+        "val_images": 10000,
+        "n_ref_seeds": 2,
+    },
+    "gpu": {
+        "spread": 10,
+        "band": 6,
+        "macs_lo": 15e6,
+        "macs_hi": 250e6,
+        "proxy_images": 6144,
+        "proxy_batch": 128,
+        "proxy_val_images": 2000,
+        "ref_images": 20000,
+        "ref_epochs": 5,
+        "ref_batch": 128,
+        "ref_schedule": "cosine",
+        "ref_warmup": 0.05,
+        "ref_validate": "end",
+        "val_images": 10000,
+        "n_ref_seeds": 2,
+    },
+}
+
+
+def apply_preset(args: argparse.Namespace) -> None:
+    """Fill every flag left unset from the ``--scale`` preset; ``--ref-seeds`` from ``--ref-seed``."""
+    preset = dict(PRESETS[args.scale])
+    n_seeds = preset.pop("n_ref_seeds")
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.proxy_val_images is None:
+        args.proxy_val_images = args.val_images
+    if not args.ref_seeds:
+        args.ref_seeds = [args.ref_seed + i for i in range(n_seeds)]
+    if len(set(args.ref_seeds)) != len(args.ref_seeds):
+        raise SystemExit(f"fidelity: --ref-seeds {args.ref_seeds} repeats a seed; give distinct seeds")
+    args.ref_seed = args.ref_seeds[0]
+
+
 def recipes(args: argparse.Namespace) -> tuple[Recipe, Recipe]:
-    """The proxy recipe and the reference recipe (``ref_factor`` times the images)."""
-    base = Recipe(val_images=args.val_images)
-    proxy = replace(
-        base,
+    """The proxy recipe and the reference recipe."""
+    proxy = Recipe(
+        val_images=args.proxy_val_images,
         train_images=args.proxy_images // args.proxy_epochs,
         epochs=float(args.proxy_epochs),
         batch_size=args.proxy_batch,
     )
-    ref_total = args.proxy_images * args.ref_factor
-    ref = replace(
-        base,
-        train_images=ref_total // args.ref_epochs,
+    ref_subset = args.ref_images or args.proxy_images * args.ref_factor // args.ref_epochs
+    ref = Recipe(
+        val_images=args.val_images,
+        train_images=ref_subset,
         epochs=float(args.ref_epochs),
         batch_size=args.ref_batch,
+        schedule=args.ref_schedule,
+        warmup=args.ref_warmup,
     )
     return proxy, ref
 
 
-def score_config(cfg: GhostNetConfig, evs: dict[str, Any], ref: TrainEvaluator) -> dict[str, Any]:
+def train_reference(
+    dataset: Dataset, cfg: GhostNetConfig, recipe: Recipe, device: str, seed: int, validate: str
+) -> dict[str, Any]:
+    """Train ``cfg`` as the reference with ``seed``; ``validate="end"`` scores it only once.
+
+    Validating 10,000 images after every epoch would cost about a third of a CPU reference run
+    and only the last accuracy is the reference, so the run's report points are cut to the last
+    step. Everything else is :func:`ghostnas.train.fit`'s loop (same seeding, same batches).
+    """
+    train, val = proxy_data(dataset, recipe)
+    data = prepare_data(train, val, recipe, device, dataset.mean, dataset.std)
+    if validate == "end":
+        data = replace(data, report_at=(data.total_steps,))
+    spec = input_shape(dataset.spec)
+    t0 = time.perf_counter()
+    try:
+        run = TrainingRun(lambda: create_model(cfg, spec=spec), data, seed, None)
+        while not run.done:
+            while True:
+                run.advance()
+                if run.check_due:
+                    run.check()
+                if run.at_report_point:
+                    break
+            sync(data.device)
+            run.validate()
+    except TrainingFailed as exc:
+        return {"failed": str(exc), "seconds": time.perf_counter() - t0}
+    res = run.result(0.0, 0.0)
+    return {
+        "val_acc": res.val_acc,
+        "val_loss": res.val_loss,
+        "epoch_acc": list(res.epoch_acc),
+        "train_loss_last": res.train_loss_last,
+        "images": res.images,
+        "eval_s": res.eval_s,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def score_config(
+    cfg: GhostNetConfig, evs: dict[str, Any], dataset: Dataset, ref_recipe: Recipe, args: argparse.Namespace
+) -> dict[str, Any]:
     row: dict[str, Any] = {"scores": {}, "seconds": {}, "failed": {}}
     t = time.perf_counter()
     try:
@@ -132,11 +266,15 @@ def score_config(cfg: GhostNetConfig, evs: dict[str, Any], ref: TrainEvaluator) 
             row["failed"][name] = str(exc)
         row["seconds"][name] = time.perf_counter() - t
     t = time.perf_counter()
-    try:
-        r = ref.evaluate(cfg)
-        row["reference"] = {"val_acc": r.score, **dict(r.metrics)}
-    except EvaluationFailed as exc:
-        row["reference"] = {"failed": str(exc)}
+    by_seed = {
+        seed: train_reference(dataset, cfg, ref_recipe, args.device, seed, args.ref_validate)
+        for seed in args.ref_seeds
+    }
+    row["reference"] = by_seed[args.ref_seeds[0]]
+    row["ref_seed"] = str(args.ref_seeds[0])
+    if len(by_seed) > 1:
+        row["extra_reference"] = {str(s): by_seed[s].get("val_acc") for s in args.ref_seeds[1:]}
+        row["reference_runs"] = {str(s): r for s, r in by_seed.items()}
     row["seconds"]["reference"] = time.perf_counter() - t
     return row
 
@@ -154,14 +292,21 @@ def reference_seeds(row: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def correlations(rows: list[dict[str, Any]], band_only: bool) -> dict[str, dict[str, float | int]]:
-    """Kendall's tau and Spearman's rho of every proxy against the reference accuracy."""
+def correlations(
+    rows: list[dict[str, Any]], band_only: bool, seed: str | None = None
+) -> dict[str, dict[str, float | int]]:
+    """Kendall's tau and Spearman's rho of every proxy against the reference accuracy (the mean
+    over seeds, or one ``seed``'s alone)."""
+
+    def target(r: dict[str, Any]) -> float | None:
+        return reference_acc(r) if seed is None else reference_seeds(r).get(seed)
+
     out: dict[str, dict[str, float | int]] = {}
     for name in PROXIES:
         pairs = [
-            (r["scores"][name], reference_acc(r))
+            (r["scores"][name], target(r))
             for r in rows
-            if (r["in_band"] or not band_only) and name in r["scores"] and reference_acc(r) is not None
+            if (r["in_band"] or not band_only) and name in r["scores"] and target(r) is not None
         ]
         xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
         enough = len(pairs) >= 2
@@ -174,9 +319,23 @@ def correlations(rows: list[dict[str, Any]], band_only: bool) -> dict[str, dict[
     return out
 
 
-def run_note(scale: str, seeds: str) -> str:
+def run_note(args: dict[str, Any], seeds: str) -> str:
     """The paragraph under the table's title: what kind of run this was and how far to trust it."""
-    if scale == "cpu":
+    scale = args["scale"]
+    if args.get("ref_images"):  # the repeatable design (cpu and gpu presets of 2026-11-29 on)
+        where = (
+            "**This is a reduced-scale CPU run** (shared 2-core CPU, sized for about 90 minutes)"
+            if scale != "gpu"
+            else "GPU run"
+        )
+        return (
+            f"{where}: the reference trains every config {args['ref_epochs']} epochs on the same "
+            f"{args['ref_images']:,} training images with {args['ref_schedule']} decay and is validated on "
+            f"{args['val_images']:,} held-out training images ({seeds}). That is near convergence on the "
+            "subset, not training on all 55,000 images: the reference's own seed-to-seed tau below says "
+            "how far it can be trusted, and no proxy's tau can be read above it."
+        )
+    if scale in ("cpu", "cpu-quick"):
         return (
             "**This is a reduced-scale CPU run** (2-core CPU, small proxy and reference budgets so that the "
             "whole benchmark fits in about 20 minutes). The reference is only 10x the proxy's images, far "
@@ -189,28 +348,99 @@ def run_note(scale: str, seeds: str) -> str:
     )
 
 
-def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
-    """Kendall tau between the reference accuracies of every pair of reference seeds.
+def repeatability(rows: list[dict[str, Any]], band_only: bool = False) -> dict[str, dict[str, Any]]:
+    """Kendall tau (with its 90% bootstrap interval) between the reference accuracies of every
+    pair of reference seeds, over all configs or inside the band only.
 
     This is the ceiling of the table: no proxy can be expected to rank the configs more like one
     reference run than another run of the same reference with another seed does.
     """
     seeds = sorted({k for r in rows for k, v in reference_seeds(r).items() if v is not None})
-    out: dict[str, dict[str, float | int]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for i, a in enumerate(seeds):
         for b in seeds[i + 1 :]:
             pairs = [
                 (reference_seeds(r)[a], reference_seeds(r)[b])
                 for r in rows
-                if reference_seeds(r).get(a) is not None and reference_seeds(r).get(b) is not None
+                if (r["in_band"] or not band_only)
+                and reference_seeds(r).get(a) is not None
+                and reference_seeds(r).get(b) is not None
             ]
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+            enough = len(pairs) >= 2
             out[f"{a} vs {b}"] = {
                 "n": len(pairs),
-                "kendall_tau": kendall_tau(xs, ys) if len(pairs) >= 2 else math.nan,
-                "spearman_rho": spearman_rho(xs, ys) if len(pairs) >= 2 else math.nan,
+                "kendall_tau": kendall_tau(xs, ys) if enough else math.nan,
+                "kendall_tau_ci90": list(bootstrap_interval(xs, ys)) if enough else [math.nan, math.nan],
+                "spearman_rho": spearman_rho(xs, ys) if enough else math.nan,
             }
     return out
+
+
+TARGET_TAU = 0.7
+
+
+def reference_noise(rows: list[dict[str, Any]], target_tau: float = TARGET_TAU) -> dict[str, Any]:
+    """How noisy the reference is against how much the configs differ, and what would reach
+    ``target_tau`` (an estimate, from the configs with two or more reference seeds).
+
+    The seed noise SD is pooled from each config's seeds (sample variance per config, averaged);
+    the configs' own spread is the variance of their seed means less the noise's share of it.
+    If both are roughly normal and the noise is the same for every config, two independent
+    references (each the mean of ``k`` seeds) correlate with Pearson ``r = v / (v + s**2 / k)``
+    (``v`` the configs' variance, ``s`` the seed SD), and Kendall's tau of a bivariate normal is
+    ``2 / pi * asin(r)``. Inverting that gives the seeds per config (or the smaller seed noise at
+    one seed) that a tau of ``target_tau`` needs. These are model-based estimates, not
+    measurements, and are labelled so wherever they are shown.
+    """
+    groups = [[v for v in reference_seeds(r).values() if v is not None] for r in rows]
+    groups = [g for g in groups if len(g) >= 2]
+    if len(groups) < 3:
+        return {"n": len(groups)}
+    within = [sum((x - sum(g) / len(g)) ** 2 for x in g) / (len(g) - 1) for g in groups]
+    noise_var = sum(within) / len(within)
+    k_used = min(len(g) for g in groups)
+    means = [sum(g) / len(g) for g in groups]
+    m = sum(means) / len(means)
+    var_means = sum((x - m) ** 2 for x in means) / (len(means) - 1)
+    true_var = max(var_means - noise_var / k_used, 0.0)
+    r_needed = math.sin(math.pi * target_tau / 2)
+
+    def tau_for(k: float) -> float:
+        if true_var <= 0:
+            return 0.0
+        return 2 / math.pi * math.asin(true_var / (true_var + noise_var / k))
+
+    seeds_needed = math.ceil(noise_var * r_needed / (true_var * (1 - r_needed))) if true_var > 0 else None
+    return {
+        "n": len(groups),
+        "seed_sd": math.sqrt(noise_var),
+        "config_sd": math.sqrt(true_var),
+        "config_sd_of_means": math.sqrt(var_means),
+        "mean_abs_seed_difference": sum(max(g) - min(g) for g in groups) / len(groups),
+        "expected_tau_one_seed": tau_for(1),
+        "expected_tau_mean_of_seeds": tau_for(k_used),
+        "seeds_used": k_used,
+        "target_tau": target_tau,
+        "seeds_needed_for_target": seeds_needed,
+        "seed_sd_needed_for_target_one_seed": math.sqrt(true_var * (1 - r_needed) / r_needed),
+    }
+
+
+def all_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every correlation of the table: against the mean reference, against each seed, and the
+    reference's own repeatability, over all configs and inside the band."""
+    seeds = sorted({k for r in rows for k, v in reference_seeds(r).items() if v is not None})
+    return {
+        "correlations": {"all": correlations(rows, False), "band": correlations(rows, True)},
+        "correlations_by_seed": {
+            s: {"all": correlations(rows, False, s), "band": correlations(rows, True, s)} for s in seeds
+        },
+        "repeatability": repeatability(rows),
+        "repeatability_band": repeatability(rows, band_only=True),
+        "reference_noise": reference_noise(rows),
+        "reference_noise_band": reference_noise([r for r in rows if r["in_band"]]),
+    }
 
 
 def extra_seed_file(out: Path, seed: int) -> Path:
@@ -228,7 +458,6 @@ def add_reference_seed(args: argparse.Namespace, dataset: Any, ref_recipe: Recip
     rows = json.loads((args.out / "fidelity.json").read_text())["rows"]
     path = extra_seed_file(args.out, seed)
     done: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    ref = TrainEvaluator(dataset, recipe=ref_recipe, device=args.device, seed=seed)
     run_path = args.out / f"ref-seed-{seed}.run.json"
     runs = json.loads(run_path.read_text()) if run_path.exists() else []
     run_path.write_text(json.dumps([*runs, run_info()], indent=1) + "\n")  # every process that added rows
@@ -236,12 +465,10 @@ def add_reference_seed(args: argparse.Namespace, dataset: Any, ref_recipe: Recip
         key = json.dumps(row["config"], sort_keys=True)
         if key in done:
             continue
-        t = time.perf_counter()
-        try:
-            done[key] = {"val_acc": ref.evaluate(config_from_dict(row["config"])).score}
-        except EvaluationFailed as exc:
-            done[key] = {"failed": str(exc)}
-        done[key]["seconds"] = time.perf_counter() - t
+        got = train_reference(
+            dataset, config_from_dict(row["config"]), ref_recipe, args.device, seed, args.ref_validate
+        )
+        done[key] = {k: got[k] for k in ("val_acc", "failed", "seconds") if k in got}
         log.info("reference seed %d: %d/%d %s", seed, i + 1, len(rows), done[key])
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(done, indent=1) + "\n")
@@ -255,6 +482,8 @@ def rerender(out: Path) -> dict[str, Any]:
     extra_seeds = []
     for path in sorted(out.glob("ref-seed-*.json")):
         seed = path.stem.removeprefix("ref-seed-")
+        if not seed.lstrip("-").isdigit():  # ref-seed-N.run.json: the provenance of that seed's rows
+            continue
         extra_seeds.append(int(seed))
         by_key = json.loads(path.read_text())
         for row in result["rows"]:
@@ -272,16 +501,41 @@ def rerender(out: Path) -> dict[str, Any]:
         f"{n} configs with {k} reference seed{'s' * (k != 1)}"
         for k, n in sorted(counts.items(), reverse=True)
     )
-    result["note"] = run_note(result["args"]["scale"], seeds)
-    result["reference_seeds"] = [int(main_seed), *extra_seeds]
-    result["correlations"] = {"all": correlations(rows, False), "band": correlations(rows, True)}
-    result["repeatability"] = repeatability(rows)
+    result["note"] = run_note(result["args"], seeds)
+    inline = [int(v) for v in result["args"].get("ref_seeds") or [main_seed]]
+    result["reference_seeds"] = inline + [v for v in extra_seeds if v not in inline]
+    result.update(all_stats(rows))
     (out / "fidelity.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     return result
 
 
 def fmt(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.3f}"
+
+
+def reference_line(a: dict[str, Any], result: dict[str, Any]) -> str:
+    """The table's line on the proxy and reference recipes (both designs: see ``PRESETS``)."""
+    proxy = (
+        f"- Proxy: {a['proxy_images']} training images ({a['proxy_epochs']} epochs of "
+        f"{a['proxy_images'] // a['proxy_epochs']}, batch {a['proxy_batch']}"
+    )
+    if not a.get("ref_images"):
+        return (
+            proxy + f"); reference: {a['proxy_images'] * a['ref_factor']} "
+            f"images ({a['ref_epochs']} epochs of {a['proxy_images'] * a['ref_factor'] // a['ref_epochs']}, batch {a['ref_batch']}), "
+            f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g}, "
+            f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference "
+        )
+    r = result["reference_recipe"]
+    return (
+        proxy
+        + f", validated on {a['proxy_val_images']:,} of the held-out images, linear decay: the search's "
+        f"`train` proxy{'' if (a['proxy_images'], a['proxy_batch'], a['proxy_val_images']) == (6144, 128, 2000) else ' resized'}); "
+        f"reference: {a['ref_epochs']} epochs of the same {a['ref_images']:,} images ({a['ref_epochs'] * a['ref_images']:,} in all), "
+        f"batch {a['ref_batch']}, peak learning rate {r['lr']:g} with {r['warmup']:g} warm-up and {r['schedule']} decay, "
+        f"validated {'once at the end' if a.get('ref_validate') == 'end' else 'after every epoch'}. "
+        f"Seeds: proxy and zero-cost {a['seed']}, reference "
+    )
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -295,17 +549,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"log-uniformly by MACs@224 over {a['macs_lo'] / 1e6:.0f}M-{a['macs_hi'] / 1e6:.0f}M, {a['band']} more in the "
         f"band {a['band_lo'] / 1e6:.0f}M-{a['band_hi'] / 1e6:.0f}M ({result['n_in_band']} configs fall in the band in all).",
         f"- Data: {result['data']}; validation on {a['val_images']} fixed held-out training images (never the test set).",
-        f"- Proxy: {a['proxy_images']} training images ({a['proxy_epochs']} epochs of "
-        f"{a['proxy_images'] // a['proxy_epochs']}, batch {a['proxy_batch']}); reference: {a['proxy_images'] * a['ref_factor']} "
-        f"images ({a['ref_epochs']} epochs of {a['proxy_images'] * a['ref_factor'] // a['ref_epochs']}, batch {a['ref_batch']}), "
-        f"peak learning rates {result['proxy_recipe']['lr']:g} and {result['reference_recipe']['lr']:g}, "
-        f"i.e. {a['ref_factor']}x. Seeds: proxy and zero-cost {a['seed']}, reference "
-        f"{', '.join(str(v) for v in result.get('reference_seeds', [a['ref_seed']]))}"
+        reference_line(a, result)
+        + f"{', '.join(str(v) for v in result.get('reference_seeds', [a['ref_seed']]))}"
         + (
             " (reference accuracy = mean over these seeds)."
             if len(result.get("reference_seeds", [])) > 1
             else "."
         ),
+        *([f"- Torch threads: {a['threads']} (set by --threads)."] if a.get("threads") else []),
         f"- Machine: {result['run']['cpu']} ({result['run']['cpu_count']} cores, {result['run']['torch_threads']} threads), "
         f"torch {result['run']['torch']}, device {a['device']}; commit {result['run']['git_commit'][:10]}.",
         (
@@ -339,24 +590,64 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {name} | {tau(c)} | {fmt(c['spearman_rho'])} | {c['n']} | {tau(b)} | "
             f"{fmt(b['spearman_rho'])} | {b['n']} | {secs:.2f} |"
         )
+    by_seed = result.get("correlations_by_seed") or {}
+    if len(by_seed) > 1:
+        seeds = list(by_seed)
+        lines += [
+            "",
+            "Each proxy against each reference seed alone (Kendall tau [90% interval], all configs):",
+            "",
+            "| proxy | " + " | ".join(f"tau vs seed {s}" for s in seeds) + " |",
+            "|---|" + "---:|" * len(seeds),
+            *[
+                f"| {name} | " + " | ".join(tau(by_seed[s]["all"][name]) for s in seeds) + " |"
+                for name in PROXIES
+            ],
+        ]
     rep = result.get("repeatability") or {}
+    rep_band = result.get("repeatability_band") or {}
     if rep:
         lines += [
             "",
             "Noise in the reference itself: how well one reference run ranks the configs like another run "
-            "with a different seed. Where the configs' accuracies differ by little more than seed noise, "
-            "single runs agree poorly; the reference used above is the mean over seeds, steadier than one run.",
+            "with a different seed (Kendall tau [90% bootstrap interval over configs]). This is the ceiling of "
+            "the table above. Where the configs' accuracies differ by little more than seed noise, single runs "
+            "agree poorly; the reference used above is the mean over seeds, steadier than one run.",
             "",
-            "| reference seeds | Kendall tau | Spearman rho | n |",
-            "|---|---:|---:|---:|",
+            "| reference seeds | Kendall tau (all) | Spearman rho (all) | n | Kendall tau (band) | n band |",
+            "|---|---:|---:|---:|---:|---:|",
             *[
-                f"| {k} | {fmt(v['kendall_tau'])} | {fmt(v['spearman_rho'])} | {v['n']} |"
+                f"| {k} | {tau(v) if v.get('kendall_tau_ci90') else fmt(v['kendall_tau'])} | "
+                f"{fmt(v['spearman_rho'])} | {v['n']} | "
+                + (f"{tau(rep_band[k])} | {rep_band[k]['n']} |" if k in rep_band else "n/a | 0 |")
                 for k, v in rep.items()
             ],
         ]
+    for label, key in (("all configs", "reference_noise"), ("band only", "reference_noise_band")):
+        rn = result.get(key) or {}
+        if rn.get("n", 0) < 3:
+            continue
+        need = rn["seeds_needed_for_target"]
+        lines += [
+            "",
+            f"Reference noise against the configs' spread ({label}, {rn['n']} configs with "
+            f"{rn['seeds_used']}+ seeds; **an estimate** from a normal model, see `reference_noise`): "
+            f"seed-to-seed SD of one reference run {100 * rn['seed_sd']:.2f} points (mean |difference| "
+            f"between seeds {100 * rn['mean_abs_seed_difference']:.2f}), SD of the configs' true accuracies "
+            f"about {100 * rn['config_sd']:.2f} points. That predicts a seed-to-seed tau of "
+            f"{rn['expected_tau_one_seed']:.2f} for single runs and {rn['expected_tau_mean_of_seeds']:.2f} between "
+            f"two independent means of {rn['seeds_used']} seeds. A tau of {rn['target_tau']:g} would need "
+            + (
+                f"about {need} seeds per config at this recipe, or a recipe whose single-run seed SD is at most "
+                f"{100 * rn['seed_sd_needed_for_target_one_seed']:.2f} points."
+                if need is not None
+                else "a reference whose configs differ measurably at all (their spread is within the noise here)."
+            ),
+        ]
     lines += [
         "",
-        f"Reference training: mean {result['mean_seconds']['reference']:.1f} s per config. `train@1` and "
+        f"Reference training: mean {result['mean_seconds']['reference']:.1f} s per config "
+        f"(all {len(a.get('ref_seeds') or [a['ref_seed']])} seed(s) of the main run). `train@1` and "
         "`trainloss` come from the same run as `train` (no extra cost).",
         "",
         "| # | group | MACs@224 | params | ref acc | train | trainloss | synflow | naswot | zen | config |",
@@ -385,23 +676,52 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--scale", choices=("cpu", "gpu"), default="cpu", help="label and defaults of the run"
+        "--scale",
+        choices=tuple(PRESETS),
+        default="cpu",
+        help="preset of the flags left unset (see the docstring)",
     )
     parser.add_argument("--seed", type=int, default=0, help="config sampling, proxy and zero-cost seed")
-    parser.add_argument("--ref-seed", type=int, default=1, help="reference training seed")
-    parser.add_argument("--spread", type=int, help="configs stratified by MACs (cpu 14, gpu 28)")
-    parser.add_argument("--band", type=int, help="configs inside the MACs band (cpu 8, gpu 12)")
-    parser.add_argument("--macs-lo", type=float, default=40e6)
-    parser.add_argument("--macs-hi", type=float, default=300e6)
+    parser.add_argument("--ref-seed", type=int, default=1, help="first reference training seed")
+    parser.add_argument(
+        "--ref-seeds",
+        type=int,
+        nargs="+",
+        help="reference seeds trained in this run (default: --ref-seed and the next, one for cpu-quick)",
+    )
+    parser.add_argument("--spread", type=int, help="configs stratified by MACs (cpu 7, gpu 10)")
+    parser.add_argument("--band", type=int, help="configs inside the MACs band (cpu 5, gpu 6)")
+    parser.add_argument("--macs-lo", type=float, help="cpu and gpu 15e6")
+    parser.add_argument("--macs-hi", type=float, help="cpu 200e6, gpu 250e6")
     parser.add_argument("--band-lo", type=float, default=130e6)
     parser.add_argument("--band-hi", type=float, default=155e6)
     parser.add_argument("--proxy-images", type=int, help="training images the proxy sees in all")
     parser.add_argument("--proxy-epochs", type=int, default=2)
-    parser.add_argument("--proxy-batch", type=int, help="cpu 32, gpu 128 (the default proxy's)")
-    parser.add_argument("--ref-factor", type=int, default=10)
-    parser.add_argument("--ref-epochs", type=int, default=2)
-    parser.add_argument("--ref-batch", type=int, help="cpu 64, gpu 128")
-    parser.add_argument("--val-images", type=int, help="cpu 1000, gpu 2000 (the default proxy's)")
+    parser.add_argument("--proxy-batch", type=int, help="cpu and gpu 128 (the default proxy's)")
+    parser.add_argument("--proxy-val-images", type=int, help="cpu and gpu 2000 (the default proxy's)")
+    parser.add_argument(
+        "--ref-images",
+        type=int,
+        help="reference training subset, passed over --ref-epochs times (cpu 4000, gpu 20000)",
+    )
+    parser.add_argument(
+        "--ref-factor",
+        type=int,
+        default=10,
+        help="without --ref-images: reference = this times the proxy's images",
+    )
+    parser.add_argument("--ref-epochs", type=int, help="cpu 3, gpu 5")
+    parser.add_argument("--ref-batch", type=int, help="cpu and gpu 128")
+    parser.add_argument("--ref-schedule", choices=("linear", "cosine"), help="cpu and gpu cosine")
+    parser.add_argument(
+        "--ref-warmup", type=float, help="fraction of the reference's steps (cpu and gpu 0.05)"
+    )
+    parser.add_argument(
+        "--ref-validate",
+        choices=("end", "epochs"),
+        help="validate the reference once at the end (cpu, gpu) or after every epoch",
+    )
+    parser.add_argument("--val-images", type=int, help="reference validation images (cpu and gpu 10000)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--lock", help="flock this file around each config's measurements")
     parser.add_argument("--limit", type=int, help="score only the first N configs (smoke test)")
@@ -432,29 +752,9 @@ def main() -> None:
                 f"{info['utc']} {info['command']} # commit {info['git_commit']} dirty={info['git_dirty']}\n"
             )
         return
-    # GPU scale: the proxy is exactly the search's default `train` recipe (2 epochs of 3,072
-    # images, batch 128, 2,000 validation images); the CPU scale is a reduced stand-in.
-    defaults = {
-        "cpu": {
-            "proxy_images": 1024,
-            "proxy_batch": 32,
-            "ref_batch": 64,
-            "val_images": 1000,
-            "spread": 14,
-            "band": 8,
-        },
-        "gpu": {
-            "proxy_images": 6144,
-            "proxy_batch": 128,
-            "ref_batch": 128,
-            "val_images": 2000,
-            "spread": 28,
-            "band": 12,
-        },
-    }[args.scale]
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    # cpu and gpu: the proxy is exactly the search's default `train` recipe (2 epochs of 3,072
+    # images, batch 128, 2,000 validation images); cpu-quick's is a reduced stand-in.
+    apply_preset(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -469,6 +769,8 @@ def main() -> None:
     dataset = load_dataset(args.data, args.data_dir)
     proxy_recipe, ref_recipe = recipes(args)
     if args.add_ref_seed is not None:
+        if args.add_ref_seed in args.ref_seeds:
+            log.info("note: seed %d is already one of this run's --ref-seeds", args.add_ref_seed)
         add_reference_seed(args, dataset, ref_recipe)
         return
     evs: dict[str, Any] = {
@@ -479,9 +781,9 @@ def main() -> None:
         "params": CostEvaluator("params", args.data, args.device, args.seed),
         "macs": CostEvaluator("macs", args.data, args.device, args.seed),
     }
-    ref = TrainEvaluator(dataset, recipe=ref_recipe, device=args.device, seed=args.ref_seed)
-    scale = ("reduced CPU run" if args.scale == "cpu" else "GPU run") + f" on {dataset.label}"
-    note = run_note(args.scale, "one reference seed per config")
+    scale = ("GPU run" if args.scale == "gpu" else "reduced CPU run") + f" on {dataset.label}"
+    n_seeds = len(args.ref_seeds)
+    note = run_note(vars(args), f"{n_seeds} reference seed{'s' * (n_seeds != 1)} per config")
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     partial = args.out / "rows.partial.json"
@@ -504,7 +806,7 @@ def main() -> None:
             break
         cost = count_cost(cfg)
         with cpu_lock(args.lock):
-            row = score_config(cfg, evs, ref)
+            row = score_config(cfg, evs, dataset, ref_recipe, args)
         row.update(
             group=group,
             in_band=args.band_lo <= cost.macs <= args.band_hi,
@@ -520,7 +822,7 @@ def main() -> None:
             len(configs),
             group,
             cost.macs / 1e6,
-            row["reference"].get("val_acc"),
+            reference_seeds(row),
             row["scores"].get("train"),
             sum(row["seconds"].values()),
         )
@@ -539,7 +841,8 @@ def main() -> None:
         "n_sampled": len(configs),
         "stopped_early": stopped_early,
         "resumed_rows": resumed,
-        "correlations": {"all": correlations(rows, False), "band": correlations(rows, True)},
+        "reference_seeds": list(args.ref_seeds),
+        **all_stats(rows),
         "mean_seconds": {n: sum(r["seconds"][n] for r in rows) / len(rows) for n in names},
         "total_s": time.perf_counter() - t_start,
         "rows": rows,

@@ -45,6 +45,7 @@ from ghostnas.config import config_to_dict
 from ghostnas.cost import count_cost
 from ghostnas.front import best_record, hypervolume_2d, pareto_front, scored_in_budget
 from ghostnas.full_training import TrainSettings, train_model
+from ghostnas.noise import DEFAULT_NOISE_SEEDS
 from ghostnas.provenance import provenance
 from ghostnas.registry import resolve_config
 from ghostnas.run_folder import RunFolder, open_run
@@ -65,8 +66,11 @@ def log(msg: str) -> None:
 
 def _summary(run: RunFolder, seconds: float) -> dict[str, Any]:
     """One search's line in the results, read from its run folder: counts, time, best trial,
-    hypervolume and front."""
+    hypervolume and front, and the search's own noise floor (``run.json``'s ``noise``: the
+    reference's seed-to-seed proxy SD)."""
     counts = run.info["counts"]
+    noise = run.info.get("noise") or {}
+    measured = bool(noise.get("measured"))
     best = best_record(run.records, run.budget)
     if best is None:
         raise SystemExit(f"search_quality: {run.path} has no trial scored under budget")
@@ -87,6 +91,10 @@ def _summary(run: RunFolder, seconds: float) -> dict[str, Any]:
         "pareto": [
             {"trial": r.number, "macs": r.macs, "params": r.params, "accuracy": r.accuracy} for r in front
         ],
+        "noise_sd": noise.get("sd") if measured else None,
+        "noise_threshold": noise.get("distinguishable_if_difference_over") if measured else None,
+        "noise_reference_mean": noise.get("mean") if measured else None,
+        "reference_on_front": any(r.reference for r in front),
     }
 
 
@@ -114,6 +122,8 @@ def run_searches(args: argparse.Namespace, out: Path, command: list[str]) -> dic
             data_dir=args.data_dir,
             seed=args.search_seed,
             device=args.device,
+            noise_seeds=args.noise_seeds,
+            rungs=args.rungs,
             out=str(out / f"search-{sampler}"),
             command=command,
         )
@@ -238,31 +248,40 @@ def summarise(runs: dict[str, list[dict[str, Any]]], searches: dict[str, Any]) -
     return rows
 
 
+def compare(r: dict[str, Any], base: dict[str, Any]) -> str:
+    """One model against another: the difference in mean test accuracy, its standard error over
+    seeds (seeds as the only source of variation) and whether it exceeds twice that."""
+    n1, n2 = len(r["test_acc"]), len(base["test_acc"])
+    diff = r["test_acc_mean"] - base["test_acc_mean"]
+    se = math.sqrt(r["test_acc_std"] ** 2 / n1 + base["test_acc_std"] ** 2 / n2)
+    if min(n1, n2) < 2:
+        word = "cannot be compared yet (fewer than 2 seeds) with"
+    elif r["is_ghostnet_reference"] and base["model"] == BASELINE:
+        word = "is the search's own reference network (width-scaled GhostNet, trial 0), compared with"
+    elif se > 0 and abs(diff) > 2 * se:
+        word = "beats" if diff > 0 else "loses to"
+    else:
+        word = "is within noise of"
+    return (
+        f"{r['model']} {word} {base['model']}: {100 * diff:+.2f} points of test accuracy "
+        f"(standard error {100 * se:.2f}, 2 x SE = {200 * se:.2f}; seeds {r['seeds']} vs {base['seeds']}), "
+        f"{r['macs'] / 1e6:.1f}M vs {base['macs'] / 1e6:.1f}M MACs"
+    )
+
+
 def verdict(rows: list[dict[str, Any]]) -> list[str]:
-    """Each search winner against ghostnet_100: the difference in mean test accuracy and whether it
-    exceeds twice its standard error (seeds as the only source of variation)."""
+    """Each search winner against ghostnet_100, then the default (TPE) winner against the random
+    search's winner."""
     base = next((r for r in rows if r["model"] == BASELINE), None)
     if base is None:
         return [f"{BASELINE} has no finished training run; no comparison"]
-    lines = []
-    for r in rows:
-        if r is base:
-            continue
-        n1, n2 = len(r["test_acc"]), len(base["test_acc"])
-        diff = r["test_acc_mean"] - base["test_acc_mean"]
-        se = math.sqrt(r["test_acc_std"] ** 2 / n1 + base["test_acc_std"] ** 2 / n2)
-        if min(n1, n2) < 2:
-            word = "cannot be compared yet (fewer than 2 seeds) with"
-        elif r["is_ghostnet_reference"]:
-            word = "is the search's own reference network (width-scaled GhostNet, trial 0), compared with"
-        elif se > 0 and abs(diff) > 2 * se:
-            word = "beats" if diff > 0 else "loses to"
-        else:
-            word = "is within noise of"
-        lines.append(
-            f"{r['model']} {word} {BASELINE}: {100 * diff:+.2f} points of test accuracy "
-            f"(2 x standard error = {200 * se:.2f}), {r['macs'] / 1e6:.1f}M vs {base['macs'] / 1e6:.1f}M MACs"
-        )
+    lines = [compare(r, base) for r in rows if r is not base]
+    by_model = {r["model"]: r for r in rows}
+    tpe, rnd = by_model.get("search-tpe-winner"), by_model.get("search-random-winner")
+    if tpe is not None and rnd is not None and tpe["arch"] != rnd["arch"]:
+        lines.append(compare(tpe, rnd))
+    elif tpe is not None and rnd is not None:
+        lines.append("search-tpe-winner and search-random-winner are the same network")
     return lines
 
 
@@ -275,27 +294,39 @@ def table_md(
     out = [
         f"### Search quality: {args.budget}, {scale}",
         "",
-        "| model | MACs | params | proxy score | test accuracy (mean ± std) | seeds | per seed |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| model | MACs | params | proxy score | test accuracy (mean ± std) | SE | seeds | per seed |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         proxy = "" if r["proxy_score"] is None else f"{r['proxy_score']:.4f}"
         trial = "" if r["search_trial"] is None else f" (trial {r['search_trial']})"
         out.append(
             f"| {r['model']}{trial} | {r['macs'] / 1e6:.1f}M | {r['params'] / 1e6:.2f}M | {proxy} | "
-            f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} | {len(r['seeds'])} | "
+            f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} | "
+            f"{100 * r['test_acc_std'] / math.sqrt(len(r['seeds'])):.2f} | {len(r['seeds'])} | "
             + ", ".join(f"{100 * a:.2f}" for a in r["test_acc"])
             + " |"
         )
     out += [
         "",
-        "| search | evaluated | over budget (rejected) | best trial | hypervolume of the front | time |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| search | evaluated | over budget (rejected) | best trial | hypervolume of the front | "
+        "proxy noise SD (reference) | best vs reference (proxy) | time |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for sampler, s in searches.items():
+        sd, ref_mean = s.get("noise_sd"), s.get("noise_reference_mean")
+        if s["best_is_reference"]:
+            vs_ref = "is the reference"
+        elif sd is None or ref_mean is None:
+            vs_ref = "no noise floor"
+        else:
+            d = s["best_proxy"] - ref_mean
+            vs_ref = f"{100 * d:+.2f} points, " + (
+                "beyond noise" if abs(d) > s["noise_threshold"] else "within noise"
+            )
         out.append(
             f"| {sampler} | {s['evaluated']} | {s['over_budget']} | {s['best_trial']} | {s['hypervolume']:.4f} | "
-            f"{s['seconds']:.0f} s |"
+            f"{'n/a' if sd is None else f'{sd:.4f}'} | {vs_ref} | {s['seconds']:.0f} s |"
         )
     out += ["", *[f"- {line}" for line in verdict(rows)], ""]
     return "\n".join(out)
@@ -370,6 +401,15 @@ def main(argv: list[str] | None = None) -> int:
         help="proxy epochs (None: evaluator default)",
     )
     p.add_argument("--search-seed", type=int, default=0)
+    p.add_argument(
+        "--noise-seeds",
+        type=int,
+        default=DEFAULT_NOISE_SEEDS,
+        help=f"the searches' noise probes of their reference (default {DEFAULT_NOISE_SEEDS}, as ghostnas search)",
+    )
+    p.add_argument(
+        "--rungs", type=int, default=1, help="the searches' promotion rungs (default 1, as ghostnas search)"
+    )
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--train-epochs", type=float, default=30.0)

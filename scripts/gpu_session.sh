@@ -17,7 +17,11 @@
 #   2. benchmarks/bench_search.py: a real search with the default proxy, --parallel at the best N
 #      of step 1 and --parallel 1, time-limited: evaluated candidates per hour, Optuna and
 #      storage included.
-#   3. benchmarks/search_quality.py at full scale (30 trials per search, 30 epochs on all
+#   3. benchmarks/fidelity.py --scale gpu (issue 11): the repeatable fidelity reference (16
+#      configs, two reference seeds each) and the proxy table against it, about 6 minutes on an
+#      H100/H200 (an estimate), resumed from results/fidelity-gpu-*/ (row by row) if unfinished;
+#      no config is started that the time left cannot finish (--stop-after).
+#   4. benchmarks/search_quality.py at full scale (30 trials per search, 30 epochs on all
 #      training images, seeds 0 1 2), resumed from results/search-quality-gpu-*/ if there is one;
 #      no training run is started that the time left cannot finish (--stop-after).
 set -uo pipefail
@@ -67,7 +71,7 @@ record() {
 }
 
 run_steps() {
-    local conc rate sq n t rc
+    local conc rate sq n t rc stop
     # 1. candidates at once (first the CUDA-only tests of that path, their output kept beside it)
     conc=$(step_dir concurrency)
     if [ -n "$GPU_TESTS" ] && [ ! -f "$conc/results.json" ] && [ "$(left)" -gt 200 ]; then
@@ -110,16 +114,34 @@ run_steps() {
         record "$rate" "$rc" "$(basename "$PY") benchmarks/bench_search.py --device $DEV --parallel $par --timeout $t $RATE_ARGS --out $d"
     done
 
-    # 3. the full-scale search-quality run, resumed across sessions
+    # 3. the repeatable fidelity reference (issue 11), resumed across sessions row by row
+    local fid
+    fid=$(step_dir fidelity)
+    if "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r['stopped_early'])" \
+        "$fid/fidelity.json" 2>/dev/null && [ ! -f "$fid/rows.partial.json" ]; then
+        say "3. fidelity: done in $fid (skipped)"
+    elif [ $(( $(left) - 30 )) -lt $(( FID_ROW_S + 60 )) ]; then
+        say "3. fidelity: not enough time left ($(left) s); next session resumes $fid"
+    else
+        t=$(( $(left) - 30 ))
+        stop=$("$PY" -c "import sys; print(round(max(float(sys.argv[1]) - float(sys.argv[2]), 0.5) / 60, 2))" "$t" "$FID_ROW_S")
+        say "3. fidelity -> $fid (no new config after $stop min; killed at $t s)"
+        mkdir -p "$fid"
+        timeout "$t" "$PY" benchmarks/fidelity.py --device "$DEV" $FID_ARGS --resume --stop-after "$stop" \
+            --out "$fid" 2>&1 | tee -a "$fid/stdout.txt"
+        rc=${PIPESTATUS[0]}
+        record "$fid" "$rc" "$(basename "$PY") benchmarks/fidelity.py --device $DEV $FID_ARGS --resume --stop-after $stop --out $fid"
+    fi
+
+    # 4. the full-scale search-quality run, resumed across sessions
     sq=$(step_dir search-quality)
     t=$(( $(left) - 30 ))
     if [ "$t" -lt 120 ]; then
-        say "3. search quality: not enough time left ($(left) s); next session resumes $sq"
+        say "4. search quality: not enough time left ($(left) s); next session resumes $sq"
         return
     fi
-    local stop
     stop=$("$PY" -c "import sys; print(round(max(float(sys.argv[1]) - float(sys.argv[2]), 0.5) / 60, 2))" "$t" "$SQ_RUN_S")
-    say "3. search quality -> $sq (no new training run after $stop min; killed at $t s)"
+    say "4. search quality -> $sq (no new training run after $stop min; killed at $t s)"
     mkdir -p "$sq"
     timeout "$t" "$PY" benchmarks/search_quality.py --device "$DEV" --out "$sq" $SQ_ARGS --seeds 0 1 2 \
         --stop-after "$stop" 2>&1 | tee -a "$sq/stdout.txt"
@@ -131,7 +153,7 @@ pack() {
     local dest=$1
     mkdir -p "$dest"
     local dirs=()
-    for name in concurrency search-rate search-quality; do
+    for name in concurrency search-rate fidelity search-quality; do
         local d
         d=$(step_dir "$name")
         [ -d "$d" ] && dirs+=("${d#"$RESULTS"/}")
@@ -153,6 +175,8 @@ device() {
     RATE_ARGS="--trials 100000"
     RATE_TN=90
     RATE_T1=45
+    FID_ARGS="--scale gpu"
+    FID_ROW_S=60  # one config (proxies and two reference seeds) on an H100/H200, with margin
     SQ_ARGS="--trials 30 --train-epochs 30"
     SQ_RUN_S=150  # one full-recipe training run of ghostnet_100 on an H100/H200, with margin
     GPU_TESTS="tests/training/test_train_many.py tests/search/test_search_batches.py"
@@ -187,6 +211,9 @@ dry_run() {
     RATE_ARGS="--space tiny --budget 10M --data synthetic --epochs 1 --trials 3"
     RATE_TN=30
     RATE_T1=20
+    FID_ARGS="--scale cpu-quick --data synthetic --limit 2 --threads 1 --ref-seeds 1 2 --proxy-images 128 --proxy-val-images 64"
+    FID_ARGS+=" --ref-images 64 --ref-epochs 1 --val-images 128 --ref-validate end"
+    FID_ROW_S=0
     SQ_ARGS="--space tiny --budget 10M --evaluator fake --data synthetic --trials 3 --train-epochs 1 --train-images 128"
     SQ_RUN_S=0
     GPU_TESTS=""  # they need CUDA
@@ -213,5 +240,5 @@ case "${1:-}" in
     device) device "${2:-540}" ;;
     dry-run) dry_run "${2:-}" ;;
     collect) collect "${2:-}" ;;
-    *) sed -n '2,22p' "$0"; exit 2 ;;
+    *) sed -n '2,26p' "$0"; exit 2 ;;
 esac

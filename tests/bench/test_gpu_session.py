@@ -46,14 +46,18 @@ def test_dry_run_runs_every_step_packs_them_and_resumes(tmp_path):
         bench = json.loads((rate / f"parallel{par}" / "bench.json").read_text())
         assert bench["parallel"] == par and bench["evaluated"] >= 1 and bench["candidates_per_hour"] > 0
         assert bench["git"]["commit"] == "dry-run"  # GHOSTNAS_GIT_COMMIT reaches the search's provenance
+    (fid,) = results.glob("fidelity-dry-*")  # issue 11's repeatable reference, two seeds inline
+    assert (fid / "fidelity.md").is_file() and "exit 0" in (fid / "sessions.txt").read_text()
+    assert json.loads((fid / "fidelity.json").read_text())["reference_seeds"] == [1, 2]
     (sq,) = results.glob("search-quality-dry-*")
     assert (sq / "table.md").is_file() and "exit 0" in (sq / "sessions.txt").read_text()
     with tarfile.open(tmp_path / "out" / "results-gpu.tar.gz") as tar:
         tops = {n.split("/")[0] for n in tar.getnames()}
-    assert tops == {conc.name, rate.name, sq.name}
+    assert tops == {conc.name, rate.name, fid.name, sq.name}
 
     again = run("dry-run", str(tmp_path))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1. concurrency: done" in again.stdout and "(skipped)" in again.stdout
+    assert "3. fidelity: done" in again.stdout
     assert "reusing the finished run" in again.stdout
     assert (sq / "sessions.txt").read_text().count("exit 0") == 2

@@ -33,6 +33,12 @@ def test_benchmark_writes_table_json_plot_and_provenance(tmp_path, capsys):
         assert r["seeds"] == [0, 1, 2] and len(r["test_acc"]) == 3
     table = (out / "table.md").read_text()
     assert "ghostnet_100" in table and "hypervolume" in table and res["verdict"][0] in table
+    # the noise-aware search: each search's own noise floor and the winners' standard errors
+    assert "proxy noise SD (reference)" in table and "| SE |" in table
+    assert all("noise_sd" in s and "noise_threshold" in s for s in res["searches"].values())
+    assert len(res["verdict"]) == 3  # both winners vs ghostnet_100, then TPE's winner vs random's
+    assert res["verdict"][-1].startswith("search-tpe-winner")
+    assert all("standard error" in v for v in res["verdict"] if "same network" not in v)
     assert "search_quality.py" in (out / "command.txt").read_text()
     assert not list(out.rglob("weights.pt"))  # not kept unless --keep-weights
     # A re-run reuses the finished searches and training runs.
