@@ -525,3 +525,47 @@ def test_write_faults_are_found_behind_library_wrappers():
     hidden = ValueError("cannot parse")
     hidden.__context__, hidden.__suppress_context__ = OSError(errno.ENOSPC, "full"), True
     assert not is_write_fault(hidden)  # `raise ... from None` hid it: not the write that failed
+
+
+class DyingThreadsEvaluator:
+    """Scores like the fake evaluator; on its first call two background threads die of a full
+    disk, as two heartbeat threads can under load before the main thread writes again."""
+
+    name = "dying-threads"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.inner = FakeEvaluator()
+
+    def evaluate(self, cfg, report=None):
+        import threading
+
+        self.calls += 1
+        if self.calls == 1:
+
+            def die() -> None:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/study/heartbeat")
+
+            for _ in range(2):
+                thread = threading.Thread(target=die)
+                thread.start()
+                thread.join()
+        return self.inner.evaluate(cfg, report)
+
+
+def dying_threads_factory(settings):
+    return DyingThreadsEvaluator()
+
+
+def test_background_write_faults_are_said_once_per_run(tmp_path, monkeypatch, capsys):
+    """Two background threads failing on a full disk give one warning line, not two, and the run
+    (whose own writes still succeed) finishes."""
+    from ghostnas import evaluators
+
+    monkeypatch.setitem(evaluators._FACTORIES, "dying-threads", f"{__name__}:dying_threads_factory")
+    argv = [*_argv(tmp_path, "sqlite", trials=2)]
+    argv[argv.index("filling")] = "dying-threads"
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "Exception in thread" not in err, err
+    assert err.count("a background write to the study failed") == 1, err

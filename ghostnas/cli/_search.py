@@ -262,15 +262,21 @@ def _thread_write_fault_hook(log: logging.Logger, previous: Any) -> Any:
 
     Optuna writes each running trial's heartbeat from a thread; on a full disk that thread dies,
     and Python would print its traceback in the middle of the run. The main thread meets the
-    same fault at its next write and ends the run with the one-line message; this says it first.
+    same fault at its next write and ends the run with the one-line message; this says it first,
+    once: under load a second heartbeat thread can fail before the main thread gets there.
     """
     from ghostnas._fs import write_fault
+
+    said = threading.Event()
 
     def hook(info: Any) -> None:
         fault = write_fault(info.exc_value) if info.exc_value is not None else None
         if fault is None:
             previous(info)
             return
+        if said.is_set():
+            return
+        said.set()
         log.warning(
             "a background write to the study failed (%s); the search stops at its next write", fault.reason
         )
