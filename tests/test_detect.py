@@ -3,15 +3,13 @@ spaces, the model YAML, and the short-training proxy."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
 import tempfile
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("ultralytics")
-
 import torch
 
 from ghostnas.detect import C2fChoice, DetectConfig, base_detector, detect_costs
@@ -19,6 +17,12 @@ from ghostnas.detect.config import detect_config_from_dict
 from ghostnas.detect.model_yaml import model_yaml_text
 from ghostnas.detect.space import list_detect_spaces, load_detect_space
 from ghostnas.errors import GhostnasError
+
+# Skip without Ultralytics, without importing it while the suite is collected (its import patches
+# PIL.Image.open for the whole process).
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ultralytics") is None, reason="needs ghostnas[yolo]"
+)
 
 NC = 10
 CONFIGS = {

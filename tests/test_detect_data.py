@@ -145,3 +145,21 @@ def test_bad_recipe() -> None:
         DetectRecipe(images=2).check()
     with pytest.raises(DetectDataError, match="6 pixels"):
         DetectRecipe(imgsz=40).check()
+
+
+def test_unreadable_image_is_one_line_after_ultralytics_is_imported(tmp_path: Path) -> None:
+    """Importing Ultralytics (the detection search does) replaces PIL's Image.open with one that
+    tries a HEIF plugin on files Pillow cannot identify; a bad image is still one DatasetError."""
+    pytest.importorskip("ultralytics")
+    import ultralytics  # noqa: F401
+    from PIL import Image
+
+    from ghostnas.data import DatasetError, load_dataset
+
+    for cls in ("a", "b"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "d" / cls / f"{i}.png")
+    (tmp_path / "d" / "b" / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=r"bad\.jpg"):
+        load_dataset(str(tmp_path / "d"))

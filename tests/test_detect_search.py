@@ -4,6 +4,7 @@ the budget checked before any training, kill -9 and resume, and bad input."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -15,13 +16,17 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ultralytics")
-
 from ghostnas.cli import main
 from ghostnas.detect import detect_costs
 from ghostnas.evaluators import EvalResult
 from ghostnas.search import SearchSettings, run_search
 from ghostnas.testing.workers import check_study, load_trials
+
+# Skip without Ultralytics, without importing it while the suite is collected (its import patches
+# PIL.Image.open for the whole process).
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ultralytics") is None, reason="needs ghostnas[yolo]"
+)
 
 FAST = ["--epochs", "1", "--image-size", "64"]
 

@@ -155,6 +155,13 @@ def _open(path: Path) -> Any:  # a PIL image; PIL is imported lazily
         return Image.open(path)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"cannot read image {path}: {exc}; fix or remove the file") from None
+    except ImportError as exc:
+        # Importing Ultralytics (ghostnas.yolo, search --task detect) replaces PIL's Image.open with
+        # one that, when Pillow cannot identify a file, tries an optional HEIF plugin: a missing
+        # plugin then means the same thing, an image Pillow cannot read.
+        raise DatasetError(
+            f"cannot read image {path}: Pillow cannot identify it ({exc}); fix or remove the file"
+        ) from None
 
 
 def probe_folder(scan: FolderScan, image_size: int | None) -> FolderShape:
