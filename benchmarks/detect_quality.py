@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(
                 {"seed": seed, "seconds": round(seconds, 1), "lock_wait_s": round(waited, 1), **scores}
             )
-            with (out / "runs.jsonl").open("a") as fh:  # kept as it goes: a cut-off run still shows its figures
+            with (out / "runs.jsonl").open(
+                "a"
+            ) as fh:  # kept as it goes: a cut-off run still shows its figures
                 fh.write(json.dumps({"label": label, "arch": cfg.short(), **runs[-1]}) + "\n")
             log(f"{label} seed {seed}: test mAP50-95 {scores['test']['map']:.4f} ({seconds:.0f} s)")
         rows[label] = {

@@ -45,12 +45,17 @@ BASES = ("yolov8n", "yolov8s", "yolov8m", "yolov8l", "yolov8x")
 
 
 def ultralytics_offline() -> None:
-    """Tell Ultralytics, before it is imported, that there is no network: no auto-install of
-    missing packages (``YOLO_AUTOINSTALL``), no online checks or downloads (``YOLO_OFFLINE``),
-    quiet logs. Values the user set are kept."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    """Import Ultralytics the one way ghostnas does, through :mod:`ghostnas.yolo`: no network
+    (no auto-install of missing packages, no online checks or downloads), Pillow's own
+    ``Image.open`` kept, the Ghost modules resolvable in model YAML; plus quiet logs for the
+    search's many short runs. Values the user set are kept. A missing Ultralytics is one line."""
     os.environ.setdefault("YOLO_VERBOSE", "false")
+    try:
+        import ghostnas.yolo  # noqa: F401 -- sets Ultralytics up before anything else imports it
+    except ImportError as exc:
+        raise GhostnasError(
+            f"the detection search needs Ultralytics ({exc}): pip install 'ghostnas[yolo]' or bash scripts/setup.sh"
+        ) from None
 
 
 @dataclass(frozen=True)

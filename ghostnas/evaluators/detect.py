@@ -106,8 +106,6 @@ def offline_ultralytics() -> Iterator[None]:
     ultralytics_offline()
     import ultralytics.data.utils as data_utils
 
-    import ghostnas.yolo  # noqa: F401 -- makes GhostnasC2f resolvable in the model YAML
-
     saved = data_utils.check_font
     data_utils.check_font = lambda *_a, **_k: None
     try:

@@ -36,7 +36,6 @@ from ghostnas.yolo.profile import gflops_old, params_pasted_conv
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # kind, seed name, seed params (fused, pasted Conv), seed GFLOPs (old count, fused)
 SEED_V8 = [

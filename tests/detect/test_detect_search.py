@@ -21,6 +21,7 @@ from ghostnas.detect import detect_costs
 from ghostnas.evaluators import EvalResult
 from ghostnas.search import SearchSettings, run_search
 from ghostnas.testing.workers import check_study, load_trials
+from tests.paths import REPO
 
 # Skip without Ultralytics, without importing it while the suite is collected (its import patches
 # PIL.Image.open for the whole process).
@@ -146,7 +147,7 @@ def test_kill_9_mid_trial_then_resume(tiny_detect_data: Path, tmp_path: Path) ->
     cmd = [sys.executable, "-m", "ghostnas", "search", "--task", "detect", "--data", str(tiny_detect_data)]
     cmd += ["--trials", "2", *FAST, "--noise-seeds", "0", "--no-reference", "--sampler", "random"]
     cmd += ["--out", str(out), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     url, study = f"sqlite:///{out / 'study.db'}", out.name
     with open(tmp_path / "first.log", "wb") as log:
         first = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
