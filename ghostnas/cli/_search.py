@@ -304,14 +304,6 @@ def cmd_search(args: argparse.Namespace) -> int:
             else:
                 print(text, file=sys.stderr, flush=True)
 
-    handler = _Lines()
-    handler.setFormatter(logging.Formatter("ghostnas search: %(message)s"))
-    log = logging.getLogger("ghostnas")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    data_log = logging.getLogger("ghostnas.data")
-    data_log.setLevel(logging.INFO)  # decoding a large folder shows its progress
-
     def on_start(start: SearchStart) -> None:
         nonlocal display, label
         label = start.score_label
@@ -373,9 +365,18 @@ def cmd_search(args: argparse.Namespace) -> int:
         command=["ghostnas", *args.argv],
         parallel=args.parallel,
     )
+    # The handler goes on only now, inside the try whose finally takes it off: a bad setting above
+    # must not leave it on the logger (a later search in the same process would say everything twice).
+    handler = _Lines()
+    handler.setFormatter(logging.Formatter("ghostnas search: %(message)s"))
+    log = logging.getLogger("ghostnas")
+    data_log = logging.getLogger("ghostnas.data")
     previous_hook = threading.excepthook
-    threading.excepthook = _thread_write_fault_hook(log, previous_hook)
     try:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO if args.verbose else logging.WARNING)
+        data_log.setLevel(logging.INFO)  # decoding a large folder shows its progress
+        threading.excepthook = _thread_write_fault_hook(log, previous_hook)
         result = run_search(settings, progress=progress, on_start=on_start)
     except NoResultError as exc:
         print(f"ghostnas search: {exc}", file=sys.stderr)

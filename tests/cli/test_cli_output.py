@@ -290,3 +290,19 @@ def test_readme_opens_with_the_main_job_and_the_test_suite():
     assert headings[:3] == ["## Quick start", "## A first search, step by step", "## Your own data"]
     assert {"## How it works", "## Measured"} <= set(headings)
     assert "hypervolume.png" in readme and "3:48>24/2se" in readme and '-m "not slow"' in readme
+
+
+def test_a_search_refused_by_its_settings_leaves_no_handler_behind(tmp_path, capsys):
+    """A bad setting found after the arguments parse (a params budget for a detection search, which
+    is budgeted in GFLOPs) is one line, and the next search in the process says each line once."""
+    import logging
+
+    before = list(logging.getLogger("ghostnas").handlers)
+    argv = ["search", "--task", "detect", "--budget", "3Mparams"]
+    assert main([*argv, "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert logging.getLogger("ghostnas").handlers == before
+    capsys.readouterr()
+    good = ["search", "--space", "tiny", "--budget", "10M", "--evaluator", "fake", "--trials", "2"]
+    assert main([*good, "--out", str(tmp_path / "run"), "--no-progress", "--verbose"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ghostnas search: ")]
+    assert err and len(err) == len(set(err)), err
