@@ -61,7 +61,7 @@ from ghostnas.evaluators.zero_cost import CostEvaluator, NaswotEvaluator, Synflo
 from ghostnas.registry import create_model
 from ghostnas.space import load_space
 from ghostnas.stats import bootstrap_interval, kendall_tau, spearman_rho
-from ghostnas.train import Recipe, TrainingFailed, TrainingRun, prepare_data, sync
+from ghostnas.train import Recipe, TrainingFailed, TrainingRun, prepare_data, run_to_end
 
 try:  # benchmarks/ is on sys.path when run as a script
     from _runinfo import cpu_lock, run_info
@@ -220,15 +220,7 @@ def train_reference(
     t0 = time.perf_counter()
     try:
         run = TrainingRun(lambda: create_model(cfg, spec=spec), data, seed, None)
-        while not run.done:
-            while True:
-                run.advance()
-                if run.check_due:
-                    run.check()
-                if run.at_report_point:
-                    break
-            sync(data.device)
-            run.validate()
+        run_to_end(run)
     except TrainingFailed as exc:
         return {"failed": str(exc), "seconds": time.perf_counter() - t0}
     res = run.result(0.0, 0.0)

@@ -52,6 +52,7 @@ __all__ = [
     "normalise",
     "prepare_data",
     "recalibrate_bn",
+    "run_to_end",
     "sync",
 ]
 
@@ -807,6 +808,18 @@ def fit(
     run = TrainingRun(model, data, seed, report)
     sync(data.device)
     setup_s = time.perf_counter() - t0
+    return run.result(setup_s, run_to_end(run))
+
+
+def run_to_end(run: TrainingRun) -> float:
+    """Drive ``run`` to its end: train, check the loss when due, validate at each report point.
+
+    The one loop every single-model trainer shares (:func:`fit`, the fidelity benchmark's
+    reference); :mod:`ghostnas.train_many` interleaves several runs instead. Returns the seconds
+    spent training (validation excluded; the device is synchronised before each clock read).
+    Raises :class:`TrainingFailed` as :meth:`TrainingRun.check` does.
+    """
+    device = run.data.device
     train_s = 0.0
     while not run.done:
         t1 = time.perf_counter()
@@ -816,7 +829,7 @@ def fit(
                 run.check()
             if run.at_report_point:
                 break
-        sync(data.device)
+        sync(device)
         train_s += time.perf_counter() - t1
         run.validate()
-    return run.result(setup_s, train_s)
+    return train_s
