@@ -342,8 +342,8 @@ def run_chaos(
     started again at once), call ``restart`` (a database restart) once half the trials are
     evaluated, then run the same command once more after the others have ended (the resume).
 
-    The kills happen at random points of progress (evaluated counts drawn with ``seed``), so
-    their number does not depend on the machine's speed; only a worker that is evaluating a
+    The kills happen at random points of progress (evaluated counts drawn with ``seed`` from the
+    first two thirds of the study), so their number does not depend on the machine's speed; only a worker that is evaluating a
     trial is killed, so that its trial is left RUNNING for the others to recover.
 
     A worker that ends by itself before the study is complete is started again too: one started
@@ -353,7 +353,9 @@ def run_chaos(
     import random
 
     rng = random.Random(seed)
-    kill_at = sorted(rng.sample(range(2, max(trials - 1, kills + 2)), kills))
+    # Kill points fall in the first two thirds of the study: a kill needs a worker mid-trial, and on
+    # a fast machine the last few trials end before a late kill point finds one.
+    kill_at = sorted(rng.sample(range(2, max(2 * trials // 3, kills + 2)), kills))
     restart_at = trials // 2 if restart is not None else None
     logs: list[Path] = []
     statuses: list[int] = []
