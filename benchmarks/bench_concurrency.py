@@ -90,6 +90,21 @@ def _peak(dev: torch.device) -> int | None:
     return int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else None
 
 
+def _row(results: list[FitResult], train_s: float, wall: float, dev: torch.device) -> dict[str, Any]:
+    """One way of training's figures: ``train_s`` is its training time (a sum for runs one after
+    another, the longest run for a group trained together)."""
+    images = sum(r.images for r in results)
+    return {
+        "images": images,
+        "train_s": train_s,
+        "wall_s": wall,
+        "images_per_s": images / train_s,
+        "runs_per_hour": 3600 * len(results) / wall,
+        "peak_memory_bytes": _peak(dev),
+        "train_loss_mean": [r.train_loss_mean for r in results],
+    }
+
+
 def one_at_a_time(
     cfgs: list[GhostNetConfig], train: Any, val: Any, recipe: Recipe, dev: torch.device
 ) -> dict[str, Any]:
@@ -97,17 +112,7 @@ def one_at_a_time(
     t0 = time.perf_counter()
     results: list[FitResult] = [fit(_factory(c), train, val, recipe, dev, seed=i) for i, c in enumerate(cfgs)]
     wall = time.perf_counter() - t0
-    images = sum(r.images for r in results)
-    train_s = sum(r.train_s for r in results)
-    return {
-        "images": images,
-        "train_s": train_s,
-        "wall_s": wall,
-        "images_per_s": images / train_s,
-        "runs_per_hour": 3600 * len(cfgs) / wall,
-        "peak_memory_bytes": _peak(dev),
-        "train_loss_mean": [r.train_loss_mean for r in results],
-    }
+    return _row(results, sum(r.train_s for r in results), wall, dev)
 
 
 def together(
@@ -121,17 +126,7 @@ def together(
     if failed:
         raise SystemExit(f"bench_concurrency: {len(failed)} candidate(s) failed together: {failed[0]}")
     results = [o for o in outs if isinstance(o, FitResult)]
-    images = sum(r.images for r in results)
-    train_s = max(r.train_s for r in results)  # the group's training wall time
-    return {
-        "images": images,
-        "train_s": train_s,
-        "wall_s": wall,
-        "images_per_s": images / train_s,
-        "runs_per_hour": 3600 * len(cfgs) / wall,
-        "peak_memory_bytes": _peak(dev),
-        "train_loss_mean": [r.train_loss_mean for r in results],
-    }
+    return _row(results, max(r.train_s for r in results), wall, dev)  # max: the group's training wall time
 
 
 def main(argv: list[str] | None = None) -> int:
